@@ -1,0 +1,89 @@
+//! Framing configuration shared by [`Decoder`](crate::Decoder) and [`Encoder`](crate::Encoder).
+
+/// The default maximum payload length, 4096 bytes, as Go BuffStreams.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 4096;
+
+/// What the decoder does with a frame whose declared length exceeds the maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Oversize {
+    /// Fail with [`DecodeError::FrameTooLong`](crate::DecodeError::FrameTooLong); the stream is dead.
+    #[default]
+    Reject,
+    /// Discard exactly that frame's payload bytes without buffering them, report
+    /// [`Event::Skipped`](crate::Event::Skipped), and carry on with the next frame
+    /// (Netty's discard mode).
+    Skip,
+}
+
+/// Framing options. Build with the `with_*` methods; every method is `const`.
+///
+/// ```
+/// use buffstreams_framing::{Config, Oversize};
+/// const CONFIG: Config = Config::new().with_max_frame_len(64 * 1024).with_oversize(Oversize::Skip);
+/// assert_eq!(CONFIG.max_frame_len(), 65536);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Config {
+    max_frame_len: usize,
+    includes_header: bool,
+    oversize: Oversize,
+}
+
+impl Config {
+    /// Max payload 4096 bytes, length counts the payload only, oversize frames rejected.
+    pub const fn new() -> Self {
+        Self {
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            includes_header: false,
+            oversize: Oversize::Reject,
+        }
+    }
+
+    /// Sets the maximum payload length. The decoder checks every declared length against it
+    /// before it buffers a single payload byte.
+    ///
+    /// # Warning
+    /// The effective maximum is also capped by what the header format can express and, for the
+    /// decoder, by the capacity of its storage; [`Decoder::max_frame_len`](crate::Decoder::max_frame_len)
+    /// reports the value in force.
+    pub const fn with_max_frame_len(mut self, max: usize) -> Self {
+        self.max_frame_len = max;
+        self
+    }
+
+    /// Whether the length field counts the header's own bytes too (Netty
+    /// `lengthIncludesLengthFieldLength`, tokio-util `length_adjustment(-N)`).
+    pub const fn with_length_includes_header(mut self, yes: bool) -> Self {
+        self.includes_header = yes;
+        self
+    }
+
+    /// Sets the oversize policy.
+    pub const fn with_oversize(mut self, policy: Oversize) -> Self {
+        self.oversize = policy;
+        self
+    }
+
+    /// The configured maximum payload length.
+    pub const fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Whether the length field counts the header too.
+    pub const fn length_includes_header(&self) -> bool {
+        self.includes_header
+    }
+
+    /// The oversize policy.
+    pub const fn oversize(&self) -> Oversize {
+        self.oversize
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}

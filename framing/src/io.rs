@@ -1,0 +1,374 @@
+//! Blocking frame reader and writer over `embedded_io::{Read, Write}`.
+//!
+//! The reader reads big chunks and decodes every frame in a chunk before it reads again (never
+//! one `read_exact` per header and per body); frames inside a chunk are borrowed from it.
+//! The writer coalesces small frames in its buffer and writes big payloads straight through.
+
+use embedded_io::{Read, Write};
+
+use crate::decoder::{Decoder, Event, Raw};
+use crate::encoder::Encoder;
+use crate::error::{EncodeError, ReadError, WriteError};
+use crate::header::{Header, LengthPrefix};
+use crate::storage::Storage;
+
+/// Read-side state shared by the blocking and async readers: a chunk buffer and the decoder.
+pub(crate) struct Chunks<H, S, B> {
+    pub(crate) decoder: Decoder<H, S>,
+    pub(crate) buf: B,
+    pos: usize,
+    end: usize,
+    /// Where the last frame lies when it was borrowed from `buf`.
+    last: Option<Raw>,
+}
+
+impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
+    pub(crate) fn new(decoder: Decoder<H, S>, buf: B) -> Self {
+        Self {
+            decoder,
+            buf,
+            pos: 0,
+            end: 0,
+            last: None,
+        }
+    }
+
+    /// Decodes from the buffered bytes until an item is found or they run out.
+    /// With `frames_only`, skipped-frame events are passed over.
+    #[inline]
+    pub(crate) fn poll_buffered(&mut self, frames_only: bool) -> Result<bool, crate::DecodeError> {
+        while self.pos < self.end {
+            let input = self
+                .buf
+                .as_mut()
+                .get(self.pos..self.end)
+                .unwrap_or_default();
+            let (consumed, raw) = self.decoder.step(input)?;
+            let start = self.pos;
+            self.pos = self.pos.saturating_add(consumed).min(self.end);
+            if let Some(raw) = raw.filter(|r| !(frames_only && matches!(r, Raw::Skipped(_)))) {
+                self.last = Some(match raw {
+                    Raw::Input { start: s, len } => Raw::Input {
+                        start: start.saturating_add(s),
+                        len,
+                    },
+                    other => other,
+                });
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The buffer to read into; everything buffered has been consumed.
+    #[inline]
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        self.pos = 0;
+        self.end = 0;
+        self.buf.as_mut()
+    }
+
+    /// Records a read of `n` bytes into [`spare`](Self::spare); `Ok(false)` on clean end of stream.
+    #[inline]
+    pub(crate) fn filled<E>(&mut self, n: usize) -> Result<bool, ReadError<E>> {
+        if n == 0 {
+            return if self.decoder.is_mid_frame() {
+                Err(ReadError::UnexpectedEof)
+            } else {
+                Ok(false)
+            };
+        }
+        self.end = n.min(self.buf.as_mut().len());
+        Ok(true)
+    }
+
+    /// The frame `poll_buffered(true)` found.
+    #[inline]
+    pub(crate) fn frame(&mut self) -> Result<&[u8], crate::DecodeError> {
+        match self.event()? {
+            Event::Frame(f) => Ok(f),
+            Event::Skipped(_) => Err(crate::DecodeError::Storage),
+        }
+    }
+
+    /// The item `poll_buffered` found.
+    #[inline]
+    pub(crate) fn event(&mut self) -> Result<Event<'_>, crate::DecodeError> {
+        let raw = self.last.take().ok_or(crate::DecodeError::Storage)?;
+        let buf: &[u8] = self.buf.as_mut();
+        self.decoder.resolve(buf, raw)
+    }
+}
+
+/// Reads frames from an `embedded_io::Read`.
+///
+/// `buf` is the chunk buffer (`[u8; N]`, `&mut [u8]`, `Vec<u8>`…): each `read` call fills as
+/// much of it as the reader gives, and every frame inside is decoded before the next read. It
+/// must not be empty (an empty buffer reads as end of stream).
+///
+/// # Examples
+/// ```
+/// use buffstreams_framing::{BigEndian, Config, Decoder, FrameReader};
+///
+/// let wire: &[u8] = &[0, 0, 0, 2, b'h', b'i', 0, 0, 0, 1, b'!'];
+/// let decoder = Decoder::<BigEndian<4>, _>::new(Config::new(), [0u8; 256]);
+/// let mut reader = FrameReader::new(wire, decoder, [0u8; 1024]);
+/// assert_eq!(reader.read_frame().unwrap(), Some(&b"hi"[..]));
+/// assert_eq!(reader.read_frame().unwrap(), Some(&b"!"[..]));
+/// assert_eq!(reader.read_frame().unwrap(), None); // clean end of stream
+/// ```
+pub struct FrameReader<R, H, S, B> {
+    inner: R,
+    chunks: Chunks<H, S, B>,
+}
+
+impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, B> {
+    /// Wraps `inner`, decoding with `decoder` and reading into `buf`.
+    pub fn new(inner: R, decoder: Decoder<H, S>, buf: B) -> Self {
+        Self {
+            inner,
+            chunks: Chunks::new(decoder, buf),
+        }
+    }
+
+    /// The next frame or event; `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// [`ReadError::Io`] from the reader, [`ReadError::Decode`] on an invalid stream,
+    /// [`ReadError::UnexpectedEof`] when the stream ends inside a frame.
+    pub fn read_event(&mut self) -> Result<Option<Event<'_>>, ReadError<R::Error>> {
+        loop {
+            if self.chunks.poll_buffered(false)? {
+                return Ok(Some(self.chunks.event()?));
+            }
+            let n = self
+                .inner
+                .read(self.chunks.spare())
+                .map_err(ReadError::Io)?;
+            if !self.chunks.filled(n)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next frame, passing over [`Event::Skipped`]; `Ok(None)` at a clean end of stream.
+    ///
+    /// # Errors
+    /// As [`read_event`](Self::read_event).
+    pub fn read_frame(&mut self) -> Result<Option<&[u8]>, ReadError<R::Error>> {
+        loop {
+            if self.chunks.poll_buffered(true)? {
+                return Ok(Some(self.chunks.frame()?));
+            }
+            let n = self
+                .inner
+                .read(self.chunks.spare())
+                .map_err(ReadError::Io)?;
+            if !self.chunks.filled(n)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &Decoder<H, S> {
+        &self.chunks.decoder
+    }
+
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The wrapped reader, mutably. Reading from it directly loses sync with the frames.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// Gives back the reader; bytes buffered but not yet decoded are dropped.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// Write-side buffer shared by the blocking and async writers.
+pub(crate) struct Coalesce<H, B> {
+    pub(crate) encoder: Encoder<H>,
+    pub(crate) buf: B,
+    pub(crate) len: usize,
+}
+
+/// How a frame goes out.
+pub(crate) enum Plan {
+    /// Header and payload were copied into the buffer.
+    Buffered,
+    /// Write the buffer out first, then call `push` again.
+    FlushFirst,
+    /// Too big to buffer: header and the first `n` payload bytes were copied in; write the
+    /// buffer, then the rest of the payload straight from the caller's slice.
+    Through(usize),
+    /// The buffer cannot even hold the header (it is empty): write header and payload directly.
+    Direct(Header),
+}
+
+impl<H: LengthPrefix, B: AsMut<[u8]>> Coalesce<H, B> {
+    pub(crate) fn new(encoder: Encoder<H>, buf: B) -> Self {
+        Self {
+            encoder,
+            buf,
+            len: 0,
+        }
+    }
+
+    fn copy_in(&mut self, bytes: &[u8]) -> usize {
+        let free = self.buf.as_mut().get_mut(self.len..).unwrap_or_default();
+        let n = free.len().min(bytes.len());
+        if let (Some(d), Some(s)) = (free.get_mut(..n), bytes.get(..n)) {
+            d.copy_from_slice(s);
+        }
+        self.len = self.len.saturating_add(n);
+        n
+    }
+
+    /// Plans one frame; `Err` when it cannot be framed (nothing was buffered then).
+    #[inline]
+    pub(crate) fn push(&mut self, payload: &[u8]) -> Result<(usize, Plan), EncodeError> {
+        let header = self.encoder.header(payload.len())?;
+        let total = header.len().saturating_add(payload.len());
+        let cap = self.buf.as_mut().len();
+        let free = cap.saturating_sub(self.len);
+        if total <= free {
+            self.copy_in(&header);
+            self.copy_in(payload);
+            return Ok((total, Plan::Buffered));
+        }
+        if self.len > 0 && (total <= cap || free < header.len()) {
+            return Ok((total, Plan::FlushFirst));
+        }
+        if cap < header.len() {
+            // A buffer smaller than a header: nothing can be coalesced, write unbuffered.
+            return Ok((total, Plan::Direct(header)));
+        }
+        // Too big to buffer: fill the buffer, send the rest straight through.
+        self.copy_in(&header);
+        let n = self.copy_in(payload);
+        Ok((total, Plan::Through(n)))
+    }
+
+    /// The buffered bytes; call [`clear`](Self::clear) once written.
+    pub(crate) fn pending(&mut self) -> &[u8] {
+        self.buf.as_mut().get(..self.len).unwrap_or_default()
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+fn write_all<W: Write>(w: &mut W, mut bytes: &[u8]) -> Result<(), WriteError<W::Error>> {
+    while !bytes.is_empty() {
+        match w.write(bytes) {
+            Ok(0) => return Err(WriteError::WriteZero),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) => return Err(WriteError::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes frames to an `embedded_io::Write`, coalescing small frames in `buf`.
+///
+/// Frames sit in the buffer until it fills, [`flush`](Self::flush) is called, or a frame too
+/// big to buffer goes out (then the buffer is completed with its start and the rest is written
+/// straight from the caller's slice). The buffer must hold at least one header
+/// ([`MAX_HEADER_LEN`](crate::MAX_HEADER_LEN) bytes is always enough).
+///
+/// # Warning
+/// After an I/O error, part of a frame may have been written: the stream is out of sync and the
+/// connection should be closed.
+///
+/// # Examples
+/// ```
+/// use buffstreams_framing::{BigEndian, Encoder, FrameWriter};
+///
+/// let mut wire = [0u8; 32];
+/// let mut writer = FrameWriter::new(&mut wire[..], Encoder::<BigEndian<4>>::default(), [0u8; 16]);
+/// assert_eq!(writer.write_frame(b"hi").unwrap(), 6);
+/// writer.flush().unwrap();
+/// drop(writer);
+/// assert_eq!(&wire[..6], &[0, 0, 0, 2, b'h', b'i']);
+/// ```
+pub struct FrameWriter<W, H, B> {
+    inner: W,
+    out: Coalesce<H, B>,
+}
+
+impl<W: Write, H: LengthPrefix, B: AsMut<[u8]>> FrameWriter<W, H, B> {
+    /// Wraps `inner`, framing with `encoder` and buffering in `buf`.
+    pub fn new(inner: W, encoder: Encoder<H>, buf: B) -> Self {
+        Self {
+            inner,
+            out: Coalesce::new(encoder, buf),
+        }
+    }
+
+    /// Frames `payload`; returns the bytes it takes on the wire (header included). The frame
+    /// may stay buffered until [`flush`](Self::flush).
+    ///
+    /// # Errors
+    /// [`WriteError::Encode`] when the payload cannot be framed (nothing written), otherwise the
+    /// writer's error.
+    pub fn write_frame(&mut self, payload: &[u8]) -> Result<usize, WriteError<W::Error>> {
+        loop {
+            match self.out.push(payload)? {
+                (n, Plan::Buffered) => return Ok(n),
+                (_, Plan::FlushFirst) => self.write_buffer()?,
+                (n, Plan::Direct(header)) => {
+                    write_all(&mut self.inner, &header)?;
+                    write_all(&mut self.inner, payload)?;
+                    return Ok(n);
+                }
+                (n, Plan::Through(done)) => {
+                    self.write_buffer()?;
+                    write_all(&mut self.inner, payload.get(done..).unwrap_or_default())?;
+                    return Ok(n);
+                }
+            }
+        }
+    }
+
+    /// Writes every buffered byte to the inner writer, then flushes it.
+    ///
+    /// # Errors
+    /// The writer's error.
+    pub fn flush(&mut self) -> Result<(), WriteError<W::Error>> {
+        self.write_buffer()?;
+        self.inner.flush().map_err(WriteError::Io)
+    }
+
+    fn write_buffer(&mut self) -> Result<(), WriteError<W::Error>> {
+        let r = write_all(&mut self.inner, self.out.pending());
+        self.out.clear();
+        r
+    }
+
+    /// Bytes waiting in the buffer.
+    pub fn buffered(&self) -> usize {
+        self.out.len
+    }
+
+    /// The wrapped writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The wrapped writer, mutably. Writing to it directly corrupts the frame stream.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    /// Gives back the writer; call [`flush`](Self::flush) first or buffered frames are lost.
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}

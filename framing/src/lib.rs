@@ -1,0 +1,39 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+#[cfg(feature = "std")]
+extern crate alloc;
+
+#[cfg(feature = "async")]
+mod asynch;
+mod config;
+mod decoder;
+mod encoder;
+mod error;
+mod header;
+mod io;
+mod storage;
+
+#[cfg(feature = "async")]
+pub use asynch::{AsyncFrameReader, AsyncFrameWriter};
+pub use config::{Config, DEFAULT_MAX_FRAME_LEN, Oversize};
+pub use decoder::{Decoder, Event, Feed};
+pub use encoder::Encoder;
+pub use error::{DecodeError, EncodeError, ReadError, WriteError};
+pub use header::{
+    BigEndian, BuffStreams, Header, LengthPrefix, LittleEndian, MAX_HEADER_LEN, Parsed, Varint32,
+    Varint64, buffstreams_header_len,
+};
+pub use io::{FrameReader, FrameWriter};
+pub use storage::Storage;
