@@ -1,0 +1,111 @@
+//! Shared test helpers: drive a decoder over a stream cut at given points.
+#![allow(dead_code)]
+
+use buffstreams_framing::{Config, DecodeError, Decoder, Event, LengthPrefix};
+
+/// What a decoder produced over a whole stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Out {
+    Frame(Vec<u8>),
+    Skipped(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) items: Vec<Out>,
+    pub(crate) error: Option<DecodeError>,
+    pub(crate) mid_frame: bool,
+}
+
+/// Feeds `stream` cut at `cuts` (sorted offsets), checking the feed contract on every call.
+pub(crate) fn run<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) -> Outcome {
+    let mut dec = Decoder::<H, _>::new(config, vec![0u8; 0]);
+    let mut items = Vec::new();
+    let mut bounds = cuts.to_vec();
+    bounds.push(stream.len());
+    let mut start = 0;
+    for &end in &bounds {
+        let end = end.clamp(start, stream.len());
+        let mut chunk = &stream[start..end];
+        start = end;
+        // Bounded: every call must consume a byte or yield an item.
+        for _ in 0..=chunk.len() * 2 + 2 {
+            if chunk.is_empty() {
+                break;
+            }
+            match dec.feed(chunk) {
+                Ok(f) => {
+                    assert!(f.consumed <= chunk.len(), "consumed past the input");
+                    assert!(f.consumed > 0 || f.event.is_some(), "no progress");
+                    match f.event {
+                        Some(Event::Frame(p)) => {
+                            assert!(p.len() <= dec_max(&config));
+                            items.push(Out::Frame(p.to_vec()))
+                        }
+                        Some(Event::Skipped(n)) => items.push(Out::Skipped(n)),
+                        None => {
+                            assert_eq!(f.consumed, chunk.len(), "stopped early without an item")
+                        }
+                    }
+                    chunk = &chunk[f.consumed..];
+                }
+                Err(e) => {
+                    assert_eq!(dec.feed(b"x"), Err(e), "decoder must stay failed");
+                    return Outcome {
+                        items,
+                        error: Some(e),
+                        mid_frame: false,
+                    };
+                }
+            }
+        }
+        assert!(chunk.is_empty(), "feed loop did not finish");
+    }
+    Outcome {
+        items,
+        error: None,
+        mid_frame: dec.is_mid_frame(),
+    }
+}
+
+fn dec_max(config: &Config) -> usize {
+    config.max_frame_len()
+}
+
+/// Frames `payloads` with `H` (no maximum other than the header's).
+pub(crate) fn encode_all<H: LengthPrefix>(config: Config, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let enc = buffstreams_framing::Encoder::<H>::new(config);
+    let mut out = Vec::new();
+    for p in payloads {
+        let h = enc.header(p.len()).expect("payload fits");
+        out.extend_from_slice(&h);
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Calls `$f::<H>()` for every header format we ship.
+#[macro_export]
+macro_rules! for_each_format {
+    ($f:ident $(, $arg:expr)*) => {{
+        use buffstreams_framing::*;
+        $f::<BigEndian<1>>($($arg),*);
+        $f::<BigEndian<2>>($($arg),*);
+        $f::<BigEndian<3>>($($arg),*);
+        $f::<BigEndian<4>>($($arg),*);
+        $f::<BigEndian<5>>($($arg),*);
+        $f::<BigEndian<6>>($($arg),*);
+        $f::<BigEndian<7>>($($arg),*);
+        $f::<BigEndian<8>>($($arg),*);
+        $f::<LittleEndian<1>>($($arg),*);
+        $f::<LittleEndian<2>>($($arg),*);
+        $f::<LittleEndian<3>>($($arg),*);
+        $f::<LittleEndian<4>>($($arg),*);
+        $f::<LittleEndian<8>>($($arg),*);
+        $f::<Varint32>($($arg),*);
+        $f::<Varint64>($($arg),*);
+        $f::<BuffStreams<2>>($($arg),*);
+        $f::<BuffStreams<3>>($($arg),*);
+        $f::<BuffStreams<4>>($($arg),*);
+    }};
+}
