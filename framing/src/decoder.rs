@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 
 use crate::config::{Config, Oversize};
 use crate::error::DecodeError;
-use crate::header::{LengthPrefix, MAX_HEADER_LEN, Parsed};
+use crate::header::{LengthPrefix, MAX_HEADER_LEN, Parsed, max_payload};
 use crate::storage::Storage;
 
 /// What one [`Decoder::feed`] call produced.
@@ -94,7 +94,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     /// `config.max_frame_len()`, what `H` can express and `storage.capacity()`.
     pub fn new(config: Config, storage: S) -> Self {
         const { assert!(H::MAX_HEADER_LEN >= 1 && H::MAX_HEADER_LEN <= MAX_HEADER_LEN) };
-        let expressible = usize::try_from(H::MAX_VALUE).unwrap_or(usize::MAX);
+        let expressible = max_payload::<H>(config.length_includes_header());
         let max = config
             .max_frame_len()
             .min(expressible)
@@ -256,20 +256,21 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         len: usize,
         filled: usize,
     ) -> Result<(usize, Option<Raw>), DecodeError> {
-        let Some(slot) = self.storage.slot(len) else {
+        let n = len.saturating_sub(filled).min(input.len());
+        let upto = filled.saturating_add(n);
+        // Ask only for the bytes that arrived: growable storage follows the data, never the
+        // length a peer declared.
+        let Some(dst) = self.storage.slot(upto).and_then(|s| s.get_mut(filled..)) else {
             return Err(self.fail(DecodeError::Storage));
         };
-        let dst = slot.get_mut(filled..).unwrap_or_default();
-        let n = dst.len().min(input.len());
-        for (d, s) in dst.iter_mut().zip(input).take(n) {
+        for (d, s) in dst.iter_mut().zip(input) {
             *d = *s;
         }
-        let filled = filled.saturating_add(n);
-        if filled >= len {
+        if upto >= len {
             self.state = State::Header;
             Ok((n, Some(Raw::Stored(len))))
         } else {
-            self.state = State::Body { len, filled };
+            self.state = State::Body { len, filled: upto };
             Ok((n, None))
         }
     }
@@ -498,5 +499,35 @@ mod tests {
             d.feed(&[2, 3]).unwrap().event,
             Some(Event::Frame(&[1, 2, 3][..]))
         );
+    }
+
+    /// Fuzz finding (`decode`, input `0b 23 06 e5 29 e5`): LittleEndian<4> with no maximum
+    /// declared 0xe529e506 bytes and `Vec` storage was resized to 3.8 GB before a payload
+    /// byte arrived. Storage now grows only with the bytes received.
+    #[cfg(feature = "std")]
+    #[test]
+    fn regression_declared_length_is_not_allocated() {
+        use crate::header::LittleEndian;
+        let cfg = Config::new()
+            .with_max_frame_len(usize::MAX)
+            .with_oversize(Oversize::Skip);
+        let mut d = Decoder::<LittleEndian<4>, _>::new(cfg, alloc::vec::Vec::new());
+        assert_eq!(
+            d.feed(&[0x06, 0xe5, 0x29, 0xe5]).unwrap(),
+            Feed {
+                consumed: 4,
+                event: None
+            }
+        );
+        assert_eq!(
+            d.feed(&[1, 2, 3]).unwrap(),
+            Feed {
+                consumed: 3,
+                event: None
+            }
+        );
+        let storage = d.into_storage();
+        assert_eq!(storage.len(), 3);
+        assert!(storage.capacity() < 1024);
     }
 }

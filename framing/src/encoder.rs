@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 
 use crate::config::Config;
 use crate::error::EncodeError;
-use crate::header::{Header, LengthPrefix, MAX_HEADER_LEN};
+use crate::header::{Header, LengthPrefix, MAX_HEADER_LEN, max_payload};
 
 /// Frames payloads in header format `H`.
 ///
@@ -30,11 +30,7 @@ impl<H: LengthPrefix> Encoder<H> {
     /// capped by what `H` can express) are refused.
     pub const fn new(config: Config) -> Self {
         const { assert!(H::MAX_HEADER_LEN >= 1 && H::MAX_HEADER_LEN <= MAX_HEADER_LEN) };
-        let expressible = if H::MAX_VALUE > usize::MAX as u64 {
-            usize::MAX
-        } else {
-            H::MAX_VALUE as usize
-        };
+        let expressible = max_payload::<H>(config.length_includes_header());
         let configured = config.max_frame_len();
         let max = if configured < expressible {
             configured
@@ -186,6 +182,23 @@ mod tests {
         // 126 + 1 = 127 fits one byte; 127 + 2 = 129 needs two.
         assert_eq!(&*enc.header(126).unwrap(), &[127]);
         assert_eq!(&*enc.header(127).unwrap(), &[0x81, 0x01]);
+    }
+
+    /// Fuzz finding (`roundtrip`): with the length counting the header, LittleEndian<1>
+    /// advertised a maximum of 255 but a 255-byte payload needs the field to say 256.
+    #[test]
+    fn regression_max_accounts_for_included_header() {
+        use crate::header::LittleEndian;
+        let cfg = Config::new()
+            .with_length_includes_header(true)
+            .with_max_frame_len(255);
+        let enc = Encoder::<LittleEndian<1>>::new(cfg);
+        assert_eq!(enc.max_frame_len(), 254);
+        assert_eq!(&*enc.header(254).unwrap(), &[255]);
+        assert_eq!(
+            enc.header(255),
+            Err(EncodeError::FrameTooLong { len: 255, max: 254 })
+        );
     }
 
     #[test]

@@ -101,6 +101,21 @@ impl defmt::Format for Header {
     }
 }
 
+/// The longest payload `H` can frame: its largest value, less the header's own bytes when the
+/// length counts the header too (so every payload up to it can be encoded), capped to `usize`.
+pub(crate) const fn max_payload<H: LengthPrefix>(includes_header: bool) -> usize {
+    let value = if includes_header {
+        H::MAX_VALUE.saturating_sub(H::MAX_HEADER_LEN as u64)
+    } else {
+        H::MAX_VALUE
+    };
+    if value > usize::MAX as u64 {
+        usize::MAX
+    } else {
+        value as usize
+    }
+}
+
 /// `N`-byte unsigned big-endian length, N in 1..=8. `BigEndian<4>` is tokio-util's
 /// `LengthDelimitedCodec` default.
 ///

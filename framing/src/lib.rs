@@ -12,7 +12,7 @@
     )
 )]
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", feature = "_harness"))]
 extern crate alloc;
 
 #[cfg(feature = "async")]
@@ -21,6 +21,9 @@ mod config;
 mod decoder;
 mod encoder;
 mod error;
+#[cfg(feature = "_harness")]
+#[doc(hidden)]
+pub mod harness;
 mod header;
 mod io;
 mod storage;

@@ -1,12 +1,10 @@
 //! Independent oracles: tokio-util's `LengthDelimitedCodec` and prost's length delimiters.
 
-mod common;
-
+use buffstreams_framing::harness::{Out, encode_all, run};
 use buffstreams_framing::{
     BigEndian, Config, Encoder, LengthPrefix, LittleEndian, Varint32, Varint64,
 };
 use bytes::BytesMut;
-use common::{Out, encode_all, run};
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder as _, Encoder as _, LengthDelimitedCodec};
 

@@ -1,9 +1,7 @@
 //! Every prefix, every split point and random chunkings give the frames of one feed.
 
-mod common;
-
+use buffstreams_framing::harness::{Out, Outcome, encode_all, run};
 use buffstreams_framing::{Config, LengthPrefix, Oversize};
-use common::{Out, Outcome, encode_all, run};
 use proptest::prelude::*;
 
 fn sample_payloads() -> Vec<Vec<u8>> {
@@ -71,12 +69,12 @@ fn every_split_point_gives_same_frames<H: LengthPrefix>() {
 
 #[test]
 fn every_prefix_is_partial() {
-    for_each_format!(every_prefix_yields_only_whole_frames);
+    buffstreams_framing::for_each_format!(every_prefix_yields_only_whole_frames);
 }
 
 #[test]
 fn every_split_point() {
-    for_each_format!(every_split_point_gives_same_frames);
+    buffstreams_framing::for_each_format!(every_split_point_gives_same_frames);
 }
 
 fn skip_keeps_stream_in_sync<H: LengthPrefix>() {
@@ -114,7 +112,7 @@ fn skip_keeps_stream_in_sync<H: LengthPrefix>() {
 
 #[test]
 fn oversize_skip_keeps_sync() {
-    for_each_format!(skip_keeps_stream_in_sync);
+    buffstreams_framing::for_each_format!(skip_keeps_stream_in_sync);
 }
 
 /// Arbitrary chunk boundaries over a stream.
@@ -171,7 +169,7 @@ proptest! {
         cut_seeds in proptest::collection::vec(any::<usize>(), 0..20),
         includes_header in any::<bool>(),
     ) {
-        for_each_format!(roundtrip, &payloads, &cut_seeds, includes_header);
+        buffstreams_framing::for_each_format!(roundtrip, &payloads, &cut_seeds, includes_header);
     }
 
     #[test]
@@ -180,7 +178,7 @@ proptest! {
         cut_seeds in proptest::collection::vec(any::<usize>(), 0..20),
         skip in any::<bool>(),
     ) {
-        for_each_format!(same_as_one_feed, &bytes, &cut_seeds, skip);
+        buffstreams_framing::for_each_format!(same_as_one_feed, &bytes, &cut_seeds, skip);
     }
 
     #[test]

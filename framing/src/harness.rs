@@ -1,24 +1,42 @@
-//! Shared test helpers: drive a decoder over a stream cut at given points.
-#![allow(dead_code)]
+//! Test support shared by the test suites and the fuzz targets (private feature `_harness`):
+//! drives a decoder over a stream cut at given points and checks the feed contract on every
+//! call. Not part of the public API.
+#![allow(
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    reason = "test support: a failed assertion is the report"
+)]
 
-use buffstreams_framing::{Config, DecodeError, Decoder, Event, LengthPrefix};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::{Config, DecodeError, Decoder, Encoder, Event, LengthPrefix};
 
 /// What a decoder produced over a whole stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Out {
+pub enum Out {
+    /// A frame's payload.
     Frame(Vec<u8>),
+    /// A skipped oversize frame's declared length.
     Skipped(u64),
 }
 
+/// Items, error and final state of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    pub(crate) items: Vec<Out>,
-    pub(crate) error: Option<DecodeError>,
-    pub(crate) mid_frame: bool,
+pub struct Outcome {
+    /// Frames and events in order.
+    pub items: Vec<Out>,
+    /// The error the run stopped at.
+    pub error: Option<DecodeError>,
+    /// Whether the stream ended inside a frame.
+    pub mid_frame: bool,
 }
 
 /// Feeds `stream` cut at `cuts` (sorted offsets), checking the feed contract on every call.
-pub(crate) fn run<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) -> Outcome {
+pub fn run<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) -> Outcome {
     let mut dec = Decoder::<H, _>::new(config, vec![0u8; 0]);
     let mut items = Vec::new();
     let mut bounds = cuts.to_vec();
@@ -73,8 +91,8 @@ fn dec_max(config: &Config) -> usize {
 }
 
 /// Frames `payloads` with `H` (no maximum other than the header's).
-pub(crate) fn encode_all<H: LengthPrefix>(config: Config, payloads: &[Vec<u8>]) -> Vec<u8> {
-    let enc = buffstreams_framing::Encoder::<H>::new(config);
+pub fn encode_all<H: LengthPrefix>(config: Config, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let enc = Encoder::<H>::new(config);
     let mut out = Vec::new();
     for p in payloads {
         let h = enc.header(p.len()).expect("payload fits");
@@ -84,11 +102,11 @@ pub(crate) fn encode_all<H: LengthPrefix>(config: Config, payloads: &[Vec<u8>]) 
     out
 }
 
-/// Calls `$f::<H>()` for every header format we ship.
+/// Calls `$f::<H>(args)` for every header format we ship.
 #[macro_export]
 macro_rules! for_each_format {
     ($f:ident $(, $arg:expr)*) => {{
-        use buffstreams_framing::*;
+        use $crate::*;
         $f::<BigEndian<1>>($($arg),*);
         $f::<BigEndian<2>>($($arg),*);
         $f::<BigEndian<3>>($($arg),*);
@@ -109,3 +127,35 @@ macro_rules! for_each_format {
         $f::<BuffStreams<4>>($($arg),*);
     }};
 }
+
+/// Calls `$f::<H>(args)` for the header format numbered `$sel % FORMATS` (the order of
+/// [`for_each_format!`]), so a fuzzer can pick the format with one byte.
+#[macro_export]
+macro_rules! with_format {
+    ($sel:expr, $f:ident $(, $arg:expr)*) => {{
+        use $crate::*;
+        match $sel % $crate::harness::FORMATS {
+            0 => $f::<BigEndian<1>>($($arg),*),
+            1 => $f::<BigEndian<2>>($($arg),*),
+            2 => $f::<BigEndian<3>>($($arg),*),
+            3 => $f::<BigEndian<4>>($($arg),*),
+            4 => $f::<BigEndian<5>>($($arg),*),
+            5 => $f::<BigEndian<6>>($($arg),*),
+            6 => $f::<BigEndian<7>>($($arg),*),
+            7 => $f::<BigEndian<8>>($($arg),*),
+            8 => $f::<LittleEndian<1>>($($arg),*),
+            9 => $f::<LittleEndian<2>>($($arg),*),
+            10 => $f::<LittleEndian<3>>($($arg),*),
+            11 => $f::<LittleEndian<4>>($($arg),*),
+            12 => $f::<LittleEndian<8>>($($arg),*),
+            13 => $f::<Varint32>($($arg),*),
+            14 => $f::<Varint64>($($arg),*),
+            15 => $f::<BuffStreams<2>>($($arg),*),
+            16 => $f::<BuffStreams<3>>($($arg),*),
+            _ => $f::<BuffStreams<4>>($($arg),*),
+        }
+    }};
+}
+
+/// How many formats [`with_format!`] and [`for_each_format!`] cover.
+pub const FORMATS: usize = 18;

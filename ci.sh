@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Runs every check of the project on a fresh machine (installs what it needs first).
+# Usage: ./ci.sh            everything
+#        ./ci.sh --quick    skip the fuzz runs
+set -uo pipefail
+cd "$(dirname "$0")"
+
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+LOG_DIR="${LOG_DIR:-$PWD/target/ci-logs}"
+mkdir -p "$LOG_DIR"
+
+passed=0
+failed=0
+failures=()
+
+# step NAME CMD...: runs CMD, counts it, keeps its log; the tests' own counts are added below.
+step() {
+    local name="$1"; shift
+    local log="$LOG_DIR/${name//[^A-Za-z0-9_.-]/_}.log"
+    local start=$SECONDS
+    if ( "$@" ) >"$log" 2>&1; then
+        passed=$((passed + 1))
+        echo "ok    $name ($((SECONDS - start))s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        echo "FAIL  $name ($((SECONDS - start))s) — last lines of $log:"
+        tail -n 30 "$log" | sed 's/^/      /'
+    fi
+}
+
+# Tests count one by one: add the numbers from cargo's "test result:" lines.
+count_tests() {
+    local log="$1" p f
+    p=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+    tests_passed=$((tests_passed + p))
+    tests_failed=$((tests_failed + f))
+}
+tests_passed=0
+tests_failed=0
+
+install() {
+    set -e
+    rustup component add rustfmt clippy llvm-tools
+    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+    if [[ -d fuzz ]]; then
+        rustup toolchain install nightly --profile minimal
+        command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+    fi
+}
+
+echo "== install"
+if ! install >"$LOG_DIR/install.log" 2>&1; then
+    echo "FAIL  install — a download or install failed:"; tail -n 30 "$LOG_DIR/install.log"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+echo "== static checks"
+step fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check) && (cd framing/nostd-check && cargo fmt --check)'
+step clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+
+echo "== tests"
+step tests cargo test --workspace --locked
+count_tests "$LOG_DIR/tests.log"
+
+echo "== no_std"
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+    step "no_std-$target" cargo build -p buffstreams-framing --target "$target" --locked
+    step "no_std-$target-defmt-async" cargo build -p buffstreams-framing --target "$target" --features defmt,async --locked
+done
+
+nostd_check() {
+    set -e
+    cd framing/nostd-check
+    cargo build --release --locked
+    ./target/release/buffstreams-nostd-check
+    # Negative control: the same binary with one `alloc` use must fail to link.
+    if cargo build --release --locked --features alloc-control >alloc-control.log 2>&1; then
+        echo "negative control linked: the check cannot detect an allocator"; exit 1
+    fi
+    grep -q "no global memory allocator" alloc-control.log
+    rm -f alloc-control.log
+}
+step no-alloc-link-check nostd_check
+
+text_size() {
+    set -e
+    cd framing/nostd-check
+    cargo build --release --locked --target thumbv7em-none-eabihf
+    local bin=target/thumbv7em-none-eabihf/release/buffstreams-nostd-check
+    local tools; tools=$(dirname "$(find "$(rustc --print sysroot)" -name llvm-size | head -n1)")
+    "$tools/llvm-size" -A "$bin"
+    "$tools/llvm-nm" --size-sort -S -t d "$bin" | awk '
+        $3 ~ /[tT]/ { if ($4 ~ /mem(cpy|set|clr|cmp|move)|memclr|compiler_builtins/) rt += $2; else app += $2 }
+        END { printf "thumbv7em .text: framing (decoder+encoder+check harness) %d B, compiler-builtins mem* %d B\n", app, rt
+              if (app > 2048) { print "over the 2 KiB budget"; exit 1 } }'
+}
+step thumbv7em-text-size text_size
+grep -h "thumbv7em .text" "$LOG_DIR/thumbv7em-text-size.log" 2>/dev/null | sed 's/^/      /'
+
+if [[ -d fuzz ]]; then
+    echo "== fuzz"
+    step fuzz-check bash -c 'cd fuzz && cargo check --locked --bins'
+    if [[ $QUICK == 0 ]]; then
+        step fuzz-build bash -c 'cd fuzz && cargo +nightly fuzz build --release'
+        for target in $(cd fuzz && cargo +nightly fuzz list); do
+            step "fuzz-run-$target" bash -c "cd fuzz && mkdir -p corpus/$target && cargo +nightly fuzz run $target corpus/$target -- -max_total_time=$FUZZ_SECONDS -print_final_stats=1"
+            grep -hE "stat::number_of_executed_units|stat::average_exec_per_sec" "$LOG_DIR/fuzz-run-$target.log" | sed "s/^/      $target /"
+        done
+    fi
+fi
+
+echo
+echo "checks: $passed passed, $failed failed${failures[*]:+ (${failures[*]})}"
+echo "tests:  $tests_passed passed, $tests_failed failed"
+total_passed=$((passed + tests_passed))
+total_failed=$((failed + tests_failed))
+echo "$total_passed passed, $total_failed failed"
+[[ $total_failed == 0 ]]
