@@ -1,0 +1,73 @@
+//! The transport's error type.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use buffstreams_framing::EncodeError;
+
+/// Errors of the listener, writer and manager.
+///
+/// Protocol violations by a peer never surface here: they close that peer's connection, are
+/// logged and counted in [`ListenerStats`](crate::ListenerStats).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Binding, dialling or another socket operation failed.
+    Io(io::Error),
+    /// The message cannot be framed (longer than the maximum); nothing was queued.
+    Encode(EncodeError),
+    /// The manager already has a listener or writer for this address.
+    AlreadyOpen(SocketAddr),
+    /// The manager has no listener or writer for this address.
+    NotOpen(SocketAddr),
+    /// The address did not resolve to any socket address.
+    BadAddress(String),
+    /// The writer is closed.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Encode(e) => write!(f, "cannot frame message: {e}"),
+            Self::AlreadyOpen(a) => write!(f, "{a} is already open"),
+            Self::NotOpen(a) => write!(f, "{a} is not open"),
+            Self::BadAddress(a) => write!(f, "address {a:?} did not resolve"),
+            Self::Closed => f.write_str("writer is closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io(e) => Some(e),
+            Self::Encode(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<EncodeError> for Error {
+    fn from(e: EncodeError) -> Self {
+        Self::Encode(e)
+    }
+}
+
+/// Resolves `addr` to its first socket address.
+pub(crate) fn resolve(
+    addr: impl std::net::ToSocketAddrs + fmt::Debug,
+) -> Result<SocketAddr, Error> {
+    let text = format!("{addr:?}");
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or(Error::BadAddress(text))
+}

@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod listener;
+mod manager;
+mod stats;
+mod writer;
+
+pub use buffstreams_framing as framing;
+pub use buffstreams_framing::{
+    BigEndian, BuffStreams, Config, LengthPrefix, LittleEndian, Oversize, Varint32, Varint64,
+};
+pub use error::Error;
+pub use listener::{
+    CallbackResult, Connection, Listener, ListenerConfig, ListenerHandle, OverLimit, ShutdownHandle,
+};
+pub use manager::Manager;
+pub use stats::{ListenerStats, WriterStats};
+pub use writer::{DeadLetterFn, RetryPolicy, Writer, WriterConfig};

@@ -1,0 +1,609 @@
+//! The listener: BuffStreams' `ListenTCP` + `StartListening` / `StartListeningAsync`.
+//!
+//! One thread accepts; each connection gets its own thread, which reads big chunks, hands
+//! every complete message to the callback, and writes replies back in one batch before it
+//! reads again. Protocol violations close only the connection that made them.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::marker::PhantomData;
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, Event, LengthPrefix, Oversize};
+
+use crate::error::{Error, resolve};
+use crate::stats::{ListenerCounters, ListenerStats, add, sub};
+
+/// What a callback returns; an `Err` is logged and counted, the connection stays open.
+pub type CallbackResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+type Handler<H> = dyn Fn(&[u8], &mut Connection<H>) -> CallbackResult + Send + Sync;
+
+/// What the listener does with a connection beyond `max_connections`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverLimit {
+    /// Accept and close it at once (counted in `connections_refused`).
+    #[default]
+    Refuse,
+    /// Stop accepting until a connection closes; new peers wait in the kernel's backlog.
+    Wait,
+}
+
+/// Listener settings. `ListenerConfig::default()` is: max message 4096 bytes, oversize
+/// frames rejected, idle timeout 120 s, 1024 connections (refuse beyond), TCP_NODELAY on,
+/// 64 KiB read buffer per connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerConfig {
+    framing: Config,
+    idle_timeout: Option<Duration>,
+    max_connections: usize,
+    over_limit: OverLimit,
+    nodelay: bool,
+    read_buffer: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            framing: Config::new(),
+            idle_timeout: Some(Duration::from_secs(120)),
+            max_connections: 1024,
+            over_limit: OverLimit::Refuse,
+            nodelay: true,
+            read_buffer: 64 * 1024,
+        }
+    }
+}
+
+impl ListenerConfig {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Largest message accepted (default 4096). A header declaring more is handled by the
+    /// oversize policy before any byte of it is buffered.
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.framing = self.framing.with_max_frame_len(max);
+        self
+    }
+    /// `Reject` (default) closes a connection that declares an oversize message; `Skip`
+    /// discards that message's bytes and goes on with the next one.
+    pub fn oversize(mut self, policy: Oversize) -> Self {
+        self.framing = self.framing.with_oversize(policy);
+        self
+    }
+    /// The whole framing configuration at once.
+    pub fn framing(mut self, framing: Config) -> Self {
+        self.framing = framing;
+        self
+    }
+    /// Close a connection that sends nothing for this long (`None`: never).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+    /// Connections served at once (at least 1).
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+    /// What happens beyond `max_connections`.
+    pub fn over_limit(mut self, policy: OverLimit) -> Self {
+        self.over_limit = policy;
+        self
+    }
+    /// TCP_NODELAY on accepted connections (default on), so replies go out at once.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+    /// Read buffer per connection (default 64 KiB; at least 64 bytes).
+    pub fn read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = bytes.max(64);
+        self
+    }
+    /// The framing configuration in force.
+    pub fn framing_config(&self) -> Config {
+        self.framing
+    }
+}
+
+/// The connection a message came from, handed to [`Listener::spawn_with_reply`] callbacks.
+pub struct Connection<H> {
+    peer: SocketAddr,
+    stream: TcpStream,
+    encoder: Encoder<H>,
+    out: Vec<u8>,
+    shared: Arc<Shared>,
+}
+
+impl<H: LengthPrefix> Connection<H> {
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Queues a reply message on this connection; returns its size on the wire. Replies are
+    /// written when the callback has seen every message of the chunk just read, so pipelined
+    /// requests get their replies in one write and a lone request's reply goes out at once.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the reply is longer than the maximum message size.
+    pub fn reply(&mut self, message: &[u8]) -> Result<usize, Error> {
+        let header = self.encoder.header(message.len())?;
+        self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(message);
+        add(&self.shared.counters.messages_out, 1);
+        if self.out.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(header.len() + message.len())
+    }
+
+    /// Writes queued replies now.
+    ///
+    /// # Errors
+    /// The socket's error; the connection is closed after the callback returns.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.out);
+        add(&self.shared.counters.bytes_out, self.out.len() as u64);
+        self.out.clear();
+        r.map_err(Error::Io)
+    }
+}
+
+struct Registry {
+    next_id: u64,
+    streams: HashMap<u64, TcpStream>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    local: SocketAddr,
+    shutting_down: AtomicBool,
+    registry: Mutex<Registry>,
+    slot_freed: Condvar,
+    counters: ListenerCounters,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A poisoned lock only means a thread panicked while holding it; the map is still valid.
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopping(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    fn signal_shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        log::info!("listener {}: shutting down", self.local);
+        self.slot_freed.notify_all();
+        // Wake the accept call with a connection of our own.
+        let ip = match self.local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let _ = TcpStream::connect_timeout(
+            &SocketAddr::new(ip, self.local.port()),
+            Duration::from_secs(1),
+        );
+    }
+}
+
+/// A bound listener; start it with [`run`](Self::run) (blocking) or [`spawn`](Self::spawn).
+///
+/// The header format is the type parameter, `BigEndian<4>` unless named: write
+/// `let l: Listener = ..` for the default, `Listener::<BuffStreams<3>>::bind(..)` for another.
+///
+/// # Examples
+/// ```no_run
+/// use buffstreams_transport_std::{Listener, ListenerConfig};
+///
+/// let listener: Listener = Listener::bind("127.0.0.1:5031", ListenerConfig::new().max_message_size(1 << 16))?;
+/// let handle = listener.spawn(|msg: &[u8]| {
+///     println!("got {} bytes", msg.len());
+///     Ok(())
+/// });
+/// // ... later: stop accepting, finish callbacks, join every thread, release the port.
+/// handle.shutdown();
+/// # Ok::<(), buffstreams_transport_std::Error>(())
+/// ```
+pub struct Listener<H = BigEndian<4>> {
+    socket: TcpListener,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+    _format: PhantomData<fn() -> H>,
+}
+
+impl<H: LengthPrefix + 'static> Listener<H> {
+    /// Binds to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the address cannot be bound.
+    pub fn bind(
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: ListenerConfig,
+    ) -> Result<Self, Error> {
+        let addr = resolve(addr)?;
+        let socket = TcpListener::bind(addr)?;
+        let local = socket.local_addr()?;
+        log::info!("listener {local}: bound");
+        Ok(Self {
+            socket,
+            config,
+            shared: Arc::new(Shared {
+                local,
+                shutting_down: AtomicBool::new(false),
+                registry: Mutex::new(Registry {
+                    next_id: 0,
+                    streams: HashMap::new(),
+                    threads: Vec::new(),
+                }),
+                slot_freed: Condvar::new(),
+                counters: ListenerCounters::default(),
+            }),
+            _format: PhantomData,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// A handle that stops a listener running on another thread with [`run`](Self::run).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ListenerStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Serves on the calling thread until a [`ShutdownHandle`] stops it (BuffStreams
+    /// `StartListening`); returns after every connection thread has been joined.
+    pub fn run<F>(self, callback: F)
+    where
+        F: Fn(&[u8]) -> CallbackResult + Send + Sync + 'static,
+    {
+        self.run_with_reply(move |m: &[u8], _: &mut Connection<H>| callback(m));
+    }
+
+    /// As [`run`](Self::run), with the connection for the peer address and replies.
+    pub fn run_with_reply<F>(self, callback: F)
+    where
+        F: Fn(&[u8], &mut Connection<H>) -> CallbackResult + Send + Sync + 'static,
+    {
+        serve::<H>(self.socket, self.config, self.shared, Arc::new(callback));
+    }
+
+    /// Serves on a background thread (BuffStreams `StartListeningAsync`).
+    pub fn spawn<F>(self, callback: F) -> ListenerHandle
+    where
+        F: Fn(&[u8]) -> CallbackResult + Send + Sync + 'static,
+    {
+        self.spawn_with_reply(move |m: &[u8], _: &mut Connection<H>| callback(m))
+    }
+
+    /// As [`spawn`](Self::spawn), with the connection for the peer address and replies.
+    ///
+    /// ```no_run
+    /// use buffstreams_transport_std::{Listener, ListenerConfig};
+    ///
+    /// let listener: Listener = Listener::bind("127.0.0.1:0", ListenerConfig::new())?;
+    /// let echo = listener.spawn_with_reply(|msg, conn| {
+    ///     conn.reply(msg)?; // sent when this chunk of requests is done, no flush needed
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), buffstreams_transport_std::Error>(())
+    /// ```
+    pub fn spawn_with_reply<F>(self, callback: F) -> ListenerHandle
+    where
+        F: Fn(&[u8], &mut Connection<H>) -> CallbackResult + Send + Sync + 'static,
+    {
+        let shared = self.shared.clone();
+        let thread = thread::Builder::new()
+            .name(format!("bs-listen-{}", shared.local))
+            .spawn(move || self.run_with_reply(callback));
+        match thread {
+            Ok(t) => ListenerHandle {
+                shared,
+                thread: Some(t),
+            },
+            Err(e) => {
+                log::error!("listener {}: cannot spawn accept thread: {e}", shared.local);
+                ListenerHandle {
+                    shared,
+                    thread: None,
+                }
+            }
+        }
+    }
+}
+
+/// Stops a listener from any thread; see [`Listener::shutdown_handle`].
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Starts a graceful shutdown and returns at once; `run` returns when it is complete.
+    pub fn shutdown(&self) {
+        self.shared.signal_shutdown();
+    }
+}
+
+/// A listener serving in the background. Dropping it shuts it down gracefully.
+pub struct ListenerHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ListenerHandle {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> ListenerStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Graceful shutdown: stop accepting, stop reading (bytes the kernel already holds are
+    /// still read and their complete messages delivered; a partial message never is), let
+    /// callbacks finish, join every thread and release the port.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.signal_shutdown();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("listener {}: accept thread panicked", self.shared.local);
+            }
+        }
+    }
+}
+
+impl Drop for ListenerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn serve<H: LengthPrefix + 'static>(
+    socket: TcpListener,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+    handler: Arc<Handler<H>>,
+) {
+    let local = shared.local;
+    loop {
+        if config.over_limit == OverLimit::Wait {
+            let mut reg = shared.registry();
+            while reg.streams.len() >= config.max_connections && !shared.stopping() {
+                reg = shared
+                    .slot_freed
+                    .wait(reg)
+                    .unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if shared.stopping() {
+            break;
+        }
+        let (stream, peer) = match socket.accept() {
+            Ok(pair) => pair,
+            Err(e) => {
+                if shared.stopping() {
+                    break;
+                }
+                // Out of descriptors and the like: back off instead of spinning.
+                log::warn!("listener {local}: accept failed: {e}");
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let mut reg = shared.registry();
+        if shared.stopping() {
+            break;
+        }
+        if reg.streams.len() >= config.max_connections {
+            add(&shared.counters.connections_refused, 1);
+            log::warn!(
+                "listener {local}: refusing {peer}: {} connections open",
+                reg.streams.len()
+            );
+            continue;
+        }
+        if let Err(e) = configure(&stream, &config) {
+            log::warn!("listener {local}: cannot configure {peer}: {e}");
+            continue;
+        }
+        let Ok(registered) = stream.try_clone() else {
+            continue;
+        };
+        let Ok(reply_stream) = stream.try_clone() else {
+            continue;
+        };
+        let id = reg.next_id;
+        reg.next_id += 1;
+        reg.streams.insert(id, registered);
+        add(&shared.counters.connections_total, 1);
+        add(&shared.counters.connections_open, 1);
+        log::debug!("listener {local}: accepted {peer}");
+        let conn = Connection {
+            peer,
+            stream: reply_stream,
+            encoder: Encoder::<H>::new(config.framing),
+            out: Vec::new(),
+            shared: shared.clone(),
+        };
+        let (shared2, handler2) = (shared.clone(), handler.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("bs-conn-{peer}"))
+            .spawn(move || connection::<H>(id, stream, conn, config, shared2, handler2));
+        match spawned {
+            Ok(t) => reg.threads.push(t),
+            Err(e) => {
+                log::error!("listener {local}: cannot spawn a thread for {peer}: {e}");
+                reg.streams.remove(&id);
+                sub(&shared.counters.connections_open, 1);
+            }
+        }
+        // Keep the join list short on long-running servers.
+        reg.threads.retain(|t| !t.is_finished());
+    }
+    drop(socket); // release the port before waiting for connections
+    let threads = {
+        let mut reg = shared.registry();
+        for s in reg.streams.values() {
+            // Wakes blocked reads: data already queued is still returned, then end of stream.
+            let _ = s.shutdown(Shutdown::Read);
+        }
+        std::mem::take(&mut reg.threads)
+    };
+    for t in threads {
+        if t.join().is_err() {
+            log::error!("listener {local}: a connection thread panicked outside the callback");
+        }
+    }
+    log::info!("listener {local}: stopped");
+}
+
+fn configure(stream: &TcpStream, config: &ListenerConfig) -> io::Result<()> {
+    stream.set_nodelay(config.nodelay)?;
+    stream.set_read_timeout(config.idle_timeout)
+}
+
+/// Reads after shutdown starts are bounded, so a peer that never stops sending cannot hold
+/// the listener open.
+const DRAIN_READS: u32 = 64;
+
+fn connection<H: LengthPrefix>(
+    id: u64,
+    mut stream: TcpStream,
+    mut conn: Connection<H>,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+    handler: Arc<Handler<H>>,
+) {
+    let peer = conn.peer;
+    let counters = &shared.counters;
+    let mut decoder = Decoder::<H, Vec<u8>>::new(config.framing, Vec::new());
+    let mut buf = vec![0u8; config.read_buffer];
+    let mut drain = 0u32;
+    'conn: loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => {
+                if decoder.is_mid_frame() {
+                    add(&counters.truncated, 1);
+                    log::info!("{peer}: closed inside a frame; the partial frame is dropped");
+                }
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                add(&counters.idle_timeouts, 1);
+                log::info!(
+                    "{peer}: idle for {:?}, closing",
+                    config.idle_timeout.unwrap_or_default()
+                );
+                break;
+            }
+            Err(e) => {
+                add(&counters.io_errors, 1);
+                log::warn!("{peer}: read failed: {e}");
+                break;
+            }
+        };
+        let mut input = buf.get(..n).unwrap_or_default();
+        while !input.is_empty() {
+            let fed = match decoder.feed(input) {
+                Ok(fed) => fed,
+                Err(e) => {
+                    add(&counters.protocol_errors, 1);
+                    log::warn!("{peer}: protocol error, closing: {e}");
+                    break 'conn;
+                }
+            };
+            input = input.get(fed.consumed..).unwrap_or_default();
+            match fed.event {
+                Some(Event::Frame(message)) => {
+                    match catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn))) {
+                        Ok(Ok(())) => {
+                            add(&counters.messages_in, 1);
+                            add(&counters.bytes_in, message.len() as u64);
+                        }
+                        Ok(Err(e)) => {
+                            add(&counters.messages_in, 1);
+                            add(&counters.bytes_in, message.len() as u64);
+                            add(&counters.callback_errors, 1);
+                            log::warn!("{peer}: callback error: {e}");
+                        }
+                        Err(_) => {
+                            add(&counters.callback_panics, 1);
+                            log::error!("{peer}: callback panicked; closing this connection");
+                            break 'conn;
+                        }
+                    }
+                }
+                Some(Event::Skipped(len)) => {
+                    add(&counters.skipped_frames, 1);
+                    log::warn!("{peer}: skipped a {len}-byte message over the maximum");
+                }
+                None => {}
+            }
+        }
+        if let Err(e) = conn.flush() {
+            add(&counters.io_errors, 1);
+            log::warn!("{peer}: reply failed: {e}");
+            break;
+        }
+        if shared.stopping() {
+            drain += 1;
+            if drain > DRAIN_READS {
+                break;
+            }
+        }
+    }
+    let _ = conn.flush();
+    let mut reg = shared.registry();
+    reg.streams.remove(&id);
+    sub(&counters.connections_open, 1);
+    drop(reg);
+    shared.slot_freed.notify_all();
+    log::debug!("{peer}: connection closed");
+}
+
+impl<H> Drop for Connection<H> {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,191 @@
+//! The manager: BuffStreams' `Manager` — listeners and writers kept by address.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use buffstreams_framing::{BigEndian, LengthPrefix};
+
+use crate::error::{Error, resolve};
+use crate::listener::{CallbackResult, Listener, ListenerConfig, ListenerHandle};
+use crate::writer::{Writer, WriterConfig};
+
+/// Listeners and writers by address; every method takes `&self` and is safe from many threads.
+/// Closed entries are removed, so an address can be opened again. Dropping the manager shuts
+/// everything down (writers flush first).
+///
+/// # Examples
+/// ```no_run
+/// use buffstreams_transport_std::{ListenerConfig, Manager, WriterConfig};
+///
+/// let manager: Manager = Manager::new();
+/// let addr = manager.start_listening("127.0.0.1:0", ListenerConfig::new(), |msg: &[u8]| {
+///     println!("{} bytes", msg.len());
+///     Ok(())
+/// })?;
+/// manager.dial(addr, WriterConfig::new())?;
+/// manager.write(addr, b"hello")?;
+/// manager.close_writer(addr)?;
+/// manager.close_listener(addr)?;
+/// # Ok::<(), buffstreams_transport_std::Error>(())
+/// ```
+pub struct Manager<H: LengthPrefix + Send + 'static = BigEndian<4>> {
+    listeners: Mutex<HashMap<SocketAddr, ListenerHandle>>,
+    writers: Mutex<HashMap<SocketAddr, Arc<Writer<H>>>>,
+}
+
+impl<H: LengthPrefix + Send + 'static> Default for Manager<H> {
+    fn default() -> Self {
+        Self {
+            listeners: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<H: LengthPrefix + Send + 'static> Manager<H> {
+    /// An empty manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds and starts a listener in the background; returns its bound address (the key
+    /// for [`close_listener`](Self::close_listener), and the real port when `addr` asked for 0).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`] if this manager already listens there, or the bind error.
+    pub fn start_listening<F>(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: ListenerConfig,
+        callback: F,
+    ) -> Result<SocketAddr, Error>
+    where
+        F: Fn(&[u8]) -> CallbackResult + Send + Sync + 'static,
+    {
+        let addr = resolve(addr)?;
+        let mut listeners = relock(&self.listeners);
+        if listeners.contains_key(&addr) {
+            return Err(Error::AlreadyOpen(addr));
+        }
+        let listener = Listener::<H>::bind(addr, config)?;
+        let local = listener.local_addr();
+        if listeners.contains_key(&local) {
+            return Err(Error::AlreadyOpen(local));
+        }
+        listeners.insert(local, listener.spawn(callback));
+        Ok(local)
+    }
+
+    /// Stops the listener on `addr` gracefully and forgets it.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] if there is none.
+    pub fn close_listener(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), Error> {
+        let addr = resolve(addr)?;
+        // Shut down outside the map lock: it waits for callbacks to finish.
+        let handle = relock(&self.listeners)
+            .remove(&addr)
+            .ok_or(Error::NotOpen(addr))?;
+        handle.shutdown();
+        Ok(())
+    }
+
+    /// Dials `addr` and keeps the writer.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`] if a writer to `addr` exists, or the dial error.
+    pub fn dial(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: WriterConfig,
+    ) -> Result<(), Error> {
+        let addr = resolve(addr)?;
+        if relock(&self.writers).contains_key(&addr) {
+            return Err(Error::AlreadyOpen(addr));
+        }
+        // Dial outside the lock (it may retry for a while), then insert unless someone won.
+        let writer = Arc::new(Writer::<H>::dial(addr, config)?);
+        let mut writers = relock(&self.writers);
+        if writers.contains_key(&addr) {
+            return Err(Error::AlreadyOpen(addr));
+        }
+        writers.insert(addr, writer);
+        Ok(())
+    }
+
+    /// Writes one message to the writer for `addr`; returns its size on the wire.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] if there is no writer for `addr`, or the writer's error.
+    pub fn write(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        message: &[u8],
+    ) -> Result<usize, Error> {
+        self.writer(addr)?.write(message)
+    }
+
+    /// Flushes the writer for `addr`.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] if there is no writer for `addr`.
+    pub fn flush(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), Error> {
+        self.writer(addr)?.flush()
+    }
+
+    /// The writer for `addr`, to write without a map look-up per message or read its counters.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] if there is none.
+    pub fn writer(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<Arc<Writer<H>>, Error> {
+        let addr = resolve(addr)?;
+        relock(&self.writers)
+            .get(&addr)
+            .cloned()
+            .ok_or(Error::NotOpen(addr))
+    }
+
+    /// Flushes and closes the writer for `addr` and forgets it.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] if there is none.
+    pub fn close_writer(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), Error> {
+        let addr = resolve(addr)?;
+        let writer = relock(&self.writers)
+            .remove(&addr)
+            .ok_or(Error::NotOpen(addr))?;
+        // The last `Arc` closes it (flush, join); others held by users close when they drop.
+        drop(writer);
+        Ok(())
+    }
+
+    /// Addresses with a listener.
+    pub fn listeners(&self) -> Vec<SocketAddr> {
+        relock(&self.listeners).keys().copied().collect()
+    }
+
+    /// Addresses with a writer.
+    pub fn writers(&self) -> Vec<SocketAddr> {
+        relock(&self.writers).keys().copied().collect()
+    }
+}
+
+impl<H: LengthPrefix + Send + 'static> Drop for Manager<H> {
+    fn drop(&mut self) {
+        // Writers first, so their last messages reach our own listeners.
+        let writers: Vec<_> = relock(&self.writers).drain().collect();
+        drop(writers);
+        let listeners: Vec<_> = relock(&self.listeners).drain().collect();
+        for (_, l) in listeners {
+            l.shutdown();
+        }
+    }
+}

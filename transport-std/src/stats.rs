@@ -1,0 +1,90 @@
+//! Counters a user can read at any time (relaxed atomics: cheap, eventually exact).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($(#[$meta:meta])* $snapshot:ident, $live:ident { $($(#[$fmeta:meta])* $field:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct $snapshot {
+            $($(#[$fmeta])* pub $field: u64,)*
+        }
+
+        #[derive(Debug, Default)]
+        pub(crate) struct $live {
+            $(pub(crate) $field: AtomicU64,)*
+        }
+
+        impl $live {
+            pub(crate) fn snapshot(&self) -> $snapshot {
+                $snapshot { $($field: self.$field.load(Relaxed),)* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Listener counters, from [`ListenerHandle::stats`](crate::ListenerHandle::stats).
+    ListenerStats, ListenerCounters {
+        /// Messages handed to the callback.
+        messages_in,
+        /// Payload bytes handed to the callback.
+        bytes_in,
+        /// Reply messages written back.
+        messages_out,
+        /// Reply bytes written back, headers included.
+        bytes_out,
+        /// Connections open now.
+        connections_open,
+        /// Connections accepted since the start.
+        connections_total,
+        /// Connections refused (or made to wait) because `max_connections` was reached.
+        connections_refused,
+        /// Connections closed for sending nothing within the idle timeout.
+        idle_timeouts,
+        /// Connections closed for breaking the protocol (oversize under `Reject`, bad header).
+        protocol_errors,
+        /// Connections that ended inside a frame (the partial frame was dropped).
+        truncated,
+        /// Oversize frames discarded under `Oversize::Skip`.
+        skipped_frames,
+        /// Callback calls that returned an error.
+        callback_errors,
+        /// Callback calls that panicked (each closed its connection).
+        callback_panics,
+        /// Socket errors on connections.
+        io_errors,
+    }
+}
+
+counters! {
+    /// Writer counters, from [`Writer::stats`](crate::Writer::stats).
+    WriterStats, WriterCounters {
+        /// Messages queued by `write`.
+        messages_out,
+        /// Bytes handed to the kernel, headers included.
+        bytes_out,
+        /// Batches written (one or more `write` calls each).
+        batches,
+        /// Successful reconnects after a broken connection.
+        reconnects,
+        /// Failed connection attempts.
+        connect_failures,
+        /// Messages handed to the dead-letter queue or callback.
+        dead_lettered,
+        /// Messages that were fully handed to the kernel on a connection that then broke in
+        /// the same batch: they may or may not have arrived.
+        in_doubt,
+        /// Socket write errors.
+        io_errors,
+    }
+}
+
+pub(crate) fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Relaxed);
+}
+
+pub(crate) fn sub(c: &AtomicU64, n: u64) {
+    c.fetch_sub(n, Relaxed);
+}
