@@ -118,7 +118,7 @@ impl ListenerConfig {
 /// The connection a message came from, handed to [`Listener::spawn_with_reply`] callbacks.
 pub struct Connection<H> {
     peer: SocketAddr,
-    stream: TcpStream,
+    stream: Arc<TcpStream>,
     encoder: Encoder<H>,
     out: Vec<u8>,
     shared: Arc<Shared>,
@@ -155,7 +155,7 @@ impl<H: LengthPrefix> Connection<H> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.out);
+        let r = (&*self.stream).write_all(&self.out);
         add(&self.shared.counters.bytes_out, self.out.len() as u64);
         self.out.clear();
         r.map_err(Error::Io)
@@ -164,7 +164,7 @@ impl<H: LengthPrefix> Connection<H> {
 
 struct Registry {
     next_id: u64,
-    streams: HashMap<u64, TcpStream>,
+    streams: HashMap<u64, Arc<TcpStream>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -440,21 +440,17 @@ fn serve<H: LengthPrefix + 'static>(
             log::warn!("listener {local}: cannot configure {peer}: {e}");
             continue;
         }
-        let Ok(registered) = stream.try_clone() else {
-            continue;
-        };
-        let Ok(reply_stream) = stream.try_clone() else {
-            continue;
-        };
+        // One descriptor per connection, shared by the reader, the replies and shutdown.
+        let stream = Arc::new(stream);
         let id = reg.next_id;
         reg.next_id += 1;
-        reg.streams.insert(id, registered);
+        reg.streams.insert(id, stream.clone());
         add(&shared.counters.connections_total, 1);
         add(&shared.counters.connections_open, 1);
         log::debug!("listener {local}: accepted {peer}");
         let conn = Connection {
             peer,
-            stream: reply_stream,
+            stream: stream.clone(),
             encoder: Encoder::<H>::new(config.framing),
             out: Vec::new(),
             shared: shared.clone(),
@@ -502,7 +498,7 @@ const DRAIN_READS: u32 = 64;
 
 fn connection<H: LengthPrefix>(
     id: u64,
-    mut stream: TcpStream,
+    stream: Arc<TcpStream>,
     mut conn: Connection<H>,
     config: ListenerConfig,
     shared: Arc<Shared>,
@@ -513,8 +509,8 @@ fn connection<H: LengthPrefix>(
     let mut decoder = Decoder::<H, Vec<u8>>::new(config.framing, Vec::new());
     let mut buf = vec![0u8; config.read_buffer];
     let mut drain = 0u32;
-    'conn: loop {
-        let n = match stream.read(&mut buf) {
+    loop {
+        let n = match (&*stream).read(&mut buf) {
             Ok(0) => {
                 if decoder.is_mid_frame() {
                     add(&counters.truncated, 1);
@@ -544,13 +540,17 @@ fn connection<H: LengthPrefix>(
             }
         };
         let mut input = buf.get(..n).unwrap_or_default();
+        // Counted per chunk, not per message: connection threads share these counters.
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        let mut close = false;
         while !input.is_empty() {
             let fed = match decoder.feed(input) {
                 Ok(fed) => fed,
                 Err(e) => {
                     add(&counters.protocol_errors, 1);
                     log::warn!("{peer}: protocol error, closing: {e}");
-                    break 'conn;
+                    close = true;
+                    break;
                 }
             };
             input = input.get(fed.consumed..).unwrap_or_default();
@@ -558,19 +558,20 @@ fn connection<H: LengthPrefix>(
                 Some(Event::Frame(message)) => {
                     match catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn))) {
                         Ok(Ok(())) => {
-                            add(&counters.messages_in, 1);
-                            add(&counters.bytes_in, message.len() as u64);
+                            messages += 1;
+                            bytes += message.len() as u64;
                         }
                         Ok(Err(e)) => {
-                            add(&counters.messages_in, 1);
-                            add(&counters.bytes_in, message.len() as u64);
+                            messages += 1;
+                            bytes += message.len() as u64;
                             add(&counters.callback_errors, 1);
                             log::warn!("{peer}: callback error: {e}");
                         }
                         Err(_) => {
                             add(&counters.callback_panics, 1);
                             log::error!("{peer}: callback panicked; closing this connection");
-                            break 'conn;
+                            close = true;
+                            break;
                         }
                     }
                 }
@@ -580,6 +581,11 @@ fn connection<H: LengthPrefix>(
                 }
                 None => {}
             }
+        }
+        add(&counters.messages_in, messages);
+        add(&counters.bytes_in, bytes);
+        if close {
+            break;
         }
         if let Err(e) = conn.flush() {
             add(&counters.io_errors, 1);

@@ -1,2 +1,564 @@
-//! placeholder
-fn main() {}
+//! Throughput bench: a listener and N writers on loopback in one process, printing live
+//! messages/s and MB/s once a second and a final summary. Every run counts the received
+//! messages and checks their size; a mismatch fails the run.
+//!
+//! ```text
+//! bench --peer buffstreams|tokio|std-baseline [--connections N] [--payload BYTES]
+//!       [--seconds S] [--flush-every N] [--batch N] [--json]
+//! bench --rtt --peer buffstreams|raw [--payload BYTES] [--seconds S]      round trip p50/p99
+//! bench --idle-connections N                                              RSS per idle connection
+//! ```
+//!
+//! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
+//! (never: the writer's flusher sends on its own), tokio 64 (`feed` + `flush` every 64),
+//! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). `--batch N` (buffstreams): hand
+//! N messages to `Writer::write_batch` per call instead of one `Writer::write` each.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, FrameReader, FrameWriter};
+use buffstreams_transport_std::{Listener, ListenerConfig, Writer, WriterConfig};
+
+#[derive(Clone, Debug)]
+struct Args {
+    peer: String,
+    connections: usize,
+    payload: usize,
+    seconds: u64,
+    flush_every: Option<u64>,
+    batch: usize,
+    json: bool,
+    rtt: bool,
+    idle_connections: Option<usize>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        peer: "buffstreams".into(),
+        connections: 1,
+        payload: 110,
+        seconds: 5,
+        flush_every: None,
+        batch: 1,
+        json: false,
+        rtt: false,
+        idle_connections: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--peer" => a.peer = value()?,
+            "--connections" => a.connections = num(value()?)?.max(1) as usize,
+            "--payload" => a.payload = num(value()?)? as usize,
+            "--seconds" => a.seconds = num(value()?)?.max(1),
+            "--flush-every" => a.flush_every = Some(num(value()?)?),
+            "--batch" => a.batch = num(value()?)?.clamp(1, 256) as usize,
+            "--json" => a.json = true,
+            "--rtt" => a.rtt = true,
+            "--idle-connections" => a.idle_connections = Some(num(value()?)? as usize),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+const USAGE: &str = "bench --peer buffstreams|tokio|std-baseline [--connections N] [--payload B] \
+[--seconds S] [--flush-every N] [--batch N] [--json] | --rtt --peer buffstreams|raw | --idle-connections N";
+
+/// What a throughput run measured.
+struct Outcome {
+    /// Messages received during the timed window.
+    in_window: u64,
+    elapsed: Duration,
+    /// Messages written and received in all (after the drain), and size mismatches.
+    sent: u64,
+    received: u64,
+    mismatches: u64,
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(n) = args.idle_connections {
+        return idle_rss(n);
+    }
+    if args.rtt {
+        return rtt(&args);
+    }
+    let flush_every = args.flush_every.unwrap_or(match args.peer.as_str() {
+        "tokio" => 64,
+        _ => 0,
+    });
+    let outcome = match args.peer.as_str() {
+        "buffstreams" => run_buffstreams(&args, flush_every),
+        "tokio" => run_tokio(&args, flush_every.max(1)),
+        "std-baseline" => run_std(&args, flush_every),
+        other => {
+            eprintln!("unknown peer {other}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let rate = outcome.in_window as f64 / outcome.elapsed.as_secs_f64();
+    let mb = rate * args.payload as f64 / 1e6;
+    let ok = outcome.mismatches == 0 && outcome.sent == outcome.received;
+    if args.json {
+        println!(
+            "{{\"peer\":\"{}\",\"connections\":{},\"payload\":{},\"flush_every\":{},\"batch\":{},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"ok\":{}}}",
+            args.peer, args.connections, args.payload, flush_every, args.batch, rate, mb, ok
+        );
+    } else {
+        println!(
+            "summary: peer={} connections={} payload={}B flush_every={}: {:.3} M msgs/s, {:.1} MB/s ({} sent, {} received, {} size mismatches)",
+            args.peer,
+            args.connections,
+            args.payload,
+            flush_every,
+            rate / 1e6,
+            mb,
+            outcome.sent,
+            outcome.received,
+            outcome.mismatches
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "FAILED: {} sent, {} received, {} size mismatches",
+            outcome.sent, outcome.received, outcome.mismatches
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// Prints the live rate once a second until `stop`; returns messages counted in the window.
+fn meter(args: &Args, received: impl Fn() -> u64, stop: &AtomicBool) -> (u64, Duration) {
+    let start = Instant::now();
+    let mut last = (0u64, start);
+    for _ in 0..args.seconds {
+        thread::sleep(Duration::from_secs(1));
+        let now = (received(), Instant::now());
+        let rate = (now.0 - last.0) as f64 / (now.1 - last.1).as_secs_f64();
+        if !args.json {
+            eprintln!(
+                "  {:>6.3} M msgs/s  {:>8.1} MB/s",
+                rate / 1e6,
+                rate * args.payload as f64 / 1e6
+            );
+        }
+        last = now;
+    }
+    let counted = received();
+    let elapsed = start.elapsed();
+    stop.store(true, Relaxed);
+    (counted, elapsed)
+}
+
+/// Waits (bounded) until `received()` reaches `sent`.
+fn drain(received: impl Fn() -> u64, sent: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received() < sent && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    received()
+}
+
+fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
+    let mismatches = Arc::new(AtomicU64::new(0));
+    let m2 = mismatches.clone();
+    let payload = args.payload;
+    let config = ListenerConfig::new()
+        .max_message_size(payload.max(1))
+        .max_connections(args.connections + 8);
+    let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
+    let server = listener.spawn(move |m: &[u8]| {
+        if m.len() != payload {
+            m2.fetch_add(1, Relaxed);
+        }
+        Ok(())
+    });
+    let addr = server.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let batch = args.batch;
+    let writers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let w: Writer =
+                    Writer::dial(addr, WriterConfig::new().max_message_size(payload.max(1)))
+                        .expect("dial");
+                let msg = vec![0xa5u8; payload];
+                let batch: Vec<&[u8]> = vec![&msg[..]; batch];
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    for _ in 0..256 / batch.len() {
+                        if batch.len() == 1 {
+                            w.write(&msg).expect("write");
+                        } else {
+                            w.write_batch(batch.iter()).expect("write");
+                        }
+                        n += batch.len() as u64;
+                        if flush_every > 0 && n % flush_every < batch.len() as u64 {
+                            w.flush().expect("flush");
+                        }
+                    }
+                }
+                w.close();
+                n
+            })
+        })
+        .collect();
+    let (in_window, elapsed) = meter(args, || server.stats().messages_in, &stop);
+    let sent: u64 = writers
+        .into_iter()
+        .map(|t| t.join().expect("writer thread"))
+        .sum();
+    let received = drain(|| server.stats().messages_in, sent);
+    server.shutdown();
+    Outcome {
+        in_window,
+        elapsed,
+        sent,
+        received,
+        mismatches: mismatches.load(Relaxed),
+    }
+}
+
+fn run_std(args: &Args, flush_every: u64) -> Outcome {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let payload = args.payload;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let stream = TcpStream::connect(addr).expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut w = BufWriter::with_capacity(64 * 1024, stream);
+                let mut frame = (payload as u32).to_be_bytes().to_vec();
+                frame.resize(4 + payload, 0xa5);
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    for _ in 0..256 {
+                        w.write_all(&frame).expect("write");
+                        n += 1;
+                        if flush_every > 0 && n % flush_every == 0 {
+                            w.flush().expect("flush");
+                        }
+                    }
+                }
+                w.flush().expect("flush");
+                n
+            })
+        })
+        .collect();
+    let received = Arc::new(AtomicU64::new(0));
+    let mismatches = Arc::new(AtomicU64::new(0));
+    let readers: Vec<_> = (0..args.connections)
+        .map(|_| {
+            let (stream, _) = listener.accept().expect("accept");
+            let (received, mismatches) = (received.clone(), mismatches.clone());
+            thread::spawn(move || {
+                let mut r = BufReader::with_capacity(64 * 1024, stream);
+                let mut body = vec![0u8; payload];
+                let mut head = [0u8; 4];
+                let mut local = 0u64;
+                while r.read_exact(&mut head).is_ok() {
+                    if u32::from_be_bytes(head) as usize != payload {
+                        mismatches.fetch_add(1, Relaxed);
+                        break;
+                    }
+                    if r.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    local += 1;
+                    // Batched like the listener's counters: no shared atomic per message.
+                    if local % 1024 == 0 {
+                        received.fetch_add(1024, Relaxed);
+                    }
+                }
+                received.fetch_add(local % 1024, Relaxed);
+            })
+        })
+        .collect();
+    let (in_window, elapsed) = meter(args, || received.load(Relaxed), &stop);
+    let sent: u64 = writers
+        .into_iter()
+        .map(|t| t.join().expect("writer thread"))
+        .sum();
+    for r in readers {
+        r.join().expect("reader thread");
+    }
+    Outcome {
+        in_window,
+        elapsed,
+        sent,
+        received: received.load(Relaxed),
+        mismatches: mismatches.load(Relaxed),
+    }
+}
+
+fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payload = args.payload;
+    let received = Arc::new(AtomicU64::new(0));
+    let mismatches = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let codec = move || {
+        LengthDelimitedCodec::builder()
+            .max_frame_length(payload.max(1))
+            .new_codec()
+    };
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let connections = args.connections;
+    let server = {
+        let (received, mismatches) = (received.clone(), mismatches.clone());
+        rt.spawn(async move {
+            let mut readers = Vec::new();
+            for _ in 0..connections {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let (received, mismatches) = (received.clone(), mismatches.clone());
+                readers.push(tokio::spawn(async move {
+                    let mut frames = FramedRead::with_capacity(stream, codec(), 64 * 1024);
+                    let mut local = 0u64;
+                    while let Some(Ok(f)) = frames.next().await {
+                        if f.len() != payload {
+                            mismatches.fetch_add(1, Relaxed);
+                        }
+                        local += 1;
+                        if local % 1024 == 0 {
+                            received.fetch_add(1024, Relaxed);
+                        }
+                    }
+                    received.fetch_add(local % 1024, Relaxed);
+                }));
+            }
+            for r in readers {
+                r.await.expect("reader task");
+            }
+        })
+    };
+    let writers: Vec<_> = (0..connections)
+        .map(|_| {
+            let stop = stop.clone();
+            rt.spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let mut sink = Framed::new(stream, codec());
+                let msg = Bytes::from(vec![0xa5u8; payload]);
+                let mut n = 0u64;
+                while !stop.load(Relaxed) {
+                    for _ in 0..256 {
+                        if flush_every == 1 {
+                            sink.send(msg.clone()).await.expect("send");
+                        } else {
+                            sink.feed(msg.clone()).await.expect("feed");
+                            if (n + 1) % flush_every == 0 {
+                                SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                            }
+                        }
+                        n += 1;
+                    }
+                }
+                SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                n
+            })
+        })
+        .collect();
+    let (in_window, elapsed) = meter(args, || received.load(Relaxed), &stop);
+    let sent: u64 = writers
+        .into_iter()
+        .map(|t| rt.block_on(t).expect("writer task"))
+        .sum();
+    rt.block_on(server).expect("server task");
+    Outcome {
+        in_window,
+        elapsed,
+        sent,
+        received: received.load(Relaxed),
+        mismatches: mismatches.load(Relaxed),
+    }
+}
+
+/// Request/response round trips, one outstanding at a time, for `seconds`.
+fn rtt(args: &Args) -> ExitCode {
+    let payload = args.payload;
+    let (addr, server): (SocketAddr, Box<dyn FnOnce()>) = match args.peer.as_str() {
+        "buffstreams" => {
+            let config = ListenerConfig::new().max_message_size(payload.max(1));
+            let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
+            let h = listener.spawn_with_reply(|m, conn| {
+                conn.reply(m)?;
+                Ok(())
+            });
+            (h.local_addr(), Box::new(move || h.shutdown()))
+        }
+        "raw" => {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = l.local_addr().expect("addr");
+            let t = thread::spawn(move || {
+                let (mut s, _) = l.accept().expect("accept");
+                s.set_nodelay(true).expect("nodelay");
+                let mut frame = vec![0u8; 4 + payload];
+                while s.read_exact(&mut frame).is_ok() {
+                    if s.write_all(&frame).is_err() {
+                        break;
+                    }
+                }
+            });
+            (addr, Box::new(move || t.join().expect("echo thread")))
+        }
+        other => {
+            eprintln!("--rtt supports --peer buffstreams or raw, not {other}");
+            return ExitCode::from(2);
+        }
+    };
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut samples = Vec::new();
+    let msg = vec![0x5au8; payload];
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let ok = if args.peer == "raw" {
+        let mut s = stream;
+        let mut frame = (payload as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&msg);
+        let mut back = vec![0u8; frame.len()];
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            s.write_all(&frame).expect("write");
+            s.read_exact(&mut back).expect("read");
+            samples.push(t.elapsed());
+        }
+        back == frame
+    } else {
+        use embedded_io_adapters::std::FromStd;
+        let config = Config::new().with_max_frame_len(payload.max(1));
+        let w_stream = stream.try_clone().expect("clone");
+        let mut w = FrameWriter::new(
+            FromStd::new(w_stream),
+            Encoder::<BigEndian<4>>::new(config),
+            vec![0u8; 4096],
+        );
+        let mut r = FrameReader::new(
+            FromStd::new(stream),
+            Decoder::<BigEndian<4>, _>::new(config, vec![]),
+            vec![0u8; 64 * 1024],
+        );
+        let mut ok = true;
+        while Instant::now() < deadline {
+            let t = Instant::now();
+            w.write_frame(&msg).expect("write");
+            w.flush().expect("flush");
+            let reply = r.read_frame().expect("read").expect("reply");
+            samples.push(t.elapsed());
+            ok &= reply == &msg[..];
+        }
+        drop(w);
+        drop(r);
+        ok
+    };
+    server();
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+    println!(
+        "rtt: peer={} payload={}B: {} round trips, p50 {:.1} µs, p99 {:.1} µs, {:.0} round trips/s",
+        args.peer,
+        payload,
+        samples.len(),
+        pct(0.50),
+        pct(0.99),
+        samples.len() as f64 / args.seconds as f64
+    );
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resident memory per idle connection: `n` connected peers that send nothing.
+fn idle_rss(n: usize) -> ExitCode {
+    let config = ListenerConfig::new()
+        .max_connections(n + 16)
+        .idle_timeout(None);
+    let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
+    let h = listener.spawn(|_: &[u8]| Ok(()));
+    let addr = h.local_addr();
+    // Warm up the allocator and the thread machinery with one connection first.
+    let warm = TcpStream::connect(addr).expect("connect");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.stats().connections_open < 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let before = rss_kib();
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        match TcpStream::connect(addr) {
+            Ok(s) => clients.push(s),
+            Err(e) => {
+                eprintln!(
+                    "connect failed after {} connections: {e} (raise `ulimit -n`)",
+                    clients.len()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    while h.stats().connections_open < n as u64 + 1 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let open = h.stats().connections_open;
+    let after = rss_kib();
+    println!(
+        "idle: {} connections open, RSS {} KiB -> {} KiB: {:.1} KiB per idle connection (thread stack + read buffer + decoder)",
+        open - 1,
+        before,
+        after,
+        (after.saturating_sub(before)) as f64 / n as f64
+    );
+    drop(clients);
+    drop(warm);
+    h.shutdown();
+    if open == n as u64 + 1 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
