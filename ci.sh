@@ -68,6 +68,10 @@ echo "== tests"
 step tests cargo test --workspace --locked
 count_tests "$LOG_DIR/tests.log"
 
+echo "== main command (smoke: 1 s, counts and size-checks every message)"
+step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'
+grep -h '"peer"' "$LOG_DIR/bench-smoke.log" 2>/dev/null | sed 's/^/      /'
+
 echo "== no_std"
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
     step "no_std-$target" cargo build -p buffstreams-framing --target "$target" --locked

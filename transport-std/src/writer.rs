@@ -307,6 +307,26 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        self.queue(messages, true)
+    }
+
+    /// Writes one message and flushes, on the calling thread when nothing else is writing
+    /// (no wake-up of the flusher): the request/response and "flush every message" path, like
+    /// tokio's `SinkExt::send`. Returns its size on the wire.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn send(&self, message: &[u8]) -> Result<usize, Error> {
+        let n = self.queue([message], false)?;
+        self.flush()?;
+        Ok(n)
+    }
+
+    fn queue<I>(&self, messages: I, wake: bool) -> Result<usize, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
         let messages = messages.into_iter();
         let s = &*self.shared;
         let mut st = relock(&s.state);
@@ -340,7 +360,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             drop(s.write_out(st));
         } else {
             drop(st);
-            if was_idle && count > 0 {
+            if wake && was_idle && count > 0 {
                 s.work.notify_one();
             }
         }

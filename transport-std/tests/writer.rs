@@ -35,6 +35,17 @@ fn lone_message_goes_out_without_flush() {
 }
 
 #[test]
+fn send_is_write_plus_flush() {
+    let (h, rx) = collecting("127.0.0.1:0");
+    let w: Writer = Writer::dial(h.local_addr(), WriterConfig::new()).unwrap();
+    for i in 0..500u32 {
+        assert_eq!(w.send(&i.to_be_bytes()).unwrap(), 8);
+        assert_eq!(rx.recv_timeout(LONG).unwrap(), i.to_be_bytes());
+    }
+    assert_eq!(w.stats().messages_out, 500);
+}
+
+#[test]
 fn drop_flushes_everything() {
     let (h, rx) = collecting("127.0.0.1:0");
     let w: Writer = Writer::dial(h.local_addr(), WriterConfig::new()).unwrap();

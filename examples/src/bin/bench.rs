@@ -11,7 +11,8 @@
 //!
 //! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
 //! (never: the writer's flusher sends on its own), tokio 64 (`feed` + `flush` every 64),
-//! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). `--batch N` (buffstreams): hand
+//! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). buffstreams with 1 uses
+//! `Writer::send` (write + flush on the caller's thread), tokio with 1 uses `SinkExt::send`. `--batch N` (buffstreams): hand
 //! N messages to `Writer::write_batch` per call instead of one `Writer::write` each.
 
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -206,7 +207,11 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                 let mut n = 0u64;
                 while !stop.load(Relaxed) {
                     for _ in 0..256 / batch.len() {
-                        if batch.len() == 1 {
+                        if flush_every == 1 && batch.len() == 1 {
+                            w.send(&msg).expect("send");
+                            n += 1;
+                            continue;
+                        } else if batch.len() == 1 {
                             w.write(&msg).expect("write");
                         } else {
                             w.write_batch(batch.iter()).expect("write");
