@@ -37,12 +37,13 @@ pub enum OverLimit {
 }
 
 /// Listener settings. `ListenerConfig::default()` is: max message 4096 bytes, oversize
-/// frames rejected, idle timeout 120 s, 1024 connections (refuse beyond), TCP_NODELAY on,
-/// 64 KiB read buffer per connection.
+/// frames rejected, idle timeout 120 s, reply write timeout 30 s, 1024 connections (refuse
+/// beyond), TCP_NODELAY on, 64 KiB read buffer per connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     framing: Config,
     idle_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
     max_connections: usize,
     over_limit: OverLimit,
     nodelay: bool,
@@ -54,6 +55,7 @@ impl Default for ListenerConfig {
         Self {
             framing: Config::new(),
             idle_timeout: Some(Duration::from_secs(120)),
+            write_timeout: Some(Duration::from_secs(30)),
             max_connections: 1024,
             over_limit: OverLimit::Refuse,
             nodelay: true,
@@ -89,6 +91,12 @@ impl ListenerConfig {
         self.idle_timeout = timeout.filter(|d| !d.is_zero());
         self
     }
+    /// Give up on a peer that does not read its replies for this long (`None`: never). Also
+    /// bounds how long a graceful shutdown can wait for a connection blocked in a reply.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
     /// Connections served at once (at least 1).
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max.max(1);
@@ -122,6 +130,8 @@ pub struct Connection<H> {
     encoder: Encoder<H>,
     out: Vec<u8>,
     shared: Arc<Shared>,
+    /// A reply write failed: part of a frame may be on the wire, so the connection must end.
+    broken: bool,
 }
 
 impl<H: LengthPrefix> Connection<H> {
@@ -152,10 +162,14 @@ impl<H: LengthPrefix> Connection<H> {
     /// # Errors
     /// The socket's error; the connection is closed after the callback returns.
     pub fn flush(&mut self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Io(io::ErrorKind::BrokenPipe.into()));
+        }
         if self.out.is_empty() {
             return Ok(());
         }
         let r = (&*self.stream).write_all(&self.out);
+        self.broken = r.is_err();
         add(&self.shared.counters.bytes_out, self.out.len() as u64);
         self.out.clear();
         r.map_err(Error::Io)
@@ -402,6 +416,13 @@ fn serve<H: LengthPrefix + 'static>(
     loop {
         if config.over_limit == OverLimit::Wait {
             let mut reg = shared.registry();
+            if reg.streams.len() >= config.max_connections {
+                add(&shared.counters.accept_waits, 1);
+                log::warn!(
+                    "listener {local}: {} connections open, new peers wait",
+                    reg.streams.len()
+                );
+            }
             while reg.streams.len() >= config.max_connections && !shared.stopping() {
                 reg = shared
                     .slot_freed
@@ -454,6 +475,7 @@ fn serve<H: LengthPrefix + 'static>(
             encoder: Encoder::<H>::new(config.framing),
             out: Vec::new(),
             shared: shared.clone(),
+            broken: false,
         };
         let (shared2, handler2) = (shared.clone(), handler.clone());
         let spawned = thread::Builder::new()
@@ -489,6 +511,7 @@ fn serve<H: LengthPrefix + 'static>(
 
 fn configure(stream: &TcpStream, config: &ListenerConfig) -> io::Result<()> {
     stream.set_nodelay(config.nodelay)?;
+    stream.set_write_timeout(config.write_timeout)?;
     stream.set_read_timeout(config.idle_timeout)
 }
 
@@ -573,6 +596,12 @@ fn connection<H: LengthPrefix>(
                             close = true;
                             break;
                         }
+                    }
+                    if conn.broken {
+                        add(&counters.io_errors, 1);
+                        log::warn!("{peer}: reply write failed or timed out, closing");
+                        close = true;
+                        break;
                     }
                 }
                 Some(Event::Skipped(len)) => {

@@ -39,8 +39,10 @@ counters! {
         connections_open,
         /// Connections accepted since the start.
         connections_total,
-        /// Connections refused (or made to wait) because `max_connections` was reached.
+        /// Connections closed at once because `max_connections` was reached (`OverLimit::Refuse`).
         connections_refused,
+        /// Times accepting paused because `max_connections` was reached (`OverLimit::Wait`).
+        accept_waits,
         /// Connections closed for sending nothing within the idle timeout.
         idle_timeouts,
         /// Connections closed for breaking the protocol (oversize under `Reject`, bad header).

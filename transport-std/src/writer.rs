@@ -109,13 +109,15 @@ impl RetryPolicy {
 }
 
 /// Writer settings. Defaults: max message 4096 bytes, TCP_NODELAY on, [`RetryPolicy::default`],
-/// 3 s connect timeout, 4 MiB buffer before `write` blocks, dead letters kept in a queue.
+/// 3 s connect timeout, 30 s write timeout, 4 MiB buffer before `write` blocks, dead letters
+/// kept in a queue.
 #[derive(Clone)]
 pub struct WriterConfig {
     framing: Config,
     nodelay: bool,
     retry: RetryPolicy,
     connect_timeout: Duration,
+    write_timeout: Option<Duration>,
     max_buffer: usize,
     dead_letter: Option<Arc<DeadLetterFn>>,
 }
@@ -127,6 +129,7 @@ impl Default for WriterConfig {
             nodelay: true,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(3),
+            write_timeout: Some(Duration::from_secs(30)),
             max_buffer: 4 << 20,
             dead_letter: None,
         }
@@ -140,6 +143,7 @@ impl std::fmt::Debug for WriterConfig {
             .field("nodelay", &self.nodelay)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("max_buffer", &self.max_buffer)
             .field(
                 "dead_letter",
@@ -177,6 +181,12 @@ impl WriterConfig {
     /// Timeout of each connection attempt.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+    /// A socket write that makes no progress for this long counts as a broken connection
+    /// (default 30 s; `None`: wait for a peer that stopped reading forever).
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout.filter(|d| !d.is_zero());
         self
     }
     /// Bytes buffered before `write` waits for the flusher (backpressure; default 4 MiB).
@@ -555,6 +565,7 @@ impl<H: LengthPrefix> Shared<H> {
             match TcpStream::connect_timeout(&self.addr, self.config.connect_timeout) {
                 Ok(s) => {
                     s.set_nodelay(self.config.nodelay)?;
+                    s.set_write_timeout(self.config.write_timeout)?;
                     return Ok(s);
                 }
                 Err(e) => {

@@ -185,6 +185,7 @@ fn connections_over_the_limit_wait() {
         rx.recv_timeout(Duration::from_millis(300)).is_err(),
         "b must wait for a slot"
     );
+    assert!(h.stats().accept_waits >= 1);
     drop(a);
     assert_eq!(recv(&rx), b"b");
     assert_eq!(h.stats().connections_refused, 0);
@@ -275,4 +276,26 @@ fn run_blocks_until_shutdown_handle() {
     stop.shutdown();
     t.join().unwrap();
     wait_closed(&mut s);
+}
+
+#[test]
+fn peer_that_never_reads_replies_cannot_hang_shutdown() {
+    let config = ListenerConfig::new()
+        .max_message_size(1 << 20)
+        .write_timeout(Some(Duration::from_millis(300)));
+    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
+    let big = vec![1u8; 1 << 20];
+    let h = l.spawn_with_reply(move |_, conn| {
+        conn.reply(&big)?;
+        Ok(())
+    });
+    let mut s = raw(h.local_addr());
+    // Ask for far more reply bytes than the socket buffers hold, and never read them.
+    for _ in 0..64 {
+        if std::io::Write::write_all(&mut s, &frame(b"more")).is_err() {
+            break;
+        }
+    }
+    eventually("the blocked reply to time out", || h.stats().io_errors >= 1);
+    h.shutdown();
 }
