@@ -44,8 +44,12 @@ tests_failed=0
 
 install() {
     set -e
+    if ! dpkg -s gcc-multilib >/dev/null 2>&1; then   # links the 32-bit (i686) test run
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y gcc-multilib
+    fi
     rustup component add rustfmt clippy llvm-tools
-    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi i686-unknown-linux-gnu
     if [[ -d fuzz ]]; then
         rustup toolchain install nightly --profile minimal
         command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -67,6 +71,9 @@ step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --al
 echo "== tests"
 step tests cargo test --workspace --locked
 count_tests "$LOG_DIR/tests.log"
+# The decoder must not panic or wrap on a 32-bit usize either (8-byte headers, huge lengths).
+step tests-32bit cargo test -p buffstreams-framing --target i686-unknown-linux-gnu --locked --lib --test split --test oracle
+count_tests "$LOG_DIR/tests-32bit.log"
 
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
 step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'

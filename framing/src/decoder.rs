@@ -52,6 +52,7 @@ pub(crate) enum Raw {
 }
 
 #[derive(Clone, Copy, Debug)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 enum State {
     /// Reading a header; `hdr[..hdr_len]` holds bytes of it that came in an earlier feed.
     Header,
@@ -343,6 +344,19 @@ impl<H, S> core::fmt::Debug for Decoder<H, S> {
             .field("max", &self.max)
             .field("state", &self.state)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<H, S> defmt::Format for Decoder<H, S> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Decoder {{ config: {}, max: {=usize}, state: {} }}",
+            self.config,
+            self.max,
+            self.state
+        )
     }
 }
 

@@ -142,6 +142,18 @@ impl<H> core::fmt::Debug for Encoder<H> {
     }
 }
 
+#[cfg(feature = "defmt")]
+impl<H> defmt::Format for Encoder<H> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Encoder {{ config: {}, max: {=usize} }}",
+            self.config,
+            self.max
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
