@@ -32,18 +32,10 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
     /// # Errors
     /// As [`FrameReader::read_event`](crate::FrameReader::read_event).
     pub async fn read_event(&mut self) -> Result<Option<Event<'_>>, ReadError<R::Error>> {
-        loop {
-            if self.chunks.poll_buffered(false)? {
-                return Ok(Some(self.chunks.event()?));
-            }
-            let n = self
-                .inner
-                .read(self.chunks.spare())
-                .await
-                .map_err(ReadError::Io)?;
-            if !self.chunks.filled(n)? {
-                return Ok(None);
-            }
+        if self.fill(false).await? {
+            Ok(Some(self.chunks.event()?))
+        } else {
+            Ok(None)
         }
     }
 
@@ -52,9 +44,18 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
     /// # Errors
     /// As [`FrameReader::read_event`](crate::FrameReader::read_event).
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, ReadError<R::Error>> {
+        if self.fill(true).await? {
+            Ok(Some(self.chunks.frame()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Reads until an item is buffered (`true`) or the stream ends cleanly (`false`).
+    async fn fill(&mut self, frames_only: bool) -> Result<bool, ReadError<R::Error>> {
         loop {
-            if self.chunks.poll_buffered(true)? {
-                return Ok(Some(self.chunks.frame()?));
+            if self.chunks.poll_buffered(frames_only)? {
+                return Ok(true);
             }
             let n = self
                 .inner
@@ -62,7 +63,7 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
                 .await
                 .map_err(ReadError::Io)?;
             if !self.chunks.filled(n)? {
-                return Ok(None);
+                return Ok(false);
             }
         }
     }

@@ -137,17 +137,10 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
     /// [`ReadError::Io`] from the reader, [`ReadError::Decode`] on an invalid stream,
     /// [`ReadError::UnexpectedEof`] when the stream ends inside a frame.
     pub fn read_event(&mut self) -> Result<Option<Event<'_>>, ReadError<R::Error>> {
-        loop {
-            if self.chunks.poll_buffered(false)? {
-                return Ok(Some(self.chunks.event()?));
-            }
-            let n = self
-                .inner
-                .read(self.chunks.spare())
-                .map_err(ReadError::Io)?;
-            if !self.chunks.filled(n)? {
-                return Ok(None);
-            }
+        if self.fill(false)? {
+            Ok(Some(self.chunks.event()?))
+        } else {
+            Ok(None)
         }
     }
 
@@ -156,16 +149,25 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
     /// # Errors
     /// As [`read_event`](Self::read_event).
     pub fn read_frame(&mut self) -> Result<Option<&[u8]>, ReadError<R::Error>> {
+        if self.fill(true)? {
+            Ok(Some(self.chunks.frame()?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Reads until an item is buffered (`true`) or the stream ends cleanly (`false`).
+    fn fill(&mut self, frames_only: bool) -> Result<bool, ReadError<R::Error>> {
         loop {
-            if self.chunks.poll_buffered(true)? {
-                return Ok(Some(self.chunks.frame()?));
+            if self.chunks.poll_buffered(frames_only)? {
+                return Ok(true);
             }
             let n = self
                 .inner
                 .read(self.chunks.spare())
                 .map_err(ReadError::Io)?;
             if !self.chunks.filled(n)? {
-                return Ok(None);
+                return Ok(false);
             }
         }
     }
