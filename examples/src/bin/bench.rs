@@ -3,11 +3,13 @@
 //! messages and checks their size; a mismatch fails the run.
 //!
 //! ```text
-//! bench --peer buffstreams|tokio|std-baseline [--connections N] [--payload BYTES]
+//! bench --peer buffstreams|framing|tokio|std-baseline [--connections N] [--payload BYTES]
 //!       [--seconds S] [--flush-every N] [--batch N] [--json]
 //! bench --rtt --peer buffstreams|raw [--payload BYTES] [--seconds S]      round trip p50/p99
 //! bench --idle-connections N                                              RSS per idle connection
 //! ```
+//!
+//! `framing` sends with the framing crate's unshared `FrameWriter` into the same `Listener`.
 //!
 //! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
 //! (never: the writer's flusher sends on its own), tokio 64 (`feed` + `flush` every 64),
@@ -72,7 +74,7 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "bench --peer buffstreams|tokio|std-baseline [--connections N] [--payload B] \
+const USAGE: &str = "bench --peer buffstreams|framing|tokio|std-baseline [--connections N] [--payload B] \
 [--seconds S] [--flush-every N] [--batch N] [--json] | --rtt --peer buffstreams|raw | --idle-connections N";
 
 /// What a throughput run measured.
@@ -105,7 +107,7 @@ fn main() -> ExitCode {
         _ => 0,
     });
     let outcome = match args.peer.as_str() {
-        "buffstreams" => run_buffstreams(&args, flush_every),
+        "buffstreams" | "framing" => run_buffstreams(&args, flush_every),
         "tokio" => run_tokio(&args, flush_every.max(1)),
         "std-baseline" => run_std(&args, flush_every),
         other => {
@@ -195,10 +197,15 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
     let addr = server.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let batch = args.batch;
+    let framing_peer = args.peer == "framing";
     let writers: Vec<_> = (0..args.connections)
         .map(|_| {
             let stop = stop.clone();
+            let framing = framing_peer;
             thread::spawn(move || {
+                if framing {
+                    return framing_writer(addr, payload, flush_every, &stop);
+                }
                 let w: Writer =
                     Writer::dial(addr, WriterConfig::new().max_message_size(payload.max(1)))
                         .expect("dial");
@@ -241,6 +248,29 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
         received,
         mismatches: mismatches.load(Relaxed),
     }
+}
+
+/// `--peer framing`: the framing crate's unshared `FrameWriter` over a plain socket, into the
+/// same `Listener` (no flusher thread, no reconnects: the single-thread fast path).
+fn framing_writer(addr: SocketAddr, payload: usize, flush_every: u64, stop: &AtomicBool) -> u64 {
+    use embedded_io_adapters::std::FromStd;
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let enc = Encoder::<BigEndian<4>>::new(Config::new().with_max_frame_len(payload.max(1)));
+    let mut w = FrameWriter::new(FromStd::new(stream), enc, vec![0u8; 64 * 1024]);
+    let msg = vec![0xa5u8; payload];
+    let mut n = 0u64;
+    while !stop.load(Relaxed) {
+        for _ in 0..256 {
+            w.write_frame(&msg).expect("write");
+            n += 1;
+            if flush_every > 0 && n % flush_every == 0 {
+                w.flush().expect("flush");
+            }
+        }
+    }
+    w.flush().expect("flush");
+    n
 }
 
 fn run_std(args: &Args, flush_every: u64) -> Outcome {
