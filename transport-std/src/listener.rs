@@ -17,6 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, Event, LengthPrefix, Oversize};
+use socket2::{Domain, Socket, Type};
 
 use crate::error::{Error, resolve};
 use crate::stats::{ListenerCounters, ListenerStats, add, sub};
@@ -188,12 +189,13 @@ struct Shared {
     registry: Mutex<Registry>,
     slot_freed: Condvar,
     counters: ListenerCounters,
+    /// Local address of the wake-up connection, once shutdown has made it.
+    wake_peer: Mutex<Option<SocketAddr>>,
 }
 
 impl Shared {
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        // A poisoned lock only means a thread panicked while holding it; the map is still valid.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+        relock(&self.registry)
     }
 
     fn stopping(&self) -> bool {
@@ -206,17 +208,40 @@ impl Shared {
         }
         log::info!("listener {}: shutting down", self.local);
         self.slot_freed.notify_all();
-        // Wake the accept call with a connection of our own.
+        // Wake the accept call with a connection of our own, bound first so that the
+        // backlog drain can tell it from a real peer.
         let ip = match self.local.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        let _ = TcpStream::connect_timeout(
-            &SocketAddr::new(ip, self.local.port()),
-            Duration::from_secs(1),
-        );
+        let wake = || -> io::Result<()> {
+            let socket = Socket::new(Domain::for_address(self.local), Type::STREAM, None)?;
+            socket.bind(&SocketAddr::new(ip, 0).into())?;
+            *relock(&self.wake_peer) = socket.local_addr()?.as_socket();
+            socket.connect_timeout(
+                &SocketAddr::new(ip, self.local.port()).into(),
+                Duration::from_secs(1),
+            )
+        };
+        if let Err(e) = wake() {
+            // The accept thread still stops at its next connection or accept error.
+            log::warn!(
+                "listener {}: cannot wake the accept thread: {e}",
+                self.local
+            );
+        }
     }
+
+    /// Whether `peer` is the connection [`signal_shutdown`](Self::signal_shutdown) made.
+    fn is_wake(&self, peer: SocketAddr) -> bool {
+        *relock(&self.wake_peer) == Some(peer)
+    }
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a thread panicked while holding it; the data is still valid.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A bound listener; start it with [`run`](Self::run) (blocking) or [`spawn`](Self::spawn).
@@ -270,6 +295,7 @@ impl<H: LengthPrefix + 'static> Listener<H> {
                 }),
                 slot_freed: Condvar::new(),
                 counters: ListenerCounters::default(),
+                wake_peer: Mutex::new(None),
             }),
             _format: PhantomData,
         })
@@ -364,6 +390,11 @@ impl ShutdownHandle {
     pub fn shutdown(&self) {
         self.shared.signal_shutdown();
     }
+
+    /// Current counters of the listener, also while `run` serves on another thread.
+    pub fn stats(&self) -> ListenerStats {
+        self.shared.counters.snapshot()
+    }
 }
 
 /// A listener serving in the background. Dropping it shuts it down gracefully.
@@ -385,7 +416,9 @@ impl ListenerHandle {
 
     /// Graceful shutdown: stop accepting, stop reading (bytes the kernel already holds are
     /// still read and their complete messages delivered; a partial message never is), let
-    /// callbacks finish, join every thread and release the port.
+    /// callbacks finish, join every thread and release the port. Peers whose connection
+    /// the kernel completed but the accept thread had not reached yet are served the same
+    /// way (up to `max_connections` at a time; the rest are refused and counted).
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -413,6 +446,9 @@ fn serve<H: LengthPrefix + 'static>(
     handler: Arc<Handler<H>>,
 ) {
     let local = shared.local;
+    let admit = |stream: TcpStream, peer: SocketAddr| {
+        admit::<H>(stream, peer, &config, &shared, &handler);
+    };
     loop {
         if config.over_limit == OverLimit::Wait {
             let mut reg = shared.registry();
@@ -433,8 +469,8 @@ fn serve<H: LengthPrefix + 'static>(
         if shared.stopping() {
             break;
         }
-        let (stream, peer) = match socket.accept() {
-            Ok(pair) => pair,
+        match socket.accept() {
+            Ok((stream, peer)) => admit(stream, peer),
             Err(e) => {
                 if shared.stopping() {
                     break;
@@ -442,57 +478,23 @@ fn serve<H: LengthPrefix + 'static>(
                 // Out of descriptors and the like: back off instead of spinning.
                 log::warn!("listener {local}: accept failed: {e}");
                 thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let mut reg = shared.registry();
-        if shared.stopping() {
-            break;
-        }
-        if reg.streams.len() >= config.max_connections {
-            add(&shared.counters.connections_refused, 1);
-            log::warn!(
-                "listener {local}: refusing {peer}: {} connections open",
-                reg.streams.len()
-            );
-            continue;
-        }
-        if let Err(e) = configure(&stream, &config) {
-            log::warn!("listener {local}: cannot configure {peer}: {e}");
-            continue;
-        }
-        // One descriptor per connection, shared by the reader, the replies and shutdown.
-        let stream = Arc::new(stream);
-        let id = reg.next_id;
-        reg.next_id += 1;
-        reg.streams.insert(id, stream.clone());
-        add(&shared.counters.connections_total, 1);
-        add(&shared.counters.connections_open, 1);
-        log::debug!("listener {local}: accepted {peer}");
-        let conn = Connection {
-            peer,
-            stream: stream.clone(),
-            encoder: Encoder::<H>::new(config.framing),
-            out: Vec::new(),
-            shared: shared.clone(),
-            broken: false,
-        };
-        let (shared2, handler2) = (shared.clone(), handler.clone());
-        let spawned = thread::Builder::new()
-            .name(format!("bs-conn-{peer}"))
-            .spawn(move || connection::<H>(id, stream, conn, config, shared2, handler2));
-        match spawned {
-            Ok(t) => reg.threads.push(t),
-            Err(e) => {
-                log::error!("listener {local}: cannot spawn a thread for {peer}: {e}");
-                reg.streams.remove(&id);
-                sub(&shared.counters.connections_open, 1);
             }
         }
-        // Keep the join list short on long-running servers.
-        reg.threads.retain(|t| !t.is_finished());
     }
-    drop(socket); // release the port before waiting for connections
+    // Peers whose connection the kernel completed before shutdown may already have sent
+    // whole messages; serve what they sent like everyone else's, then release the port.
+    if let Err(e) = socket.set_nonblocking(true) {
+        log::warn!("listener {local}: cannot drain the backlog: {e}");
+    } else {
+        for _ in 0..BACKLOG_DRAIN {
+            match socket.accept() {
+                Ok((stream, peer)) => admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break, // WouldBlock: the backlog is empty
+            }
+        }
+    }
+    drop(socket);
     let threads = {
         let mut reg = shared.registry();
         for s in reg.streams.values() {
@@ -507,6 +509,71 @@ fn serve<H: LengthPrefix + 'static>(
         }
     }
     log::info!("listener {local}: stopped");
+}
+
+/// At most this many connections are taken from the backlog after shutdown starts (Linux
+/// caps a backlog at `somaxconn`, 4096 by default).
+const BACKLOG_DRAIN: usize = 4096;
+
+/// Registers an accepted connection and starts its thread, or refuses it over the limit.
+fn admit<H: LengthPrefix + 'static>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    config: &ListenerConfig,
+    shared: &Arc<Shared>,
+    handler: &Arc<Handler<H>>,
+) {
+    let local = shared.local;
+    if shared.stopping() && shared.is_wake(peer) {
+        return;
+    }
+    let mut reg = shared.registry();
+    if reg.streams.len() >= config.max_connections {
+        add(&shared.counters.connections_refused, 1);
+        log::warn!(
+            "listener {local}: refusing {peer}: {} connections open",
+            reg.streams.len()
+        );
+        return;
+    }
+    // Accepted sockets inherit non-blocking mode from the listener on some systems.
+    if let Err(e) = stream
+        .set_nonblocking(false)
+        .and_then(|()| configure(&stream, config))
+    {
+        log::warn!("listener {local}: cannot configure {peer}: {e}");
+        return;
+    }
+    // One descriptor per connection, shared by the reader, the replies and shutdown.
+    let stream = Arc::new(stream);
+    let id = reg.next_id;
+    reg.next_id += 1;
+    reg.streams.insert(id, stream.clone());
+    add(&shared.counters.connections_total, 1);
+    add(&shared.counters.connections_open, 1);
+    log::debug!("listener {local}: accepted {peer}");
+    let conn = Connection {
+        peer,
+        stream: stream.clone(),
+        encoder: Encoder::<H>::new(config.framing),
+        out: Vec::new(),
+        shared: shared.clone(),
+        broken: false,
+    };
+    let (config, shared2, handler2) = (*config, shared.clone(), handler.clone());
+    let spawned = thread::Builder::new()
+        .name(format!("bs-conn-{peer}"))
+        .spawn(move || connection::<H>(id, stream, conn, config, shared2, handler2));
+    match spawned {
+        Ok(t) => reg.threads.push(t),
+        Err(e) => {
+            log::error!("listener {local}: cannot spawn a thread for {peer}: {e}");
+            reg.streams.remove(&id);
+            sub(&shared.counters.connections_open, 1);
+        }
+    }
+    // Keep the join list short on long-running servers.
+    reg.threads.retain(|t| !t.is_finished());
 }
 
 fn configure(stream: &TcpStream, config: &ListenerConfig) -> io::Result<()> {

@@ -264,6 +264,40 @@ fn graceful_shutdown_delivers_received_messages_and_releases_the_port() {
 }
 
 #[test]
+fn shutdown_serves_peers_still_in_the_backlog() {
+    // Peers whose connect() completed but whom the accept thread had not reached yet, as on
+    // a loaded machine: shutdown is signalled before `run` even starts accepting.
+    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new()).unwrap();
+    let addr = l.local_addr();
+    let mut peers: Vec<_> = (0..3u8).map(|_| raw(addr)).collect();
+    for (p, s) in peers.iter_mut().enumerate() {
+        let mut wire = Vec::new();
+        for i in 0..50u8 {
+            wire.extend_from_slice(&frame(&[p as u8, i]));
+        }
+        wire.extend_from_slice(&frame(b"partial")[..6]);
+        send(s, &wire);
+    }
+    let handle = l.shutdown_handle();
+    handle.shutdown();
+    let (tx, rx) = mpsc::channel();
+    l.run(move |m: &[u8]| Ok(tx.send(m.to_vec())?));
+    let mut got: Vec<Vec<u8>> = rx.try_iter().collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = (0..3u8)
+        .flat_map(|p| (0..50u8).map(move |i| vec![p, i]))
+        .collect();
+    assert_eq!(got, want, "every whole message, no partial one");
+    let st = handle.stats();
+    // The wake-up connection shutdown makes for itself is not a peer.
+    assert_eq!(st.connections_total, 3);
+    assert_eq!(st.truncated, 3);
+    for s in &mut peers {
+        wait_closed(s);
+    }
+}
+
+#[test]
 fn run_blocks_until_shutdown_handle() {
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new()).unwrap();
     let stop = l.shutdown_handle();
