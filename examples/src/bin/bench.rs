@@ -259,17 +259,37 @@ fn framing_writer(addr: SocketAddr, payload: usize, flush_every: u64, stop: &Ato
     let enc = Encoder::<BigEndian<4>>::new(Config::new().with_max_frame_len(payload.max(1)));
     let mut w = FrameWriter::new(FromStd::new(stream), enc, vec![0u8; 64 * 1024]);
     let msg = vec![0xa5u8; payload];
+    pump(
+        &mut w,
+        stop,
+        flush_every,
+        |w| {
+            w.write_frame(&msg).expect("write");
+        },
+        |w| w.flush().expect("flush"),
+    )
+}
+
+/// The write loop of the unshared peers: one message per `write`, `flush` every
+/// `flush_every` messages (0: only at the end); returns the messages written.
+fn pump<W>(
+    w: &mut W,
+    stop: &AtomicBool,
+    flush_every: u64,
+    mut write: impl FnMut(&mut W),
+    mut flush: impl FnMut(&mut W),
+) -> u64 {
     let mut n = 0u64;
     while !stop.load(Relaxed) {
         for _ in 0..256 {
-            w.write_frame(&msg).expect("write");
+            write(w);
             n += 1;
             if flush_every > 0 && n % flush_every == 0 {
-                w.flush().expect("flush");
+                flush(w);
             }
         }
     }
-    w.flush().expect("flush");
+    flush(w);
     n
 }
 
@@ -287,18 +307,13 @@ fn run_std(args: &Args, flush_every: u64) -> Outcome {
                 let mut w = BufWriter::with_capacity(64 * 1024, stream);
                 let mut frame = (payload as u32).to_be_bytes().to_vec();
                 frame.resize(4 + payload, 0xa5);
-                let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    for _ in 0..256 {
-                        w.write_all(&frame).expect("write");
-                        n += 1;
-                        if flush_every > 0 && n % flush_every == 0 {
-                            w.flush().expect("flush");
-                        }
-                    }
-                }
-                w.flush().expect("flush");
-                n
+                pump(
+                    &mut w,
+                    &stop,
+                    flush_every,
+                    |w| w.write_all(&frame).expect("write"),
+                    |w| w.flush().expect("flush"),
+                )
             })
         })
         .collect();
