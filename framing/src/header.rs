@@ -72,6 +72,25 @@ impl Header {
     pub fn as_bytes(&self) -> &[u8] {
         self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
+
+    /// The header at the start of a fixed-size array; bytes past [`len`](<[u8]>::len) are
+    /// zero. Copying the whole array is one fixed-size move where copying
+    /// [`as_bytes`](Self::as_bytes) is a variable-length `memcpy`: hot loops with room to
+    /// spare write this, then the payload right after the real header.
+    ///
+    /// ```
+    /// use buffstreams_framing::{BigEndian, Config, Encoder, MAX_HEADER_LEN};
+    ///
+    /// let header = Encoder::<BigEndian<4>>::new(Config::new()).header(300)?;
+    /// let padded: &[u8; MAX_HEADER_LEN] = header.padded();
+    /// assert_eq!(&padded[..header.len()], &[0, 0, 1, 44]);
+    /// assert!(padded[header.len()..].iter().all(|&b| b == 0));
+    /// # Ok::<(), buffstreams_framing::EncodeError>(())
+    /// ```
+    #[inline]
+    pub fn padded(&self) -> &[u8; MAX_HEADER_LEN] {
+        &self.bytes
+    }
 }
 
 impl Deref for Header {

@@ -1,8 +1,9 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod error;
+mod lane;
 mod listener;
 mod manager;
 mod stats;

@@ -76,9 +76,20 @@ fn oversize_write_is_an_error_and_queues_nothing() {
 
 #[test]
 fn eight_threads_one_writer_never_interleave() {
+    eight_threads(WriterConfig::new());
+}
+
+/// Room for two buffers of 1.5 KiB: one thread has its own, seven share the other, and every
+/// buffer fills (and is sent by the thread that filled it) every few dozen messages.
+#[test]
+fn eight_threads_sharing_small_buffers_never_interleave() {
+    eight_threads(WriterConfig::new().max_buffer(3 * 1024));
+}
+
+fn eight_threads(config: WriterConfig) {
     const PER_THREAD: u32 = 20_000;
     let (h, rx) = collecting("127.0.0.1:0");
-    let w: Arc<Writer> = Arc::new(Writer::dial(h.local_addr(), WriterConfig::new()).unwrap());
+    let w: Arc<Writer> = Arc::new(Writer::dial(h.local_addr(), config).unwrap());
     let threads: Vec<_> = (0..8u32)
         .map(|t| {
             let w = w.clone();
@@ -124,6 +135,134 @@ fn eight_threads_one_writer_never_interleave() {
         }
     }
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+}
+
+/// Threads that write a few messages and exit without flushing: the flusher sends what they
+/// left and hands their buffers to the next threads; nothing waits for `close`.
+#[test]
+fn threads_that_exit_leave_nothing_behind() {
+    let (h, rx) = collecting("127.0.0.1:0");
+    let w: Arc<Writer> =
+        Arc::new(Writer::dial(h.local_addr(), WriterConfig::new().max_buffer(3 * 1024)).unwrap());
+    for round in 0..20u32 {
+        let threads: Vec<_> = (0..3u32)
+            .map(|t| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    for i in 0..50u32 {
+                        let mut m = [0u8; 12];
+                        m[..4].copy_from_slice(&round.to_le_bytes());
+                        m[4..8].copy_from_slice(&t.to_le_bytes());
+                        m[8..].copy_from_slice(&i.to_le_bytes());
+                        w.write(&m).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // No flush: the round's 150 messages arrive on their own, each thread's in order.
+        let mut next = [0u32; 3];
+        for k in 0..150 {
+            let m = rx
+                .recv_timeout(LONG)
+                .unwrap_or_else(|e| panic!("round {round}, message {k}: {e}; {:?}", w.stats()));
+            assert_eq!(u32::from_le_bytes(m[..4].try_into().unwrap()), round);
+            let t = u32::from_le_bytes(m[4..8].try_into().unwrap()) as usize;
+            assert_eq!(u32::from_le_bytes(m[8..].try_into().unwrap()), next[t]);
+            next[t] += 1;
+        }
+    }
+    assert_eq!(w.stats().messages_out, 20 * 150);
+}
+
+/// A message written by an idle thread goes out at once even while another thread streams
+/// through the same writer (whose own tail may linger).
+#[test]
+fn lone_message_is_prompt_while_another_thread_streams() {
+    let (h, rx) = collecting("127.0.0.1:0");
+    let w: Arc<Writer> = Arc::new(Writer::dial(h.local_addr(), WriterConfig::new()).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let streamer = {
+        let (w, stop) = (w.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 5_000_000 {
+                w.write(&[0u8; 16]).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut rest = 0u64;
+    for i in 0..20u8 {
+        w.write(&[1, i]).unwrap();
+        // Bounded by `LONG`; the streamer's messages are counted on the way.
+        loop {
+            let m = rx.recv_timeout(LONG).unwrap();
+            if m.len() == 2 {
+                assert_eq!(m, [1, i]);
+                break;
+            }
+            rest += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let streamed = streamer.join().unwrap();
+    w.flush().unwrap();
+    while rest < streamed {
+        let m = rx.recv_timeout(LONG).unwrap();
+        assert_eq!(m.len(), 16);
+        rest += 1;
+    }
+}
+
+/// A batch bigger than a thread's buffer still arrives as one run, with no message of
+/// another thread inside it.
+#[test]
+fn a_batch_larger_than_the_buffer_stays_together() {
+    let (h, rx) = collecting("127.0.0.1:0");
+    let w: Arc<Writer> =
+        Arc::new(Writer::dial(h.local_addr(), WriterConfig::new().max_message_size(1024)).unwrap());
+    let other = {
+        let w = w.clone();
+        thread::spawn(move || {
+            for _ in 0..20_000 {
+                w.write(b"x").unwrap();
+            }
+        })
+    };
+    let batch: Vec<Vec<u8>> = (0..1000u32)
+        .map(|i| {
+            let mut m = vec![7u8; 100];
+            m[..4].copy_from_slice(&i.to_le_bytes());
+            m
+        })
+        .collect();
+    for _ in 0..5 {
+        assert_eq!(w.write_batch(&batch).unwrap(), 1000 * 104);
+    }
+    other.join().unwrap();
+    w.flush().unwrap();
+    let (mut singles, mut runs) = (0, 0);
+    let mut expect: Option<u32> = None;
+    while singles < 20_000 || runs < 5 {
+        let m = rx.recv_timeout(LONG).unwrap();
+        if m == b"x" {
+            assert_eq!(expect, None, "a message landed inside a batch");
+            singles += 1;
+            continue;
+        }
+        let i = u32::from_le_bytes(m[..4].try_into().unwrap());
+        assert_eq!(i, expect.unwrap_or(0));
+        expect = if i == 999 {
+            runs += 1;
+            None
+        } else {
+            Some(i + 1)
+        };
+    }
 }
 
 /// Stop the listener, write while it is down, start it again: every message is delivered or

@@ -3,19 +3,24 @@
 //! messages and checks their size; a mismatch fails the run.
 //!
 //! ```text
-//! bench --peer buffstreams|framing|tokio|std-baseline [--connections N] [--payload BYTES]
-//!       [--seconds S] [--flush-every N] [--batch N] [--json]
+//! bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N]
+//!       [--payload BYTES] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu]
 //! bench --rtt --peer buffstreams|raw [--payload BYTES] [--seconds S]      round trip p50/p99
 //! bench --idle-connections N                                              RSS per idle connection
 //! ```
 //!
 //! `framing` sends with the framing crate's unshared `FrameWriter` into the same `Listener`.
+//! `std-baseline` frames every message with a plain `BufWriter` (`write_all` of the 4-byte
+//! header, then of the payload) and reads with a `BufReader`; `std-prebuilt` writes one frame
+//! built once before the loop (less work than framing each message: a reference, not a peer).
+//! `--cpu` prints each thread's CPU time per message at the end of the window.
 //!
 //! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
 //! (never: the writer's flusher sends on its own), tokio 64 (`feed` + `flush` every 64),
 //! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). buffstreams with 1 uses
-//! `Writer::send` (write + flush on the caller's thread), tokio with 1 uses `SinkExt::send`. `--batch N` (buffstreams): hand
-//! N messages to `Writer::write_batch` per call instead of one `Writer::write` each.
+//! `Writer::send` (write + flush on the caller's thread), tokio with 1 uses `SinkExt::send`.
+//! `--batch N` (buffstreams): hand N messages to `Writer::write_batch` per call instead of one
+//! `Writer::write` each.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -38,6 +43,7 @@ struct Args {
     batch: usize,
     json: bool,
     rtt: bool,
+    cpu: bool,
     idle_connections: Option<usize>,
 }
 
@@ -51,6 +57,7 @@ fn parse() -> Result<Args, String> {
         batch: 1,
         json: false,
         rtt: false,
+        cpu: false,
         idle_connections: None,
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +73,7 @@ fn parse() -> Result<Args, String> {
             "--batch" => a.batch = num(value()?)?.clamp(1, 256) as usize,
             "--json" => a.json = true,
             "--rtt" => a.rtt = true,
+            "--cpu" => a.cpu = true,
             "--idle-connections" => a.idle_connections = Some(num(value()?)? as usize),
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
@@ -74,8 +82,9 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "bench --peer buffstreams|framing|tokio|std-baseline [--connections N] [--payload B] \
-[--seconds S] [--flush-every N] [--batch N] [--json] | --rtt --peer buffstreams|raw | --idle-connections N";
+const USAGE: &str = "bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N] \
+[--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw \
+| --idle-connections N";
 
 /// What a throughput run measured.
 struct Outcome {
@@ -109,7 +118,7 @@ fn main() -> ExitCode {
     let outcome = match args.peer.as_str() {
         "buffstreams" | "framing" => run_buffstreams(&args, flush_every),
         "tokio" => run_tokio(&args, flush_every.max(1)),
-        "std-baseline" => run_std(&args, flush_every),
+        "std-baseline" | "std-prebuilt" => run_std(&args, flush_every),
         other => {
             eprintln!("unknown peer {other}\n{USAGE}");
             return ExitCode::from(2);
@@ -167,6 +176,9 @@ fn meter(args: &Args, received: impl Fn() -> u64, stop: &AtomicBool) -> (u64, Du
     }
     let counted = received();
     let elapsed = start.elapsed();
+    if args.cpu {
+        cpu_report(counted);
+    }
     stop.store(true, Relaxed);
     (counted, elapsed)
 }
@@ -210,25 +222,41 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                     Writer::dial(addr, WriterConfig::new().max_message_size(payload.max(1)))
                         .expect("dial");
                 let msg = vec![0xa5u8; payload];
-                let batch: Vec<&[u8]> = vec![&msg[..]; batch];
-                let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    for _ in 0..256 / batch.len() {
-                        if flush_every == 1 && batch.len() == 1 {
+                let n = if batch == 1 && flush_every == 1 {
+                    // `send`: write + flush on this thread, like tokio's `SinkExt::send`.
+                    pump(
+                        &mut &w,
+                        &stop,
+                        0,
+                        |w| {
                             w.send(&msg).expect("send");
-                            n += 1;
-                            continue;
-                        } else if batch.len() == 1 {
+                        },
+                        |w| w.flush().expect("flush"),
+                    )
+                } else if batch == 1 {
+                    pump(
+                        &mut &w,
+                        &stop,
+                        flush_every,
+                        |w| {
                             w.write(&msg).expect("write");
-                        } else {
+                        },
+                        |w| w.flush().expect("flush"),
+                    )
+                } else {
+                    let batch: Vec<&[u8]> = vec![&msg[..]; batch];
+                    let mut n = 0u64;
+                    while !stop.load(Relaxed) {
+                        for _ in 0..256 / batch.len() {
                             w.write_batch(batch.iter()).expect("write");
-                        }
-                        n += batch.len() as u64;
-                        if flush_every > 0 && n % flush_every < batch.len() as u64 {
-                            w.flush().expect("flush");
+                            n += batch.len() as u64;
+                            if flush_every > 0 && n % flush_every < batch.len() as u64 {
+                                w.flush().expect("flush");
+                            }
                         }
                     }
-                }
+                    n
+                };
                 w.close();
                 n
             })
@@ -272,6 +300,43 @@ fn framing_writer(addr: SocketAddr, payload: usize, flush_every: u64, stop: &Ato
 
 /// The write loop of the unshared peers: one message per `write`, `flush` every
 /// `flush_every` messages (0: only at the end); returns the messages written.
+/// `--cpu`: CPU time per message of every busy thread so far, from `/proc` (Linux; clock
+/// ticks of 10 ms, so runs of a few seconds give about 1 % precision). The sending thread's
+/// figure is what bounds the throughput on two cores.
+fn cpu_report(messages: u64) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let ticks_ns = 1e9 / 100.0; // USER_HZ
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let tick = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        let (user, sys) = (tick(11), tick(12));
+        if user + sys > 0.0 && messages > 0 {
+            eprintln!(
+                "  cpu {:<16} user {:>5.1} ns/msg  sys {:>5.1} ns/msg",
+                name.trim(),
+                user * ticks_ns / messages as f64,
+                sys * ticks_ns / messages as f64
+            );
+        }
+    }
+}
+
 fn pump<W>(
     w: &mut W,
     stop: &AtomicBool,
@@ -294,6 +359,7 @@ fn pump<W>(
 }
 
 fn run_std(args: &Args, flush_every: u64) -> Outcome {
+    let prebuilt = args.peer == "std-prebuilt";
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let payload = args.payload;
@@ -305,13 +371,29 @@ fn run_std(args: &Args, flush_every: u64) -> Outcome {
                 let stream = TcpStream::connect(addr).expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
                 let mut w = BufWriter::with_capacity(64 * 1024, stream);
-                let mut frame = (payload as u32).to_be_bytes().to_vec();
-                frame.resize(4 + payload, 0xa5);
+                if prebuilt {
+                    // One `write_all` of a frame built once: less work than framing each
+                    // message, which no peer (and no real application) gets to skip.
+                    let mut frame = (payload as u32).to_be_bytes().to_vec();
+                    frame.resize(4 + payload, 0xa5);
+                    return pump(
+                        &mut w,
+                        &stop,
+                        flush_every,
+                        |w| w.write_all(&frame).expect("write"),
+                        |w| w.flush().expect("flush"),
+                    );
+                }
+                let msg = vec![0xa5u8; payload];
                 pump(
                     &mut w,
                     &stop,
                     flush_every,
-                    |w| w.write_all(&frame).expect("write"),
+                    |w| {
+                        let header = u32::try_from(msg.len()).expect("length").to_be_bytes();
+                        w.write_all(&header).expect("write");
+                        w.write_all(&msg).expect("write");
+                    },
                     |w| w.flush().expect("flush"),
                 )
             })
