@@ -5,7 +5,8 @@
 //! ```text
 //! bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N]
 //!       [--payload BYTES] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu]
-//! bench --rtt --peer buffstreams|raw [--payload BYTES] [--seconds S]      round trip p50/p99
+//! bench --rtt --peer buffstreams|raw|writer|writer-send [--payload BYTES] [--seconds S]
+//!                                                                         round trip p50/p99
 //! bench --idle-connections N                                              RSS per idle connection
 //! ```
 //!
@@ -83,7 +84,7 @@ fn parse() -> Result<Args, String> {
 }
 
 const USAGE: &str = "bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N] \
-[--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw \
+[--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw|writer|writer-send \
 | --idle-connections N";
 
 /// What a throughput run measured.
@@ -538,6 +539,49 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
     }
 }
 
+/// `--rtt --peer writer|writer-send`: request/response through two `Writer` → `Listener`
+/// pairs (BuffStreams' shape: one stream each way). `writer` never flushes: every message is
+/// a lone message that the flusher must send at once; `writer-send` uses `Writer::send`.
+fn rtt_writers(args: &Args) -> Vec<Duration> {
+    let payload = args.payload;
+    let send = args.peer == "writer-send";
+    let config = || ListenerConfig::new().max_message_size(payload.max(1));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(1);
+    let client: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
+    let client = client.spawn(move |m: &[u8]| Ok(tx.send(m.len())?));
+    let writer_config = || WriterConfig::new().max_message_size(payload.max(1));
+    let back: Arc<Writer> =
+        Arc::new(Writer::dial(client.local_addr(), writer_config()).expect("dial back"));
+    let server: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
+    let server = server.spawn(move |m: &[u8]| {
+        if send {
+            back.send(m)?
+        } else {
+            back.write(m)?
+        };
+        Ok(())
+    });
+    let w: Writer = Writer::dial(server.local_addr(), writer_config()).expect("dial");
+    let msg = vec![0x5au8; payload];
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        if send {
+            w.send(&msg).expect("send");
+        } else {
+            w.write(&msg).expect("write");
+        }
+        let len = rx.recv_timeout(Duration::from_secs(10)).expect("reply");
+        assert_eq!(len, payload, "reply size");
+        samples.push(t.elapsed());
+    }
+    drop(w);
+    server.shutdown();
+    client.shutdown();
+    samples
+}
+
 /// Request/response round trips, one outstanding at a time, for `seconds`.
 fn rtt(args: &Args) -> ExitCode {
     let payload = args.payload;
@@ -566,8 +610,12 @@ fn rtt(args: &Args) -> ExitCode {
             });
             (addr, Box::new(move || t.join().expect("echo thread")))
         }
+        "writer" | "writer-send" => {
+            let samples = rtt_writers(args);
+            return rtt_report(args, samples, true);
+        }
         other => {
-            eprintln!("--rtt supports --peer buffstreams or raw, not {other}");
+            eprintln!("--rtt supports --peer buffstreams, raw, writer or writer-send, not {other}");
             return ExitCode::from(2);
         }
     };
@@ -616,6 +664,11 @@ fn rtt(args: &Args) -> ExitCode {
         ok
     };
     server();
+    rtt_report(args, samples, ok)
+}
+
+fn rtt_report(args: &Args, mut samples: Vec<Duration>, ok: bool) -> ExitCode {
+    let payload = args.payload;
     samples.sort_unstable();
     let pct = |p: f64| samples[((samples.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     println!(
