@@ -69,7 +69,8 @@ pub(crate) struct Lane {
     /// Messages published through this lane (monotonic): the flusher tells a growing lane
     /// from a quiet one by it.
     messages: AtomicU64,
-    /// The flusher wants a wake-up when this lane gets a message (it was quiet).
+    /// The flusher wants a wake-up when this lane gets a message (it was quiet, or the
+    /// flusher has not looked at it yet: true from the start).
     pub(crate) wake_me: AtomicBool,
     /// Mirror of `tx` for lock-free "anything unsent?" checks; may lag, which only costs a
     /// needless lock.
@@ -100,7 +101,7 @@ impl Lane {
         Self {
             committed: AtomicUsize::new(0),
             messages: AtomicU64::new(0),
-            wake_me: AtomicBool::new(false),
+            wake_me: AtomicBool::new(true),
             sent_hint: AtomicUsize::new(0),
             claimed: AtomicBool::new(false),
             cap: cap.clamp(1, LANE_CAP),
@@ -312,6 +313,9 @@ static NEXT_LANES_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Lanes {
     id: u64,
     lanes: Box<[Lane]>,
+    /// One past the highest lane ever claimed: the flusher looks at these and the shared one
+    /// only (each look at a lane is a cache miss; 64 of them cost microseconds).
+    high: AtomicUsize,
     shared_producer: Mutex<()>,
 }
 
@@ -359,6 +363,7 @@ impl Lanes {
         Self {
             id: NEXT_LANES_ID.fetch_add(1, Ordering::Relaxed),
             lanes: (0..count).map(|_| Lane::new(cap, waker.clone())).collect(),
+            high: AtomicUsize::new(0),
             shared_producer: Mutex::new(()),
         }
     }
@@ -366,6 +371,18 @@ impl Lanes {
     /// Every lane, the shared one last.
     pub(crate) fn iter(&self) -> slice::Iter<'_, Lane> {
         self.lanes.iter()
+    }
+
+    /// The lanes that may hold messages, with their index: those claimed so far and the
+    /// shared one.
+    pub(crate) fn in_use(&self) -> impl Iterator<Item = (usize, &Lane)> {
+        let shared = self.lanes.len() - 1;
+        let high = self.high.load(Ordering::Acquire).min(shared);
+        self.lanes
+            .iter()
+            .enumerate()
+            .take(high)
+            .chain(self.lanes.iter().enumerate().skip(shared))
     }
 
     /// Appends to the calling thread's lane (see [`Lane::append`]); returns what was appended
@@ -445,6 +462,10 @@ impl Lanes {
         let shared = self.lanes.len() - 1;
         let own = self.lanes.iter().take(shared).position(Lane::try_claim);
         let (lane, exclusive) = own.map_or((shared, false), |i| (i, true));
+        if exclusive {
+            // Before the first append: the flusher then looks at this lane.
+            self.high.fetch_max(lane + 1, Ordering::AcqRel);
+        }
         let slot = self.lanes.get(lane).unwrap_or(self.shared());
         slot.buffer();
         let claim = Claim {

@@ -484,7 +484,7 @@ impl<H: LengthPrefix> Shared<H> {
 
     /// Sends what every lane holds, on the calling thread.
     fn flush_all(&self) {
-        for lane in self.lanes.iter() {
+        for (_, lane) in self.lanes.in_use() {
             lane.send_pending(|bytes| self.send(bytes));
         }
         self.deliver_dead_letters();
@@ -502,7 +502,10 @@ impl<H: LengthPrefix> Shared<H> {
         loop {
             let closing = self.closed.load(Acquire);
             let mut hot = false;
-            for (lane, seen) in self.lanes.iter().zip(seen.iter_mut()) {
+            for (i, lane) in self.lanes.in_use() {
+                let Some(seen) = seen.get_mut(i) else {
+                    continue;
+                };
                 let released = lane.ticket.released.load(Acquire);
                 let now = Seen {
                     messages: lane.messages(),
@@ -531,7 +534,7 @@ impl<H: LengthPrefix> Shared<H> {
             }
             self.deliver_dead_letters();
             if closing {
-                if !self.lanes.iter().any(Lane::has_pending) {
+                if !self.lanes.in_use().any(|(_, l)| l.has_pending()) {
                     return;
                 }
                 continue;
@@ -542,9 +545,9 @@ impl<H: LengthPrefix> Shared<H> {
             // it, and no timer is due) means looking again now.
             let mut asked = false;
             let mut fresh = false;
-            for (lane, seen) in self.lanes.iter().zip(&seen) {
+            for (i, lane) in self.lanes.in_use() {
                 if lane.has_pending() {
-                    fresh |= !seen.hot;
+                    fresh |= !seen.get(i).is_some_and(|s| s.hot);
                 } else if !lane.wake_me.load(Relaxed) {
                     lane.wake_me.store(true, SeqCst);
                     asked = true;
@@ -558,8 +561,8 @@ impl<H: LengthPrefix> Shared<H> {
                 sure = barrier::heavy();
                 if self
                     .lanes
-                    .iter()
-                    .any(|l| l.wake_me.load(Relaxed) && l.has_pending())
+                    .in_use()
+                    .any(|(_, l)| l.wake_me.load(Relaxed) && l.has_pending())
                 {
                     continue;
                 }

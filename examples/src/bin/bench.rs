@@ -210,6 +210,7 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
     let addr = server.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let batch = args.batch;
+    let cpu = args.cpu;
     let framing_peer = args.peer == "framing";
     let writers: Vec<_> = (0..args.connections)
         .map(|_| {
@@ -258,7 +259,14 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                     }
                     n
                 };
-                w.close();
+                let stats = w.close();
+                if cpu {
+                    eprintln!(
+                        "  writer: {} batches of {:.0} bytes on average",
+                        stats.batches,
+                        stats.bytes_out as f64 / stats.batches.max(1) as f64
+                    );
+                }
                 n
             })
         })
