@@ -76,6 +76,8 @@ pub(crate) struct Lane {
     /// needless lock.
     sent_hint: AtomicUsize,
     claimed: AtomicBool,
+    /// The producer's side of the fence pair is a compiler fence only (`barrier::asymmetric`).
+    asymmetric: bool,
     cap: usize,
     buf: OnceLock<Box<[UnsafeCell<u8>]>>,
     tx: Mutex<usize>,
@@ -104,6 +106,7 @@ impl Lane {
             wake_me: AtomicBool::new(true),
             sent_hint: AtomicUsize::new(0),
             claimed: AtomicBool::new(false),
+            asymmetric: barrier::asymmetric(),
             cap: cap.clamp(1, LANE_CAP),
             buf: OnceLock::new(),
             tx: Mutex::new(0),
@@ -131,6 +134,18 @@ impl Lane {
     pub(crate) fn buffer(&self) -> &[UnsafeCell<u8>] {
         self.buf
             .get_or_init(|| (0..self.cap).map(|_| UnsafeCell::new(0)).collect())
+    }
+
+    /// After publishing: whether the flusher asked to hear about this lane (the request is
+    /// taken: one wake-up per request). The producer side of the asymmetric fence pair.
+    #[inline]
+    pub(crate) fn take_wake_request(&self) -> bool {
+        if self.asymmetric {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+        self.wake_me.load(Ordering::Relaxed) && self.wake_me.swap(false, Ordering::Relaxed)
     }
 
     /// Messages published through this lane so far.
@@ -495,12 +510,12 @@ impl Lanes {
 /// The asymmetric fence pair that lets producers publish without a barrier of their own.
 ///
 /// The flusher sets a lane's `wake_me` and then calls [`heavy`]; a producer stores
-/// `committed`, calls [`light`] and loads `wake_me`. With Linux `membarrier` (private
+/// `committed` and calls [`Lane::take_wake_request`], which fences and loads `wake_me`. With Linux `membarrier` (private
 /// expedited), `heavy` runs a full barrier on every CPU running a thread of this process, so
-/// either the flusher's re-check sees the message or the producer sees `wake_me`; `light` is
-/// then only a compiler fence. Elsewhere both are `SeqCst` fences.
+/// either the flusher's re-check sees the message or the producer sees `wake_me`; the
+/// producer's fence is then only a compiler fence. Elsewhere both are `SeqCst` fences.
 pub(crate) mod barrier {
-    use std::sync::atomic::{AtomicU8, Ordering, compiler_fence, fence};
+    use std::sync::atomic::{AtomicU8, Ordering, fence};
 
     const UNKNOWN: u8 = 0;
     const MEMBARRIER: u8 = 1;
@@ -537,14 +552,10 @@ pub(crate) mod barrier {
         );
     }
 
-    /// Producer side, between publishing and loading `wake_me`.
-    #[inline]
-    pub(crate) fn light() {
-        if MODE.load(Ordering::Relaxed) == MEMBARRIER {
-            compiler_fence(Ordering::SeqCst);
-        } else {
-            fence(Ordering::SeqCst);
-        }
+    /// Whether producers may skip their fence ([`Lane::take_wake_request`] is the light side):
+    /// decided by [`init`], before the first lane exists.
+    pub(crate) fn asymmetric() -> bool {
+        MODE.load(Ordering::Acquire) == MEMBARRIER
     }
 
     /// Flusher side, between setting `wake_me` and re-checking the lanes. Returns `false` if

@@ -481,8 +481,7 @@ impl<H: LengthPrefix> Shared<H> {
 
     #[inline]
     fn wake_if_asked(&self, lane: &Lane) {
-        barrier::light();
-        if lane.wake_me.load(Relaxed) && lane.wake_me.swap(false, Relaxed) {
+        if lane.take_wake_request() {
             self.waker.wake();
         }
     }
