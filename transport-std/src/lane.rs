@@ -509,7 +509,7 @@ impl Lanes {
 
 /// The asymmetric fence pair that lets producers publish without a barrier of their own.
 ///
-/// The flusher sets a lane's `wake_me` and then calls [`heavy`]; a producer stores
+/// The flusher sets a lane's `wake_me` and then calls [`barrier::heavy`]; a producer stores
 /// `committed` and calls [`Lane::take_wake_request`], which fences and loads `wake_me`. With Linux `membarrier` (private
 /// expedited), `heavy` runs a full barrier on every CPU running a thread of this process, so
 /// either the flusher's re-check sees the message or the producer sees `wake_me`; the
@@ -552,7 +552,7 @@ pub(crate) mod barrier {
         );
     }
 
-    /// Whether producers may skip their fence ([`Lane::take_wake_request`] is the light side):
+    /// Whether producers may skip their fence ([`super::Lane::take_wake_request`] is the light side):
     /// decided by [`init`], before the first lane exists.
     pub(crate) fn asymmetric() -> bool {
         MODE.load(Ordering::Acquire) == MEMBARRIER
