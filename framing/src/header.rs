@@ -73,7 +73,7 @@ impl Header {
         self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 
-    /// The header at the start of a fixed-size array; bytes past [`len`](<[u8]>::len) are
+    /// The header at the start of a fixed-size array; bytes past its length (`len()`) are
     /// zero. Copying the whole array is one fixed-size move where copying
     /// [`as_bytes`](Self::as_bytes) is a variable-length `memcpy`: hot loops with room to
     /// spare write this, then the payload right after the real header.
