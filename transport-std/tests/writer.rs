@@ -378,6 +378,66 @@ fn dead_letter_queue_without_callback() {
     );
 }
 
+/// The dead-letter callback runs outside the writer's locks: it may write and flush through
+/// the same writer (here: re-queue each message once).
+#[test]
+fn dead_letter_callback_may_write_through_the_writer() {
+    let (h, _rx) = collecting("127.0.0.1:0");
+    let addr = h.local_addr();
+    let slot: Arc<std::sync::OnceLock<std::sync::Weak<Writer>>> = Arc::default();
+    let requeued = Arc::new(Mutex::new(Vec::new()));
+    let (slot2, requeued2) = (slot.clone(), requeued.clone());
+    let w: Arc<Writer> = Arc::new(
+        Writer::dial(
+            addr,
+            WriterConfig::new()
+                .retry(RetryPolicy::never())
+                .dead_letter(move |m| {
+                    if m.starts_with(b"retry-") {
+                        return; // dead a second time: give up
+                    }
+                    let mut again = b"retry-".to_vec();
+                    again.extend_from_slice(m);
+                    if let Some(w) = slot2.get().and_then(std::sync::Weak::upgrade) {
+                        w.write(&again).unwrap();
+                        // Would deadlock if callbacks ran under a buffer's send lock.
+                        w.flush().unwrap();
+                    }
+                    requeued2.lock().unwrap().push(again);
+                }),
+        )
+        .unwrap(),
+    );
+    slot.set(Arc::downgrade(&w)).unwrap();
+    h.shutdown();
+    for i in 0..3u8 {
+        w.write(&[b'm', i]).unwrap();
+        w.flush().unwrap();
+    }
+    // The flusher may have sent (and dead-lettered) some of them: its callbacks run on its
+    // thread, after the send.
+    eventually("every message re-queued", || {
+        requeued.lock().unwrap().len() == 3
+    });
+    // The re-queued messages go to a listener on the same port.
+    let (h, rx) = collecting(&addr.to_string());
+    w.flush().unwrap();
+    let requeued = requeued.lock().unwrap().clone();
+    // A re-queued message is delivered or dead a second time (if the flusher sent it before
+    // the listener was back), never stuck or lost.
+    let stats = w.stats();
+    let dead_twice = stats.dead_lettered - 3;
+    for _ in dead_twice..3 {
+        let m = rx.recv_timeout(LONG).unwrap();
+        assert!(requeued.contains(&m), "{m:?}");
+    }
+    assert!(
+        rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        "{stats:?}"
+    );
+    drop(h);
+}
+
 #[test]
 fn dial_fails_cleanly_when_nobody_listens() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
