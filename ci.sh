@@ -49,7 +49,7 @@ install() {
         DEBIAN_FRONTEND=noninteractive apt-get install -y gcc-multilib
     fi
     rustup component add rustfmt clippy llvm-tools
-    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi i686-unknown-linux-gnu
+    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi i686-unknown-linux-gnu x86_64-apple-darwin
     if [[ -d fuzz ]]; then
         rustup toolchain install nightly --profile minimal
         command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -74,6 +74,9 @@ count_tests "$LOG_DIR/tests.log"
 # The decoder must not panic or wrap on a 32-bit usize either (8-byte headers, huge lengths).
 step tests-32bit cargo test -p buffstreams-framing --target i686-unknown-linux-gnu --locked --lib --test split --test oracle
 count_tests "$LOG_DIR/tests-32bit.log"
+# The transport's non-Linux paths (a fence per message instead of membarrier, a peek instead of
+# poll) must at least compile cleanly.
+step clippy-macos cargo clippy -p buffstreams-transport-std --target x86_64-apple-darwin --locked -- -D warnings
 
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
 step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'
