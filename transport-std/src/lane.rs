@@ -117,19 +117,14 @@ impl Lane {
         }
     }
 
-    /// Makes this thread the lane's producer if nobody is; allocates the buffer on first use.
+    /// Makes this thread the lane's producer if nobody is.
     pub(crate) fn try_claim(&self) -> bool {
-        let won = self
-            .claimed
+        self.claimed
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok();
-        if won {
-            self.buffer();
-        }
-        won
+            .is_ok()
     }
 
-    /// Allocates the buffer (if needed) without claiming: for the shared lane.
+    /// The buffer, allocated on first use.
     #[inline]
     pub(crate) fn buffer(&self) -> &[UnsafeCell<u8>] {
         self.buf
@@ -482,7 +477,7 @@ impl Lanes {
             self.high.fetch_max(lane + 1, Ordering::AcqRel);
         }
         let slot = self.lanes.get(lane).unwrap_or(self.shared());
-        slot.buffer();
+        slot.buffer(); // allocated here, off the hot path
         let claim = Claim {
             lanes: self.id,
             lane,
