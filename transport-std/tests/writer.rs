@@ -385,8 +385,8 @@ fn dead_letter_callback_may_write_through_the_writer() {
     let (h, _rx) = collecting("127.0.0.1:0");
     let addr = h.local_addr();
     let slot: Arc<std::sync::OnceLock<std::sync::Weak<Writer>>> = Arc::default();
-    let requeued = Arc::new(Mutex::new(Vec::new()));
-    let (slot2, requeued2) = (slot.clone(), requeued.clone());
+    let (requeued_tx, requeued_rx) = mpsc::channel::<Vec<u8>>();
+    let slot2 = slot.clone();
     let w: Arc<Writer> = Arc::new(
         Writer::dial(
             addr,
@@ -403,7 +403,7 @@ fn dead_letter_callback_may_write_through_the_writer() {
                         // Would deadlock if callbacks ran under a buffer's send lock.
                         w.flush().unwrap();
                     }
-                    requeued2.lock().unwrap().push(again);
+                    requeued_tx.send(again).unwrap();
                 }),
         )
         .unwrap(),
@@ -416,13 +416,12 @@ fn dead_letter_callback_may_write_through_the_writer() {
     }
     // The flusher may have sent (and dead-lettered) some of them: its callbacks run on its
     // thread, after the send.
-    eventually("every message re-queued", || {
-        requeued.lock().unwrap().len() == 3
-    });
+    let requeued: Vec<Vec<u8>> = (0..3)
+        .map(|_| requeued_rx.recv_timeout(LONG).unwrap())
+        .collect();
     // The re-queued messages go to a listener on the same port.
     let (h, rx) = collecting(&addr.to_string());
     w.flush().unwrap();
-    let requeued = requeued.lock().unwrap().clone();
     // A re-queued message is delivered or dead a second time (if the flusher sent it before
     // the listener was back), never stuck or lost.
     let stats = w.stats();
