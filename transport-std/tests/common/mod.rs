@@ -1,7 +1,7 @@
 #![allow(dead_code, missing_docs)]
 //! Helpers for the transport tests: raw hostile peers and a bounded wait.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,9 @@ pub fn wait_closed(s: &mut TcpStream) {
     let start = Instant::now();
     loop {
         match s.read(&mut buf) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("server kept the connection open for {LONG:?}")
+            }
             Ok(0) | Err(_) => return,
             Ok(_) => assert!(start.elapsed() < LONG, "server kept the connection open"),
         }
