@@ -150,6 +150,39 @@ fn silent_and_stalled_peers_time_out() {
 }
 
 #[test]
+fn a_streaming_peer_that_stalls_is_still_timed_out() {
+    // Reads that fill half the buffer make the connection thread busy-poll before its next
+    // blocking read; the poll must give up after its budget, so the idle timeout still
+    // closes a peer that streamed and then stalled half-way through a header.
+    for busy_poll in [
+        Duration::ZERO,
+        Duration::from_micros(20),
+        Duration::from_millis(5),
+    ] {
+        let config = ListenerConfig::new()
+            .read_buffer(1024)
+            .busy_poll(busy_poll)
+            .idle_timeout(Some(Duration::from_millis(300)));
+        let (h, rx) = collecting(config);
+        let mut s = raw(h.local_addr());
+        let mut wire = Vec::new();
+        for i in 0..5000u32 {
+            wire.extend_from_slice(&frame(&i.to_be_bytes().repeat(1 + (i % 40) as usize)));
+        }
+        wire.extend_from_slice(&[0, 0]);
+        send(&mut s, &wire);
+        for i in 0..5000u32 {
+            assert_eq!(recv(&rx), i.to_be_bytes().repeat(1 + (i % 40) as usize));
+        }
+        wait_closed(&mut s);
+        eventually("the idle timeout", || h.stats().idle_timeouts == 1);
+        let st = h.stats();
+        assert_eq!((st.messages_in, st.truncated), (5000, 0), "{busy_poll:?}");
+        h.shutdown();
+    }
+}
+
+#[test]
 fn connections_over_the_limit_are_refused() {
     let (h, rx) = collecting(ListenerConfig::new().max_connections(2));
     let mut a = raw(h.local_addr());
