@@ -766,7 +766,7 @@ impl Pollers {
             }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (self.max, budget);
+        let _ = (&self.active, self.max, budget);
         (&*stream).read(buf)
     }
 
