@@ -130,9 +130,9 @@ impl ListenerConfig {
     /// that wake-up (an interrupt to the reader's CPU) costs the sending side more than the
     /// copy of the bytes. Measured on the bench (110-byte messages over loopback, 2-core
     /// VM), polling took one `Writer` connection from about 60 to 75 M msgs/s. The cost is
-    /// CPU: up to this long per pause in a stream, and at most as many connection threads
-    /// poll at once as the machine has CPUs but one (none on one CPU). Lone messages and request/response traffic
-    /// never fill half the buffer, so they never poll.
+    /// CPU: up to this long per pause in a stream, with at most one polling thread per CPU
+    /// but one (none on a single CPU). Lone messages and request/response traffic never
+    /// fill half the buffer, so they never poll.
     pub fn busy_poll(mut self, budget: Duration) -> Self {
         self.busy_poll = budget;
         self
