@@ -11,7 +11,7 @@ use std::net::{
     IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -624,7 +624,10 @@ fn connection<H: LengthPrefix>(
     let mut streaming = false;
     loop {
         let read = if streaming {
-            shared.pollers.read(&stream, &mut buf, config.busy_poll)
+            let polled = &counters.polled_reads;
+            shared
+                .pollers
+                .read(&stream, &mut buf, config.busy_poll, polled)
         } else {
             (&*stream).read(&mut buf)
         };
@@ -742,31 +745,39 @@ impl<H> Drop for Connection<H> {
 /// Busy polling of connection sockets (see [`ListenerConfig::busy_poll`]), with a limit on
 /// how many threads poll at once so that polling never takes more than the idle CPUs.
 struct Pollers {
-    active: std::sync::atomic::AtomicUsize,
+    active: AtomicUsize,
     max: usize,
 }
 
 impl Pollers {
     fn new() -> Self {
         Self {
-            active: std::sync::atomic::AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
             max: thread::available_parallelism().map_or(0, |n| n.get() - 1),
         }
     }
 
     /// Reads into `buf`: first without sleeping, for up to `budget` (when a polling slot is
-    /// free), then blocking as usual (with the idle timeout).
-    fn read(&self, stream: &TcpStream, buf: &mut [u8], budget: Duration) -> io::Result<usize> {
+    /// free; a read it answers is counted in `polled`), then blocking as usual (with the
+    /// idle timeout).
+    fn read(
+        &self,
+        stream: &TcpStream,
+        buf: &mut [u8],
+        budget: Duration,
+        polled: &AtomicU64,
+    ) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
         if !budget.is_zero() && self.enter() {
-            let polled = poll_read(stream, buf, budget);
+            let read = poll_read(stream, buf, budget);
             self.active.fetch_sub(1, Ordering::Relaxed);
-            if let Some(read) = polled {
+            if let Some(read) = read {
+                add(polled, 1);
                 return read;
             }
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (&self.active, self.max, budget);
+        let _ = (&self.active, self.max, budget, polled);
         (&*stream).read(buf)
     }
 

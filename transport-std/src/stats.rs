@@ -57,6 +57,9 @@ counters! {
         callback_panics,
         /// Socket errors on connections.
         io_errors,
+        /// Reads that busy polling answered, so the connection thread did not sleep
+        /// ([`ListenerConfig::busy_poll`](crate::ListenerConfig::busy_poll)).
+        polled_reads,
     }
 }
 
