@@ -440,9 +440,11 @@ impl ListenerHandle {
     /// still read and their complete messages delivered; a partial message never is), let
     /// callbacks finish, join every thread and release the port. Peers whose connection
     /// the kernel completed but the accept thread had not reached yet are served the same
-    /// way (up to `max_connections` at a time; the rest are refused and counted).
-    pub fn shutdown(mut self) {
+    /// way (up to `max_connections` at a time; the rest are refused and counted). Returns
+    /// the final counters.
+    pub fn shutdown(mut self) -> ListenerStats {
         self.stop();
+        self.stats()
     }
 
     fn stop(&mut self) {

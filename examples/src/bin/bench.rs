@@ -601,7 +601,12 @@ fn rtt(args: &Args) -> ExitCode {
                 conn.reply(m)?;
                 Ok(())
             });
-            (h.local_addr(), Box::new(move || h.shutdown()))
+            (
+                h.local_addr(),
+                Box::new(move || {
+                    h.shutdown();
+                }),
+            )
         }
         "raw" => {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -1,0 +1,193 @@
+//! A BuffStreams client: sends each line of standard input as one message, or `--count`
+//! generated messages, through a [`Writer`]; with `--request` it waits for every reply
+//! (against `server --echo`).
+//!
+//! ```text
+//! client [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] [--count N]
+//!        [--payload BYTES] [--request]
+//! ```
+//!
+//! Without `--request` the `Writer` queues, coalesces and sends on its own (no flush in the
+//! loop); closing it at the end sends the rest. `--request` uses the framing crate's
+//! `FrameWriter` / `FrameReader` on one socket: one request, one reply, with round-trip
+//! percentiles at the end.
+
+use std::io::BufRead;
+use std::net::TcpStream;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use buffstreams_framing::{Decoder, Encoder, FrameReader, FrameWriter};
+use buffstreams_transport_std::{
+    BigEndian, BuffStreams, Config, LengthPrefix, Writer, WriterConfig,
+};
+use embedded_io_adapters::std::FromStd;
+
+const USAGE: &str = "client [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] \
+[--count N] [--payload BYTES] [--request]";
+
+struct Args {
+    addr: String,
+    buffstreams: bool,
+    count: Option<u64>,
+    payload: usize,
+    request: bool,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        addr: "127.0.0.1:5031".into(),
+        buffstreams: false,
+        count: None,
+        payload: 110,
+        request: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--addr" => a.addr = value()?,
+            "--format" => {
+                a.buffstreams = match value()?.as_str() {
+                    "bigendian" => false,
+                    "buffstreams" => true,
+                    other => return Err(format!("unknown format {other}\n{USAGE}")),
+                }
+            }
+            "--count" => a.count = Some(num(value()?)?),
+            "--payload" => a.payload = num(value()?)? as usize,
+            "--request" => a.request = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    // The server's default maximum; larger messages need `server --max`.
+    if a.payload > 4096 {
+        eprintln!(
+            "note: payloads over 4096 bytes need `server --max {}`",
+            a.payload
+        );
+    }
+    Ok(a)
+}
+
+/// Where the messages come from: generated, or one per line of standard input.
+fn messages(args: &Args) -> Box<dyn Iterator<Item = Vec<u8>>> {
+    match args.count {
+        Some(n) => {
+            let payload = args.payload;
+            Box::new((0..n).map(move |i| {
+                let mut m = vec![0xa5; payload];
+                let tag = i.to_be_bytes();
+                let k = payload.min(tag.len());
+                m[..k].copy_from_slice(&tag[tag.len() - k..]);
+                m
+            }))
+        }
+        None => Box::new(
+            std::io::stdin()
+                .lock()
+                .lines()
+                .map_while(Result::ok)
+                .map(String::into_bytes),
+        ),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let done = match (args.buffstreams, args.request) {
+        (false, false) => stream::<BigEndian<4>>(&args),
+        (true, false) => stream::<BuffStreams<3>>(&args),
+        (false, true) => request::<BigEndian<4>>(&args),
+        (true, true) => request::<BuffStreams<3>>(&args),
+    };
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Fire and forget through the `Writer`.
+/// What the two modes return.
+type Outcome = Result<(), Box<dyn std::error::Error>>;
+
+fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> Outcome {
+    let max = args.payload.max(4096);
+    let writer = Writer::<H>::dial(
+        args.addr.as_str(),
+        WriterConfig::new().max_message_size(max),
+    )?;
+    let started = Instant::now();
+    for m in messages(args) {
+        writer.write(&m)?;
+    }
+    // Flushes, joins the flusher; anything undeliverable would show as dead-lettered.
+    let stats = writer.close();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "sent {} messages ({} bytes on the wire) in {:.3} s: {:.0} msgs/s, {} batches, \
+         {} reconnects, {} dead-lettered",
+        stats.messages_out,
+        stats.bytes_out,
+        secs,
+        stats.messages_out as f64 / secs,
+        stats.batches,
+        stats.reconnects,
+        stats.dead_lettered,
+    );
+    if stats.dead_lettered > 0 {
+        return Err("some messages were not delivered".into());
+    }
+    Ok(())
+}
+
+/// One request, one reply, on a socket of our own.
+fn request<H: LengthPrefix>(args: &Args) -> Outcome {
+    let stream = TcpStream::connect(args.addr.as_str())?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let max = args.payload.max(4096);
+    let config = Config::new().with_max_frame_len(max);
+    let mut tx = FrameWriter::new(
+        FromStd::new(stream.try_clone()?),
+        Encoder::<H>::new(config),
+        vec![0u8; max + 16],
+    );
+    let decoder = Decoder::<H, _>::new(config, vec![0u8; max]);
+    let mut rx = FrameReader::new(FromStd::new(stream), decoder, vec![0u8; 64 * 1024]);
+    let interactive = args.count.is_none();
+    let mut rtts = Vec::new();
+    for m in messages(args) {
+        let t = Instant::now();
+        tx.write_frame(&m)?;
+        tx.flush()?;
+        let reply = rx.read_frame()?.ok_or("the server closed the connection")?;
+        rtts.push(t.elapsed());
+        if reply != m.as_slice() {
+            return Err("the reply differs from the request".into());
+        }
+        if interactive {
+            println!("{}", String::from_utf8_lossy(reply));
+        }
+    }
+    rtts.sort();
+    let pct = |p: usize| rtts.get(rtts.len().saturating_sub(1) * p / 100).copied();
+    println!(
+        "{} round trips, p50 {:?}, p99 {:?}",
+        rtts.len(),
+        pct(50).unwrap_or_default(),
+        pct(99).unwrap_or_default()
+    );
+    Ok(())
+}

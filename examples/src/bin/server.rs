@@ -1,0 +1,177 @@
+//! A BuffStreams server: every complete message goes to a callback; prints messages/s once a
+//! second while traffic flows, and the listener's counters when it stops.
+//!
+//! ```text
+//! server [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] [--max BYTES] [--echo]
+//!        [--print] [--exit-after MESSAGES] [--seconds S]
+//! ```
+//!
+//! `--format buffstreams` talks to Go BuffStreams (its 3-byte header, so `--max` up to
+//! 65535); the default is the 4-byte big-endian header of tokio-util's
+//! `LengthDelimitedCodec`. `--echo` sends every message back on its connection
+//! (request/response), `--print` prints each one as text. The server stops after
+//! `--exit-after` messages, after `--seconds`, or when Enter is pressed on a terminal, and
+//! shuts down gracefully: every message received in full is handled first.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use buffstreams_transport_std::{
+    BigEndian, BuffStreams, Error, LengthPrefix, Listener, ListenerConfig, ListenerStats,
+};
+
+const USAGE: &str = "server [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] \
+[--max BYTES] [--echo] [--print] [--exit-after MESSAGES] [--seconds S]";
+
+struct Args {
+    addr: String,
+    buffstreams: bool,
+    max: usize,
+    echo: bool,
+    print: bool,
+    exit_after: Option<u64>,
+    seconds: Option<u64>,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut a = Args {
+        addr: "127.0.0.1:5031".into(),
+        buffstreams: false,
+        max: 4096,
+        echo: false,
+        print: false,
+        exit_after: None,
+        seconds: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+        match flag.as_str() {
+            "--addr" => a.addr = value()?,
+            "--format" => {
+                a.buffstreams = match value()?.as_str() {
+                    "bigendian" => false,
+                    "buffstreams" => true,
+                    other => return Err(format!("unknown format {other}\n{USAGE}")),
+                }
+            }
+            "--max" => a.max = num(value()?)? as usize,
+            "--echo" => a.echo = true,
+            "--print" => a.print = true,
+            "--exit-after" => a.exit_after = Some(num(value()?)?),
+            "--seconds" => a.seconds = Some(num(value()?)?),
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+    }
+    if a.buffstreams && a.max > 65535 {
+        return Err("--format buffstreams: --max is at most 65535 (3-byte header)".into());
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let served = if args.buffstreams {
+        serve::<BuffStreams<3>>(&args)
+    } else {
+        serve::<BigEndian<4>>(&args)
+    };
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Error> {
+    let listener = Listener::<H>::bind(
+        args.addr.as_str(),
+        ListenerConfig::new().max_message_size(args.max),
+    )?;
+    println!("listening on {}", listener.local_addr());
+    let print = args.print;
+    let server = if args.echo {
+        listener.spawn_with_reply(move |m, conn| {
+            if print {
+                println!("{}: {}", conn.peer_addr(), String::from_utf8_lossy(m));
+            }
+            conn.reply(m)?;
+            Ok(())
+        })
+    } else {
+        listener.spawn(move |m: &[u8]| {
+            if print {
+                println!("{}", String::from_utf8_lossy(m));
+            }
+            Ok(())
+        })
+    };
+
+    let (stop, stopped) = mpsc::channel::<()>();
+    if std::io::stdin().is_terminal() {
+        println!("press Enter to stop");
+        thread::spawn(move || {
+            let _ = std::io::stdin().read_line(&mut String::new());
+            let _ = stop.send(());
+        });
+    }
+    let started = Instant::now();
+    let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
+    let mut last = (Instant::now(), server.stats());
+    loop {
+        // `Disconnected` means no terminal: only the other conditions stop the server.
+        if stopped.recv_timeout(Duration::from_millis(20)) == Ok(()) {
+            break;
+        }
+        let now = server.stats();
+        if args.exit_after.is_some_and(|n| now.messages_in >= n)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+        {
+            break;
+        }
+        let dt = last.0.elapsed();
+        if dt >= Duration::from_secs(1) {
+            if now.messages_in != last.1.messages_in || now.connections_open != 0 {
+                let secs = dt.as_secs_f64();
+                println!(
+                    "{:>10.0} msgs/s {:>9.1} MB/s   {} messages, {} connections open",
+                    (now.messages_in - last.1.messages_in) as f64 / secs,
+                    (now.bytes_in - last.1.bytes_in) as f64 / secs / 1e6,
+                    now.messages_in,
+                    now.connections_open,
+                );
+            }
+            last = (Instant::now(), now);
+        }
+    }
+    summary(&server.shutdown());
+    Ok(())
+}
+
+fn summary(s: &ListenerStats) {
+    println!(
+        "stopped: {} messages ({} bytes) in, {} replies out, {} connections, \
+         {} protocol errors, {} idle timeouts, {} truncated, {} skipped",
+        s.messages_in,
+        s.bytes_in,
+        s.messages_out,
+        s.connections_total,
+        s.protocol_errors,
+        s.idle_timeouts,
+        s.truncated,
+        s.skipped_frames,
+    );
+}

@@ -1,0 +1,164 @@
+//! The example programs run as a user runs them: separate processes over 127.0.0.1.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Waits for `child` to exit (killing it after `LONG`) and collects its output.
+fn finish(mut child: Child, what: &str) -> Output {
+    let start = Instant::now();
+    while child.try_wait().expect("try_wait").is_none() {
+        if start.elapsed() > LONG {
+            let _ = child.kill();
+            panic!("{what} did not exit within {LONG:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("output")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Starts `server` with `args` on an ephemeral port; returns it with its address, read from
+/// its first line of output.
+fn server(args: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut line = String::new();
+        out.read_line(&mut line).expect("read");
+        tx.send(line).expect("send");
+        out
+    });
+    let line = rx.recv_timeout(LONG).expect("server printed nothing");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, addr, reader.join().expect("reader"))
+}
+
+/// The server's output after its first line, once it has exited.
+fn server_rest(child: Child, mut out: BufReader<ChildStdout>) -> (Output, String) {
+    let o = finish(child, "server");
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read");
+    (o, rest)
+}
+
+#[test]
+fn server_counts_every_message_the_client_streams() {
+    let (srv, addr, out) = server(&["--exit-after", "20000"]);
+    let client = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "20000", "--payload", "300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let c = finish(client, "client");
+    assert!(c.status.success(), "client: {}", stdout(&c));
+    assert!(stdout(&c).contains("sent 20000 messages (6080000 bytes on the wire)"));
+    let (s, rest) = server_rest(srv, out);
+    assert!(s.status.success());
+    assert!(
+        rest.contains("stopped: 20000 messages (6000000 bytes) in"),
+        "server said: {rest}"
+    );
+}
+
+#[test]
+fn echo_server_and_request_client_speak_go_buffstreams_framing() {
+    let (srv, addr, out) = server(&[
+        "--format",
+        "buffstreams",
+        "--echo",
+        "--print",
+        "--exit-after",
+        "3",
+    ]);
+    let mut client = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--format", "buffstreams", "--request"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let mut stdin = client.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"hello\nworld\nthird line\n")
+        .expect("write");
+    drop(stdin);
+    let c = finish(client, "client");
+    assert!(c.status.success(), "client: {}", stdout(&c));
+    let lines: Vec<String> = stdout(&c).lines().map(str::to_string).collect();
+    assert_eq!(lines[..3], ["hello", "world", "third line"]);
+    assert!(lines[3].starts_with("3 round trips"), "{lines:?}");
+    let (s, rest) = server_rest(srv, out);
+    assert!(s.status.success());
+    assert!(rest.contains(": third line"), "server said: {rest}");
+    assert!(
+        rest.contains("3 messages (20 bytes) in, 3 replies out"),
+        "server said: {rest}"
+    );
+}
+
+#[test]
+fn manager_example_delivers_everything_and_shows_the_typed_errors() {
+    let o = Command::new(env!("CARGO_BIN_EXE_manager"))
+        .args(["--messages", "2000"])
+        .output()
+        .expect("run manager");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("4 threads x 3 addresses x 2000 messages: 24000 received"),
+        "{out}"
+    );
+    assert!(out.contains("is already open"), "{out}");
+    assert!(out.contains("is not open"), "{out}");
+    assert!(out.contains("again after close_listener"), "{out}");
+}
+
+#[test]
+fn protobuf_example_round_trips_prost_messages() {
+    let o = Command::new(env!("CARGO_BIN_EXE_protobuf"))
+        .args(["--count", "3000"])
+        .output()
+        .expect("run protobuf");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("3000 readings encoded, sent, decoded and checked"),
+        "{out}"
+    );
+    assert!(
+        out.contains("listener: 3001 messages, 0 callback errors"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_flags_exit_with_usage() {
+    for bin in [
+        env!("CARGO_BIN_EXE_server"),
+        env!("CARGO_BIN_EXE_client"),
+        env!("CARGO_BIN_EXE_manager"),
+        env!("CARGO_BIN_EXE_protobuf"),
+    ] {
+        let o = Command::new(bin).arg("--bogus").output().expect("run");
+        assert_eq!(o.status.code(), Some(2), "{bin}");
+        assert!(!o.stderr.is_empty(), "{bin}");
+    }
+}
