@@ -132,7 +132,8 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Err
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
     let mut last = (Instant::now(), server.stats());
     loop {
-        // `Disconnected` means no terminal: only the other conditions stop the server.
+        // A line (or end of input) on the terminal stops the server; without a terminal
+        // `stop` stays here unused and only the conditions below do.
         if stopped.recv_timeout(Duration::from_millis(20)) == Ok(()) {
             break;
         }
