@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use buffstreams_examples::cli;
 use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, FrameReader, FrameWriter};
 use buffstreams_transport_std::{Listener, ListenerConfig, Writer, WriterConfig};
 
@@ -49,37 +50,39 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        peer: "buffstreams".into(),
-        connections: 1,
-        payload: 110,
-        seconds: 5,
-        flush_every: None,
-        batch: 1,
-        json: false,
-        rtt: false,
-        cpu: false,
-        idle_connections: None,
+    let mut p = cli::args(USAGE)?;
+    let bad = cli::bad(USAGE);
+    let a = Args {
+        peer: p
+            .opt_value_from_str("--peer")
+            .map_err(&bad)?
+            .unwrap_or_else(|| "buffstreams".into()),
+        connections: p
+            .opt_value_from_str::<_, usize>("--connections")
+            .map_err(&bad)?
+            .unwrap_or(1)
+            .max(1),
+        payload: p
+            .opt_value_from_str("--payload")
+            .map_err(&bad)?
+            .unwrap_or(110),
+        seconds: p
+            .opt_value_from_str::<_, u64>("--seconds")
+            .map_err(&bad)?
+            .unwrap_or(5)
+            .max(1),
+        flush_every: p.opt_value_from_str("--flush-every").map_err(&bad)?,
+        batch: p
+            .opt_value_from_str::<_, usize>("--batch")
+            .map_err(&bad)?
+            .unwrap_or(1)
+            .clamp(1, 256),
+        json: p.contains("--json"),
+        rtt: p.contains("--rtt"),
+        cpu: p.contains("--cpu"),
+        idle_connections: p.opt_value_from_str("--idle-connections").map_err(&bad)?,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--peer" => a.peer = value()?,
-            "--connections" => a.connections = num(value()?)?.max(1) as usize,
-            "--payload" => a.payload = num(value()?)? as usize,
-            "--seconds" => a.seconds = num(value()?)?.max(1),
-            "--flush-every" => a.flush_every = Some(num(value()?)?),
-            "--batch" => a.batch = num(value()?)?.clamp(1, 256) as usize,
-            "--json" => a.json = true,
-            "--rtt" => a.rtt = true,
-            "--cpu" => a.cpu = true,
-            "--idle-connections" => a.idle_connections = Some(num(value()?)? as usize),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
+    cli::finish(p, USAGE)?;
     Ok(a)
 }
 

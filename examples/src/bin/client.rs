@@ -17,6 +17,7 @@ use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use buffstreams_examples::cli;
 use buffstreams_framing::{Decoder, Encoder, FrameReader, FrameWriter};
 use buffstreams_transport_std::{
     BigEndian, BuffStreams, Config, LengthPrefix, Writer, WriterConfig,
@@ -35,33 +36,22 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        addr: "127.0.0.1:5031".into(),
-        buffstreams: false,
-        count: None,
-        payload: 110,
-        request: false,
+    let mut p = cli::args(USAGE)?;
+    let bad = cli::bad(USAGE);
+    let a = Args {
+        addr: p
+            .opt_value_from_str("--addr")
+            .map_err(&bad)?
+            .unwrap_or_else(|| "127.0.0.1:5031".into()),
+        buffstreams: cli::buffstreams_format(&mut p, USAGE)?,
+        count: p.opt_value_from_str("--count").map_err(&bad)?,
+        payload: p
+            .opt_value_from_str("--payload")
+            .map_err(&bad)?
+            .unwrap_or(110),
+        request: p.contains("--request"),
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--addr" => a.addr = value()?,
-            "--format" => {
-                a.buffstreams = match value()?.as_str() {
-                    "bigendian" => false,
-                    "buffstreams" => true,
-                    other => return Err(format!("unknown format {other}\n{USAGE}")),
-                }
-            }
-            "--count" => a.count = Some(num(value()?)?),
-            "--payload" => a.payload = num(value()?)? as usize,
-            "--request" => a.request = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
+    cli::finish(p, USAGE)?;
     // The server's default maximum; larger messages need `server --max`.
     if a.payload > 4096 {
         eprintln!(

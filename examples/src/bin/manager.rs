@@ -16,25 +16,28 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use buffstreams_examples::cli;
 use buffstreams_transport_std::{Error, ListenerConfig, Manager, WriterConfig};
 
 const USAGE: &str = "manager [--listeners N] [--threads T] [--messages M]";
 
 fn parse() -> Result<(usize, usize, u64), String> {
-    let (mut listeners, mut threads, mut messages) = (3usize, 4usize, 100_000u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--listeners" => listeners = num(value()?)?.clamp(1, 64) as usize,
-            "--threads" => threads = num(value()?)?.clamp(1, 64) as usize,
-            "--messages" => messages = num(value()?)?,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    Ok((listeners, threads, messages))
+    let mut p = cli::args(USAGE)?;
+    let bad = cli::bad(USAGE);
+    let listeners: usize = p
+        .opt_value_from_str("--listeners")
+        .map_err(&bad)?
+        .unwrap_or(3);
+    let threads: usize = p
+        .opt_value_from_str("--threads")
+        .map_err(&bad)?
+        .unwrap_or(4);
+    let messages = p
+        .opt_value_from_str("--messages")
+        .map_err(&bad)?
+        .unwrap_or(100_000);
+    cli::finish(p, USAGE)?;
+    Ok((listeners.clamp(1, 64), threads.clamp(1, 64), messages))
 }
 
 fn main() -> ExitCode {

@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use buffstreams_examples::cli;
 use buffstreams_transport_std::{Listener, ListenerConfig, Varint32, Writer, WriterConfig};
 use prost::Message;
 
@@ -41,17 +42,16 @@ fn reading(seq: u64) -> Reading {
 }
 
 fn main() -> ExitCode {
-    let count = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => 100_000,
-        [flag, n] if flag == "--count" => match n.parse::<u64>() {
-            Ok(n) => n,
-            Err(e) => {
-                eprintln!("--count: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        _ => {
-            eprintln!("protobuf [--count N]");
+    const USAGE: &str = "protobuf [--count N]";
+    let parsed = cli::args(USAGE).and_then(|mut p| {
+        let count = p.opt_value_from_str("--count").map_err(cli::bad(USAGE))?;
+        cli::finish(p, USAGE)?;
+        Ok(count.unwrap_or(100_000))
+    });
+    let count = match parsed {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
             return ExitCode::from(2);
         }
     };

@@ -19,6 +19,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use buffstreams_examples::cli;
 use buffstreams_transport_std::{
     BigEndian, BuffStreams, Error, LengthPrefix, Listener, ListenerConfig, ListenerStats,
 };
@@ -37,37 +38,21 @@ struct Args {
 }
 
 fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        addr: "127.0.0.1:5031".into(),
-        buffstreams: false,
-        max: 4096,
-        echo: false,
-        print: false,
-        exit_after: None,
-        seconds: None,
+    let mut p = cli::args(USAGE)?;
+    let bad = cli::bad(USAGE);
+    let a = Args {
+        addr: p
+            .opt_value_from_str("--addr")
+            .map_err(&bad)?
+            .unwrap_or_else(|| "127.0.0.1:5031".into()),
+        buffstreams: cli::buffstreams_format(&mut p, USAGE)?,
+        max: p.opt_value_from_str("--max").map_err(&bad)?.unwrap_or(4096),
+        echo: p.contains("--echo"),
+        print: p.contains("--print"),
+        exit_after: p.opt_value_from_str("--exit-after").map_err(&bad)?,
+        seconds: p.opt_value_from_str("--seconds").map_err(&bad)?,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
-        match flag.as_str() {
-            "--addr" => a.addr = value()?,
-            "--format" => {
-                a.buffstreams = match value()?.as_str() {
-                    "bigendian" => false,
-                    "buffstreams" => true,
-                    other => return Err(format!("unknown format {other}\n{USAGE}")),
-                }
-            }
-            "--max" => a.max = num(value()?)? as usize,
-            "--echo" => a.echo = true,
-            "--print" => a.print = true,
-            "--exit-after" => a.exit_after = Some(num(value()?)?),
-            "--seconds" => a.seconds = Some(num(value()?)?),
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
+    cli::finish(p, USAGE)?;
     if a.buffstreams && a.max > 65535 {
         return Err("--format buffstreams: --max is at most 65535 (3-byte header)".into());
     }
