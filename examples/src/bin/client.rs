@@ -75,13 +75,8 @@ fn messages(args: &Args) -> Box<dyn Iterator<Item = Vec<u8>>> {
                 m
             }))
         }
-        None => Box::new(
-            std::io::stdin()
-                .lock()
-                .lines()
-                .map_while(Result::ok)
-                .map(String::into_bytes),
-        ),
+        // Any bytes, not only UTF-8: a message is whatever lies between two newlines.
+        None => Box::new(std::io::stdin().lock().split(b'\n').map_while(Result::ok)),
     }
 }
 
@@ -108,10 +103,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// Fire and forget through the `Writer`.
 /// What the two modes return.
 type Outcome = Result<(), Box<dyn std::error::Error>>;
 
+/// Fire and forget through the `Writer`.
 fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> Outcome {
     let max = args.payload.max(4096);
     let writer = Writer::<H>::dial(
