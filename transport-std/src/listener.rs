@@ -745,7 +745,7 @@ impl<H> Drop for Connection<H> {
 }
 
 /// Busy polling of connection sockets (see [`ListenerConfig::busy_poll`]), with a limit on
-/// how many threads poll at once so that polling never takes more than the idle CPUs.
+/// how many threads poll at once: one CPU is always left to threads that do other work.
 struct Pollers {
     active: AtomicUsize,
     max: usize,
