@@ -29,6 +29,14 @@ pub mod cli {
         }
     }
 
+    /// `--addr HOST:PORT`, where `server` listens and `client` dials (default
+    /// 127.0.0.1:5031, so the two meet without flags).
+    pub fn addr(p: &mut Arguments, usage: &str) -> Result<String, String> {
+        Ok(p.opt_value_from_str("--addr")
+            .map_err(bad(usage))?
+            .unwrap_or_else(|| "127.0.0.1:5031".into()))
+    }
+
     /// `--format bigendian|buffstreams`: whether Go BuffStreams headers were asked for
     /// (default: tokio-util's 4-byte big-endian header).
     pub fn buffstreams_format(p: &mut Arguments, usage: &str) -> Result<bool, String> {

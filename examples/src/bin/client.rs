@@ -39,10 +39,7 @@ fn parse() -> Result<Args, String> {
     let mut p = cli::args(USAGE)?;
     let bad = cli::bad(USAGE);
     let a = Args {
-        addr: p
-            .opt_value_from_str("--addr")
-            .map_err(&bad)?
-            .unwrap_or_else(|| "127.0.0.1:5031".into()),
+        addr: cli::addr(&mut p, USAGE)?,
         buffstreams: cli::buffstreams_format(&mut p, USAGE)?,
         count: p.opt_value_from_str("--count").map_err(&bad)?,
         payload: p
