@@ -4,21 +4,22 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
 
-/// Waits for `child` to exit (killing it after `LONG`) and collects its output.
-fn finish(mut child: Child, what: &str) -> Output {
-    let start = Instant::now();
-    while child.try_wait().expect("try_wait").is_none() {
-        if start.elapsed() > LONG {
-            let _ = child.kill();
+/// Waits for `child` to exit and collects its output; kills it and fails after `LONG`.
+fn finish(child: Child, what: &str) -> Output {
+    let pid = child.id().to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(LONG) {
+        Ok(output) => output.expect("output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
             panic!("{what} did not exit within {LONG:?}");
         }
-        thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().expect("output")
 }
 
 fn stdout(o: &Output) -> String {
