@@ -6,9 +6,17 @@
 //! +----------------+---------------------------------+
 //! ```
 //!
-//! The contract: [`Decoder::feed`] never panics, never allocates, never reads or waits for
-//! anything, and checks the declared length against the maximum before it stores a single
-//! payload byte. Any cut of a stream into feeds yields the same frames and errors as one feed.
+//! The contract: [`Decoder::decode`] (and [`Decoder::feed`] over it) never panics, never
+//! allocates, never reads or waits for anything, and checks the declared length against the
+//! maximum before it stores a single payload byte. Any cut of a stream into calls yields the
+//! same frames and errors as one call.
+//!
+//! Two ways in:
+//! - [`Decoder::feed`]: consumed bytes plus the borrowed [`Event`]; the simplest.
+//! - [`Decoder::decode`] then [`Decoder::event`]: consumed bytes plus a small `Copy`
+//!   [`Found`] that borrows nothing, turned into the [`Event`] when (and where) the caller
+//!   wants it. A driver that decodes inside a closure over a socket's receive ring (smoltcp's
+//!   `recv(|ring| ..)`) and must call it again for the bytes after the ring's wrap uses this.
 
 use core::marker::PhantomData;
 
@@ -38,17 +46,59 @@ pub enum Event<'a> {
     Skipped(u64),
 }
 
-/// A finished item, located without borrowing (the I/O helpers build the borrow afterwards).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Raw {
-    /// Payload at `input[start..start + len]`.
-    Input {
+/// What one [`Decoder::decode`] call produced: like [`Feed`], but borrowing nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Decoded {
+    /// Bytes of the input that were consumed; decode the rest next.
+    pub consumed: usize,
+    /// Where a complete frame or event lies, if one ended within the consumed bytes; turn it
+    /// into an [`Event`] with [`Decoder::event`].
+    pub found: Option<Found>,
+}
+
+/// Where a complete item lies, without borrowing the input or the decoder.
+///
+/// Returned by [`Decoder::decode`]; [`Decoder::event`] turns it back into the borrowed
+/// [`Event`]. Offsets are relative to the input of the `decode` call that returned it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Found {
+    /// The whole frame lay inside the input: its payload is `input[start..start + len]`
+    /// (zero copy).
+    InInput {
+        /// Offset of the payload's first byte in the input.
         start: usize,
+        /// Payload length.
         len: usize,
     },
-    /// Payload in the storage's first `len` bytes.
-    Stored(usize),
-    Skipped(u64),
+    /// The frame was split across calls and assembled in the decoder's storage: its payload
+    /// is the storage's first `len` bytes, valid until the next `decode`, `feed` or `reset`.
+    Stored {
+        /// Payload length.
+        len: usize,
+    },
+    /// An oversize frame was discarded under [`Oversize::Skip`].
+    Skipped {
+        /// The payload length its header declared.
+        len: u64,
+    },
+}
+
+impl Found {
+    /// Moves an [`InInput`](Self::InInput) location by `by` bytes, for a caller that decoded
+    /// a sub-slice `input[by..]` and resolves against `input`.
+    #[inline]
+    pub const fn offset(self, by: usize) -> Self {
+        match self {
+            Self::InInput { start, len } => Self::InInput {
+                start: start.saturating_add(by),
+                len,
+            },
+            other => other,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +116,22 @@ enum State {
 
 /// Incremental frame decoder for header format `H`, assembling split frames in storage `S`.
 ///
+/// [`new`](Self::new) is a `const fn`, so firmware can keep a decoder in a `static`:
+///
+/// ```
+/// use buffstreams_framing::{BigEndian, Config, Decoder};
+///
+/// use std::sync::Mutex;
+///
+/// // On firmware: `critical_section::Mutex<RefCell<_>>` or a `static` owned by RTIC.
+/// static DECODER: Mutex<Decoder<BigEndian<2>, [u8; 256]>> =
+///     Mutex::new(Decoder::new(Config::new(), [0; 256]));
+///
+/// let mut dec = DECODER.lock().unwrap();
+/// assert_eq!(dec.max_frame_len(), 256);
+/// assert_eq!(dec.feed(&[0, 1, 7]).unwrap().consumed, 3);
+/// ```
+///
 /// # Examples
 /// ```
 /// use buffstreams_framing::{BigEndian, Config, Decoder, Event};
@@ -82,6 +148,8 @@ enum State {
 /// ```
 pub struct Decoder<H, S> {
     config: Config,
+    /// The configured maximum capped by what `H` can express; the storage's capacity caps it
+    /// further where it is used (reading it needs a trait call, which a `const fn` cannot make).
     max: usize,
     state: State,
     hdr: [u8; MAX_HEADER_LEN],
@@ -90,16 +158,18 @@ pub struct Decoder<H, S> {
     _format: PhantomData<fn() -> H>,
 }
 
-impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
+impl<H: LengthPrefix, S> Decoder<H, S> {
     /// Creates a decoder. The effective maximum payload length is the smallest of
     /// `config.max_frame_len()`, what `H` can express and `storage.capacity()`.
-    pub fn new(config: Config, storage: S) -> Self {
+    pub const fn new(config: Config, storage: S) -> Self {
         const { assert!(H::MAX_HEADER_LEN >= 1 && H::MAX_HEADER_LEN <= MAX_HEADER_LEN) };
         let expressible = max_payload::<H>(config.length_includes_header());
-        let max = config
-            .max_frame_len()
-            .min(expressible)
-            .min(storage.capacity());
+        let configured = config.max_frame_len();
+        let max = if configured < expressible {
+            configured
+        } else {
+            expressible
+        };
         Self {
             config,
             max,
@@ -110,7 +180,9 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
             _format: PhantomData,
         }
     }
+}
 
+impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     /// Consumes bytes from `input` and returns at most one frame or event.
     ///
     /// Returns with `event: None` once all of `input` is consumed and no frame is complete;
@@ -121,39 +193,80 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     /// call returns the same error) until [`reset`](Self::reset).
     #[inline]
     pub fn feed<'a>(&'a mut self, input: &'a [u8]) -> Result<Feed<'a>, DecodeError> {
-        let (consumed, raw) = self.step(input)?;
-        let event = match raw {
+        let Decoded { consumed, found } = self.decode(input)?;
+        let event = match found {
             None => None,
-            Some(raw) => Some(self.resolve(input, raw)?),
+            Some(found) => Some(self.event(input, found).ok_or(DecodeError::Storage)?),
         };
         Ok(Feed { consumed, event })
     }
 
-    /// Builds the borrowed event for `raw`, which `step` produced for `input`.
+    /// Turns what [`decode`](Self::decode) found in `input` into the borrowed [`Event`]: a
+    /// frame borrowed from `input` (it lay wholly inside) or from the decoder's storage.
+    ///
+    /// Pass the same `input` that `decode` was given (or a slice that starts at the same byte
+    /// and is at least as long; see [`Found::offset`] for sub-slices).
+    ///
+    /// Returns `None` only for a caller bug: `input` too short for the location, or a custom
+    /// [`Storage`] that does not hold the bytes it was given. Never because of what a peer sent.
+    ///
+    /// # Examples
+    /// Decoding inside a closure that lends the bytes, twice in a row (a ring that wraps):
+    /// ```
+    /// use buffstreams_framing::{BigEndian, Config, Decoder, Event};
+    ///
+    /// fn with_ring<R>(ring: &[u8], f: impl FnOnce(&[u8]) -> (usize, R)) -> R { f(ring).1 }
+    ///
+    /// let mut dec = Decoder::<BigEndian<2>, _>::new(Config::new(), [0u8; 64]);
+    /// let mut frames = 0;
+    /// for part in [&[0u8, 2, b'h', b'i', 0][..], &[1, b'!'][..]] {
+    ///     with_ring(part, |ring| {
+    ///         let mut pos = 0;
+    ///         while pos < ring.len() {
+    ///             let input = &ring[pos..];
+    ///             let d = dec.decode(input).unwrap();
+    ///             pos += d.consumed;
+    ///             if let Some(found) = d.found {
+    ///                 let Some(Event::Frame(f)) = dec.event(input, found) else { panic!() };
+    ///                 assert_eq!(f, if frames == 0 { &b"hi"[..] } else { &b"!"[..] });
+    ///                 frames += 1;
+    ///             }
+    ///         }
+    ///         (pos, ())
+    ///     });
+    /// }
+    /// assert_eq!(frames, 2);
+    /// ```
     #[inline(always)]
-    pub(crate) fn resolve<'a>(
-        &'a self,
-        input: &'a [u8],
-        raw: Raw,
-    ) -> Result<Event<'a>, DecodeError> {
-        match raw {
-            Raw::Input { start, len } => start
+    pub fn event<'a>(&'a self, input: &'a [u8], found: Found) -> Option<Event<'a>> {
+        match found {
+            Found::InInput { start, len } => start
                 .checked_add(len)
                 .and_then(|end| input.get(start..end))
-                .map(Event::Frame)
-                .ok_or(DecodeError::Storage),
-            Raw::Stored(len) => self
-                .storage
-                .filled(len)
-                .map(Event::Frame)
-                .ok_or(DecodeError::Storage),
-            Raw::Skipped(len) => Ok(Event::Skipped(len)),
+                .map(Event::Frame),
+            Found::Stored { len } => self.storage.filled(len).map(Event::Frame),
+            Found::Skipped { len } => Some(Event::Skipped(len)),
         }
+    }
+
+    /// Consumes bytes from `input` and locates at most one frame or event, borrowing nothing:
+    /// the borrow-free half of [`feed`](Self::feed).
+    ///
+    /// Returns with `found: None` once all of `input` is consumed and no frame is complete;
+    /// incomplete input is not an error. Every call with non-empty input consumes at least
+    /// one byte or finds an item, so a loop over it always ends.
+    ///
+    /// # Errors
+    /// As [`feed`](Self::feed).
+    #[inline(always)]
+    pub fn decode(&mut self, input: &[u8]) -> Result<Decoded, DecodeError> {
+        let (consumed, found) = self.step(input)?;
+        Ok(Decoded { consumed, found })
     }
 
     /// The state machine: consumes input and locates at most one finished item.
     #[inline(always)]
-    pub(crate) fn step(&mut self, input: &[u8]) -> Result<(usize, Option<Raw>), DecodeError> {
+    fn step(&mut self, input: &[u8]) -> Result<(usize, Option<Found>), DecodeError> {
         match self.state {
             State::Header if self.hdr_len == 0 => match H::parse(input) {
                 Ok(Parsed::Complete { value, header_len }) => {
@@ -170,7 +283,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     }
 
     /// Keeps the start of a header that the input cut off.
-    fn stash_header(&mut self, input: &[u8]) -> Result<(usize, Option<Raw>), DecodeError> {
+    fn stash_header(&mut self, input: &[u8]) -> Result<(usize, Option<Found>), DecodeError> {
         if input.len() >= H::MAX_HEADER_LEN {
             // A format that wants more than its own maximum width is broken; never loop on it.
             return Err(self.fail(DecodeError::VarintOverflow));
@@ -183,7 +296,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     }
 
     #[cold]
-    fn continue_header(&mut self, input: &[u8]) -> Result<(usize, Option<Raw>), DecodeError> {
+    fn continue_header(&mut self, input: &[u8]) -> Result<(usize, Option<Found>), DecodeError> {
         let have = self.hdr_len;
         let want = H::MAX_HEADER_LEN.saturating_sub(have);
         let take = want.min(input.len());
@@ -219,7 +332,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         pos: usize,
         value: u64,
         header_len: usize,
-    ) -> Result<(usize, Option<Raw>), DecodeError> {
+    ) -> Result<(usize, Option<Found>), DecodeError> {
         let declared = if self.config.length_includes_header() {
             match value.checked_sub(header_len as u64) {
                 Some(v) => v,
@@ -228,14 +341,14 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         } else {
             value
         };
+        let max = self.max_frame_len();
         let len = match usize::try_from(declared) {
-            Ok(len) if len <= self.max => len,
+            Ok(len) if len <= max => len,
             _ => {
                 return match self.config.oversize() {
-                    Oversize::Reject => Err(self.fail(DecodeError::FrameTooLong {
-                        len: declared,
-                        max: self.max,
-                    })),
+                    Oversize::Reject => {
+                        Err(self.fail(DecodeError::FrameTooLong { len: declared, max }))
+                    }
                     Oversize::Skip => Ok(self.skip(input, pos, declared, declared)),
                 };
             }
@@ -244,7 +357,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         if len <= rest.len() {
             // Zero copy: the whole payload is in this input.
             self.state = State::Header;
-            return Ok((pos + len, Some(Raw::Input { start: pos, len })));
+            return Ok((pos + len, Some(Found::InInput { start: pos, len })));
         }
         self.state = State::Body { len, filled: 0 };
         let (n, raw) = self.continue_body(rest, len, 0)?;
@@ -256,7 +369,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         input: &[u8],
         len: usize,
         filled: usize,
-    ) -> Result<(usize, Option<Raw>), DecodeError> {
+    ) -> Result<(usize, Option<Found>), DecodeError> {
         let n = len.saturating_sub(filled).min(input.len());
         let upto = filled.saturating_add(n);
         // Ask only for the bytes that arrived: growable storage follows the data, never the
@@ -269,7 +382,7 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         }
         if upto >= len {
             self.state = State::Header;
-            Ok((n, Some(Raw::Stored(len))))
+            Ok((n, Some(Found::Stored { len })))
         } else {
             self.state = State::Body { len, filled: upto };
             Ok((n, None))
@@ -277,14 +390,20 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     }
 
     /// Discards oversize payload bytes from `input[pos..]`; never stores them.
-    fn skip(&mut self, input: &[u8], pos: usize, len: u64, remaining: u64) -> (usize, Option<Raw>) {
+    fn skip(
+        &mut self,
+        input: &[u8],
+        pos: usize,
+        len: u64,
+        remaining: u64,
+    ) -> (usize, Option<Found>) {
         let avail = input.len().saturating_sub(pos);
         let n = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
         let remaining = remaining.saturating_sub(n as u64);
         let consumed = pos.saturating_add(n);
         if remaining == 0 {
             self.state = State::Header;
-            (consumed, Some(Raw::Skipped(len)))
+            (consumed, Some(Found::Skipped { len }))
         } else {
             self.state = State::Skip { len, remaining };
             (consumed, None)
@@ -321,9 +440,11 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         }
     }
 
-    /// The effective maximum payload length.
+    /// The effective maximum payload length: the configured one, capped by what the header
+    /// format can express and by the storage's capacity.
+    #[inline(always)]
     pub fn max_frame_len(&self) -> usize {
-        self.max
+        self.max.min(self.storage.capacity())
     }
 
     /// The configuration this decoder was built with.
@@ -343,6 +464,7 @@ impl<H, S> core::fmt::Debug for Decoder<H, S> {
             .field("config", &self.config)
             .field("max", &self.max)
             .field("state", &self.state)
+            .field("buffered_header_bytes", &self.hdr_len)
             .finish_non_exhaustive()
     }
 }
@@ -386,6 +508,76 @@ mod tests {
         let f = d.feed(&[0, 1, 7, 8]).unwrap();
         assert_eq!((f.consumed, f.event), (3, Some(Event::Frame(&[7][..]))));
         assert!(!d.is_mid_frame());
+    }
+
+    /// `decode` + `event` is `feed` split in two: the same items for every cut of a stream,
+    /// with frames borrowed from the input when they lie inside it.
+    #[test]
+    fn decode_then_event_matches_feed() {
+        let stream = [0, 2, b'h', b'i', 0, 3, b'a', b'b', b'c', 0, 0, 0, 1, b'!'];
+        for cut in 0..=stream.len() {
+            let mut a = Decoder::<BigEndian<2>, _>::new(Config::new(), [0u8; 8]);
+            let mut b = Decoder::<BigEndian<2>, _>::new(Config::new(), [0u8; 8]);
+            let (mut via_feed, mut via_decode) =
+                (heapless::Vec::<_, 8>::new(), heapless::Vec::<_, 8>::new());
+            for part in [&stream[..cut], &stream[cut..]] {
+                let mut rest = part;
+                while !rest.is_empty() {
+                    let f = a.feed(rest).unwrap();
+                    if let Some(Event::Frame(p)) = f.event {
+                        via_feed
+                            .push(heapless::Vec::<u8, 4>::from_slice(p).unwrap())
+                            .unwrap();
+                    }
+                    rest = &rest[f.consumed..];
+                }
+                let mut pos = 0;
+                while pos < part.len() {
+                    let d = b.decode(&part[pos..]).unwrap();
+                    if let Some(found) = d.found {
+                        // Resolving against the whole part needs the sub-slice's offset.
+                        let Some(Event::Frame(p)) = b.event(part, found.offset(pos)) else {
+                            panic!("no frame for {found:?}")
+                        };
+                        if let Found::InInput { start, .. } = found.offset(pos) {
+                            assert!(core::ptr::eq(p.as_ptr(), part[start..].as_ptr()));
+                        }
+                        via_decode
+                            .push(heapless::Vec::<u8, 4>::from_slice(p).unwrap())
+                            .unwrap();
+                    }
+                    pos += d.consumed;
+                }
+            }
+            assert_eq!(via_feed, via_decode, "cut at {cut}");
+            assert_eq!(via_decode.len(), 4, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn event_on_wrong_input_is_none_not_panic() {
+        let mut d = Decoder::<BigEndian<1>, _>::new(Config::new(), [0u8; 8]);
+        let found = d.decode(&[3, 1, 2, 3]).unwrap().found.unwrap();
+        assert_eq!(found, Found::InInput { start: 1, len: 3 });
+        assert_eq!(d.event(&[3, 1], found), None);
+        assert_eq!(d.event(&[], Found::Stored { len: 9 }), None);
+        let far = Found::InInput {
+            start: usize::MAX,
+            len: 2,
+        };
+        assert_eq!(d.event(&[0; 4], far), None);
+    }
+
+    #[test]
+    fn const_new_in_a_static() {
+        static CONFIG: Config = Config::new().with_max_frame_len(100);
+        const DEC: Decoder<Varint32, [u8; 64]> = Decoder::new(CONFIG, [0; 64]);
+        let mut d = DEC;
+        assert_eq!(d.max_frame_len(), 64);
+        assert_eq!(
+            d.feed(&[65]),
+            Err(DecodeError::FrameTooLong { len: 65, max: 64 })
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use embedded_io::{Read, Write};
 
-use crate::decoder::{Decoder, Event, Raw};
+use crate::decoder::{Decoder, Event, Found};
 use crate::encoder::Encoder;
 use crate::error::{EncodeError, ReadError, WriteError};
 use crate::header::{Header, LengthPrefix};
@@ -18,8 +18,8 @@ pub(crate) struct Chunks<H, S, B> {
     pub(crate) buf: B,
     pos: usize,
     end: usize,
-    /// Where the last frame lies when it was borrowed from `buf`.
-    last: Option<Raw>,
+    /// Where the last item lies (offsets relative to `buf`).
+    last: Option<Found>,
 }
 
 impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
@@ -43,17 +43,14 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
                 .as_mut()
                 .get(self.pos..self.end)
                 .unwrap_or_default();
-            let (consumed, raw) = self.decoder.step(input)?;
+            let decoded = self.decoder.decode(input)?;
             let start = self.pos;
-            self.pos = self.pos.saturating_add(consumed).min(self.end);
-            if let Some(raw) = raw.filter(|r| !(frames_only && matches!(r, Raw::Skipped(_)))) {
-                self.last = Some(match raw {
-                    Raw::Input { start: s, len } => Raw::Input {
-                        start: start.saturating_add(s),
-                        len,
-                    },
-                    other => other,
-                });
+            self.pos = self.pos.saturating_add(decoded.consumed).min(self.end);
+            let wanted = decoded
+                .found
+                .filter(|f| !(frames_only && matches!(f, Found::Skipped { .. })));
+            if let Some(found) = wanted {
+                self.last = Some(found.offset(start));
                 return Ok(true);
             }
         }
@@ -94,9 +91,11 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
     /// The item `poll_buffered` found.
     #[inline]
     pub(crate) fn event(&mut self) -> Result<Event<'_>, crate::DecodeError> {
-        let raw = self.last.take().ok_or(crate::DecodeError::Storage)?;
+        let found = self.last.take().ok_or(crate::DecodeError::Storage)?;
         let buf: &[u8] = self.buf.as_mut();
-        self.decoder.resolve(buf, raw)
+        self.decoder
+            .event(buf, found)
+            .ok_or(crate::DecodeError::Storage)
     }
 }
 

@@ -31,7 +31,7 @@ mod storage;
 #[cfg(feature = "async")]
 pub use asynch::{AsyncFrameReader, AsyncFrameWriter};
 pub use config::{Config, DEFAULT_MAX_FRAME_LEN, Oversize};
-pub use decoder::{Decoder, Event, Feed};
+pub use decoder::{Decoded, Decoder, Event, Feed, Found};
 pub use encoder::Encoder;
 pub use error::{DecodeError, EncodeError, ReadError, WriteError};
 pub use header::{
