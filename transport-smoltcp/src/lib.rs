@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
+#[macro_use]
+mod fmt;
+
+mod error;
+mod listener;
+mod socket;
+mod writer;
+
+pub use error::{RecvError, ReplyError, SendError};
+pub use listener::{Connection, Listener, ListenerConfig, ListenerStats, Slot};
+pub use socket::{recv_frames, send_frame, send_free};
+pub use writer::{RetryPolicy, Status, Writer, WriterConfig, WriterStats};

@@ -1,0 +1,175 @@
+//! The two primitives every role is built on: one frame into a socket's send ring, and every
+//! frame out of its receive ring. Usable on their own with sockets you manage yourself.
+
+use core::ops::ControlFlow;
+
+use buffstreams_framing::{Decoder, Encoder, Event, LengthPrefix, Storage};
+use smoltcp::socket::tcp;
+
+use crate::error::{RecvError, SendError};
+
+/// Bytes free in the socket's send ring.
+#[inline]
+pub fn send_free(socket: &tcp::Socket<'_>) -> usize {
+    socket
+        .send_capacity()
+        .saturating_sub(socket.send_queue())
+}
+
+/// Queues one frame (header, then `payload`) in the socket's send ring: all of it or nothing.
+///
+/// The free space is checked against the frame's encoded length first. When the ring's
+/// contiguous window holds the frame, header and payload are copied straight into it inside
+/// one `send(|window| ..)`; when the window is cut short by the ring's end, the parts go in
+/// turn (the ring has room for all of them, so the frame is never split by a full ring).
+/// Returns the bytes queued, header included. The bytes leave on the next `Interface::poll`.
+///
+/// # Errors
+/// [`SendError::Full`] when the ring lacks room now (nothing queued: try after the next poll),
+/// [`SendError::ExceedsBuffer`] when the frame is larger than the whole ring,
+/// [`SendError::NotConnected`] when the socket cannot send, [`SendError::Encode`] when the
+/// payload cannot be framed. Never `Ok(0)`.
+///
+/// # Examples
+/// ```
+/// use buffstreams_framing::{BigEndian, Encoder};
+/// use buffstreams_transport_smoltcp::{SendError, send_frame};
+/// use smoltcp::socket::tcp;
+///
+/// let mut socket = tcp::Socket::new(
+///     tcp::SocketBuffer::new(vec![0; 64]),
+///     tcp::SocketBuffer::new(vec![0; 64]),
+/// );
+/// let encoder = Encoder::<BigEndian<4>>::default();
+/// // Not connected yet: refused, nothing queued.
+/// assert_eq!(send_frame(&mut socket, &encoder, b"hi"), Err(SendError::NotConnected));
+/// assert_eq!(socket.send_queue(), 0);
+/// ```
+pub fn send_frame<H: LengthPrefix>(
+    socket: &mut tcp::Socket<'_>,
+    encoder: &Encoder<H>,
+    payload: &[u8],
+) -> Result<usize, SendError> {
+    let header = encoder.header(payload.len())?;
+    let needed = header
+        .len()
+        .checked_add(payload.len())
+        .ok_or(SendError::Encode(buffstreams_framing::EncodeError::FrameTooLong {
+            len: payload.len(),
+            max: encoder.max_frame_len(),
+        }))?;
+    if !socket.may_send() {
+        return Err(SendError::NotConnected);
+    }
+    let capacity = socket.send_capacity();
+    if needed > capacity {
+        return Err(SendError::ExceedsBuffer { needed, capacity });
+    }
+    let free = send_free(socket);
+    if needed > free {
+        return Err(SendError::Full { needed, free });
+    }
+    let whole = socket
+        .send(|window| match window.get_mut(..needed) {
+            Some(frame) => {
+                let (head, body) = frame.split_at_mut(header.len());
+                head.copy_from_slice(&header);
+                body.copy_from_slice(payload);
+                (needed, true)
+            }
+            None => (0, false),
+        })
+        .map_err(|_| SendError::NotConnected)?;
+    if !whole {
+        // The window ends at the ring's end; the ring as a whole has room (checked above), so
+        // each part is taken in full, wrapping around.
+        for part in [header.as_bytes(), payload] {
+            let n = socket
+                .send_slice(part)
+                .map_err(|_| SendError::NotConnected)?;
+            debug_assert_eq!(n, part.len(), "the ring had room for the whole frame");
+        }
+    }
+    Ok(needed)
+}
+
+/// Decodes every frame the socket's receive ring holds, handing each event to `on_event`.
+///
+/// The decoder runs inside `recv(|ring| ..)`: a frame that lies wholly inside the ring's
+/// contiguous window is passed as a borrow of the ring (no copy); a frame cut by the ring's
+/// wrap or still arriving is assembled in the decoder's storage, and the bytes after the wrap
+/// are read by a second `recv`. Bytes are consumed from the ring exactly as far as the decoder
+/// consumed them, so each event is delivered once. Returning `ControlFlow::Break` from
+/// `on_event` stops before the next frame is decoded (its bytes stay in the ring).
+///
+/// Returns the bytes consumed (0 when the ring was empty).
+///
+/// # Errors
+/// [`RecvError::Decode`] when the peer broke the protocol (the decoder is then failed: abort
+/// the connection), [`RecvError::NotConnected`] when the socket cannot receive.
+pub fn recv_frames<H, S, F>(
+    socket: &mut tcp::Socket<'_>,
+    decoder: &mut Decoder<H, S>,
+    mut on_event: F,
+) -> Result<usize, RecvError>
+where
+    H: LengthPrefix,
+    S: Storage,
+    F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    let mut total = 0usize;
+    // Each round consumes at least one byte or stops, and the ring holds a bounded number
+    // of bytes: the loop ends.
+    while socket.can_recv() {
+        let (consumed, outcome) = socket
+            .recv(|ring| {
+                let (consumed, outcome) = drain(decoder, ring, &mut on_event);
+                (consumed, (consumed, outcome))
+            })
+            .map_err(|_| RecvError::NotConnected)?;
+        total = total.saturating_add(consumed);
+        match outcome {
+            Drained::All => {}
+            Drained::Stopped => break,
+            Drained::Failed(e) => return Err(RecvError::Decode(e)),
+        }
+    }
+    Ok(total)
+}
+
+enum Drained {
+    All,
+    Stopped,
+    Failed(buffstreams_framing::DecodeError),
+}
+
+/// Decodes `ring` (one contiguous window) to its end or until `on_event` breaks.
+#[inline]
+fn drain<H, S, F>(decoder: &mut Decoder<H, S>, ring: &[u8], on_event: &mut F) -> (usize, Drained)
+where
+    H: LengthPrefix,
+    S: Storage,
+    F: FnMut(Event<'_>) -> ControlFlow<()>,
+{
+    let mut pos = 0usize;
+    loop {
+        let input = ring.get(pos..).unwrap_or_default();
+        if input.is_empty() {
+            return (pos, Drained::All);
+        }
+        let decoded = match decoder.decode(input) {
+            Ok(d) => d,
+            Err(e) => return (pos, Drained::Failed(e)),
+        };
+        pos = pos.saturating_add(decoded.consumed).min(ring.len());
+        if let Some(found) = decoded.found {
+            let Some(event) = decoder.event(input, found) else {
+                // Only a custom Storage that breaks its contract gets here.
+                return (pos, Drained::Failed(buffstreams_framing::DecodeError::Storage));
+            };
+            if on_event(event).is_break() {
+                return (pos, Drained::Stopped);
+            }
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! The BuffStreams writer for a poll loop: dials, writes framed messages, reconnects with
+//! exponential backoff measured on the application's clock, and reads replies.
+
+use core::ops::ControlFlow;
+
+use buffstreams_framing::{Config, Decoder, Encoder, Event, LengthPrefix, Storage};
+use smoltcp::iface::{Context, SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+
+use crate::error::{RecvError, SendError};
+use crate::socket::{recv_frames, send_frame, send_free};
+
+/// When and how often a [`Writer`] dials again: exponential backoff with jitter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RetryPolicy {
+    initial: Duration,
+    max: Duration,
+    max_attempts: Option<u32>,
+    connect_timeout: Duration,
+}
+
+impl RetryPolicy {
+    /// First retry after 100 ms (± jitter), doubling up to 10 s, forever; a connection attempt
+    /// that gets no answer is given up after 5 s.
+    pub const fn new() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            max_attempts: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The delay before the first retry; each further failure doubles it.
+    pub const fn with_initial_backoff(mut self, delay: Duration) -> Self {
+        self.initial = delay;
+        self
+    }
+
+    /// The longest delay between attempts.
+    pub const fn with_max_backoff(mut self, delay: Duration) -> Self {
+        self.max = delay;
+        self
+    }
+
+    /// Give up after this many failed attempts in a row (`None`: never). A writer that gave
+    /// up stays [`Status::GaveUp`] until [`Writer::reconnect`].
+    pub const fn with_max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// How long a connection attempt may go unanswered before it counts as failed.
+    pub const fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The delay before the first retry.
+    pub const fn initial_backoff(&self) -> Duration {
+        self.initial
+    }
+
+    /// The longest delay between attempts.
+    pub const fn max_backoff(&self) -> Duration {
+        self.max
+    }
+
+    /// Failed attempts in a row before giving up.
+    pub const fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The connect timeout.
+    pub const fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The delay after `failures` failed attempts in a row (1 = the first), before jitter.
+    fn delay(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(20);
+        let micros = self.initial.total_micros().saturating_mul(1u64 << shift);
+        Duration::from_micros(micros.min(self.max.total_micros()))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Writer options. Build with the `with_*` methods; every method is `const`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WriterConfig {
+    framing: Config,
+    retry: RetryPolicy,
+    seed: u32,
+}
+
+impl WriterConfig {
+    /// Framing defaults (4096-byte maximum), [`RetryPolicy::new`], a fixed jitter seed.
+    pub const fn new() -> Self {
+        Self {
+            framing: Config::new(),
+            retry: RetryPolicy::new(),
+            seed: 0x9e37_79b9,
+        }
+    }
+
+    /// The framing options (maximum message length for writes and for replies read).
+    pub const fn with_framing(mut self, framing: Config) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// The reconnect policy.
+    pub const fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Seeds the backoff jitter and the choice of local ports. Give each device its own (a
+    /// hardware RNG value, or bytes of its MAC address) so a fleet does not reconnect in
+    /// lockstep and a rebooted device does not reuse its last port.
+    pub const fn with_seed(mut self, seed: u32) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The framing options.
+    pub const fn framing(&self) -> Config {
+        self.framing
+    }
+
+    /// The reconnect policy.
+    pub const fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counters a writer keeps (read them with [`Writer::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Messages queued in the send ring.
+    pub messages_out: u64,
+    /// Wire bytes of those messages, headers included.
+    pub bytes_out: u64,
+    /// Writes refused with [`SendError::Full`] (the caller retries after a poll).
+    pub full: u64,
+    /// Replies read.
+    pub messages_in: u64,
+    /// Payload bytes of those replies.
+    pub bytes_in: u64,
+    /// Connection attempts started.
+    pub connect_attempts: u64,
+    /// Connections established.
+    pub connects: u64,
+    /// Attempts that failed (refused, reset, timed out, or no route).
+    pub connect_failures: u64,
+    /// Established connections that were lost (reset, closed by the peer, or aborted after a
+    /// protocol error in the replies).
+    pub disconnects: u64,
+    /// Bytes still in the send ring when a connection was lost: the peer may or may not have
+    /// received them. What had left the ring was acknowledged by the peer's TCP.
+    pub in_doubt_bytes: u64,
+    /// Reply streams aborted because the peer broke the protocol.
+    pub protocol_errors: u64,
+}
+
+/// Where a [`Writer`] stands, as [`Writer::poll`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Status {
+    /// Connected: [`Writer::write`] queues messages.
+    Connected,
+    /// A connection attempt is in flight.
+    Connecting,
+    /// Waiting until this instant before the next attempt.
+    Backoff(Instant),
+    /// Gave up after the policy's maximum attempts; [`Writer::reconnect`] starts again.
+    GaveUp,
+    /// Closed by [`Writer::close`].
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Backoff(Instant),
+    Connecting(Instant),
+    Connected,
+    Closing,
+    GaveUp,
+    Closed,
+}
+
+/// Ephemeral ports (RFC 6335).
+const PORT_FIRST: u16 = 49152;
+const PORT_SPAN: u32 = 16384;
+
+/// A BuffStreams writer over one smoltcp TCP socket: connects to `remote`, frames every
+/// message, reconnects with exponential backoff on the application's clock, and reads the
+/// peer's replies into `storage` when they arrive split. No threads, no heap, no clock of its
+/// own: call [`poll`](Self::poll) after each `Interface::poll`.
+///
+/// A write is all of a frame or none of it: [`SendError::Full`] means "try again after the
+/// next poll", never a partial frame.
+///
+/// # Examples
+/// ```
+/// use buffstreams_framing::BigEndian;
+/// use buffstreams_transport_smoltcp::{SendError, Writer, WriterConfig};
+/// use smoltcp::iface::SocketSet;
+/// use smoltcp::socket::tcp;
+/// use smoltcp::wire::{IpAddress, IpEndpoint};
+///
+/// let mut sockets = SocketSet::new(vec![]);
+/// let handle = sockets.add(tcp::Socket::new(
+///     tcp::SocketBuffer::new(vec![0; 4096]),
+///     tcp::SocketBuffer::new(vec![0; 4096]),
+/// ));
+/// let server = IpEndpoint::new(IpAddress::v4(192, 168, 69, 100), 5031);
+/// let mut writer = Writer::<BigEndian<4>, _>::new(handle, server, WriterConfig::new(), [0u8; 512]);
+/// // Not connected until `poll` has dialled and the handshake is done:
+/// assert_eq!(writer.write(&mut sockets, b"hello"), Err(SendError::NotConnected));
+/// ```
+#[derive(Debug)]
+pub struct Writer<H, S> {
+    handle: SocketHandle,
+    remote: IpEndpoint,
+    config: WriterConfig,
+    encoder: Encoder<H>,
+    decoder: Decoder<H, S>,
+    state: State,
+    failures: u32,
+    rng: u32,
+    port: u16,
+    stats: WriterStats,
+}
+
+impl<H: LengthPrefix, S: Storage> Writer<H, S> {
+    /// A writer that dials `remote` from the TCP socket `handle` on the first
+    /// [`poll`](Self::poll). `storage` assembles replies that arrive split (its capacity caps
+    /// their length; `[u8; 0]` when the peer never replies).
+    pub fn new(handle: SocketHandle, remote: IpEndpoint, config: WriterConfig, storage: S) -> Self {
+        let rng = if config.seed == 0 { 1 } else { config.seed };
+        let mut writer = Self {
+            handle,
+            remote,
+            config,
+            encoder: Encoder::new(config.framing),
+            decoder: Decoder::new(config.framing, storage),
+            state: State::Backoff(Instant::ZERO),
+            failures: 0,
+            rng,
+            port: PORT_FIRST,
+            stats: WriterStats::default(),
+        };
+        let offset = writer.random() % PORT_SPAN;
+        writer.port = PORT_FIRST.saturating_add(offset as u16);
+        writer
+    }
+
+    /// Drives the connection: dials when it is time, notices an established, refused, lost or
+    /// timed-out connection, and schedules the next attempt. `cx` is `iface.context()`.
+    pub fn poll(&mut self, cx: &mut Context, sockets: &mut SocketSet<'_>, now: Instant) -> Status {
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        match self.state {
+            State::Backoff(at) if now >= at => self.dial(cx, socket, now),
+            State::Backoff(_) | State::GaveUp | State::Closed => {}
+            State::Connecting(since) => match socket.state() {
+                tcp::State::Established => {
+                    self.state = State::Connected;
+                    self.failures = 0;
+                    self.decoder.reset();
+                    self.stats.connects = self.stats.connects.saturating_add(1);
+                    info!("connected to {}", self.remote);
+                }
+                tcp::State::SynSent | tcp::State::SynReceived
+                    if now < since + self.config.retry.connect_timeout => {}
+                _ => {
+                    // Refused (RST), or no answer in time.
+                    socket.abort();
+                    self.failed(now);
+                }
+            },
+            State::Connected => match socket.state() {
+                tcp::State::Established => {}
+                tcp::State::CloseWait => {
+                    // The peer is going away; let what it may still read go, then redial.
+                    socket.close();
+                    self.lost(socket, now, false);
+                }
+                _ => self.lost(socket, now, true),
+            },
+            State::Closing => {
+                if !socket.is_open() {
+                    self.state = State::Closed;
+                }
+            }
+        }
+        self.status()
+    }
+
+    fn dial(&mut self, cx: &mut Context, socket: &mut tcp::Socket<'_>, now: Instant) {
+        if socket.is_open() || socket.state() == tcp::State::TimeWait {
+            socket.abort();
+        }
+        // A new local port per attempt: the peer may still hold the old connection.
+        self.port = PORT_FIRST.saturating_add(
+            ((u32::from(self.port.wrapping_sub(PORT_FIRST)) + 1) % PORT_SPAN) as u16,
+        );
+        self.stats.connect_attempts = self.stats.connect_attempts.saturating_add(1);
+        match socket.connect(cx, self.remote, self.port) {
+            Ok(()) => {
+                debug!("dialling {} from port {}", self.remote, self.port);
+                self.state = State::Connecting(now);
+            }
+            Err(e) => {
+                warn!("cannot dial {}: {:?}", self.remote, e);
+                self.failed(now);
+            }
+        }
+    }
+
+    fn failed(&mut self, now: Instant) {
+        self.stats.connect_failures = self.stats.connect_failures.saturating_add(1);
+        self.failures = self.failures.saturating_add(1);
+        if self
+            .config
+            .retry
+            .max_attempts
+            .is_some_and(|max| self.failures >= max)
+        {
+            warn!("giving up on {} after {} attempts", self.remote, self.failures);
+            self.state = State::GaveUp;
+            return;
+        }
+        let delay = self.config.retry.delay(self.failures);
+        self.state = State::Backoff(now + self.jitter(delay));
+    }
+
+    /// The connection is gone: count what may not have arrived, redial after a short backoff.
+    fn lost(&mut self, socket: &mut tcp::Socket<'_>, now: Instant, reset: bool) {
+        self.stats.disconnects = self.stats.disconnects.saturating_add(1);
+        self.stats.in_doubt_bytes = self
+            .stats
+            .in_doubt_bytes
+            .saturating_add(socket.send_queue() as u64);
+        warn!(
+            "connection to {} lost ({}), {} bytes in doubt",
+            self.remote,
+            if reset { "reset" } else { "closed by peer" },
+            socket.send_queue()
+        );
+        if reset {
+            socket.abort();
+        }
+        self.failures = 0;
+        let delay = self.config.retry.delay(1);
+        self.state = State::Backoff(now + self.jitter(delay));
+    }
+
+    /// Half to all of `delay` ("equal jitter").
+    fn jitter(&mut self, delay: Duration) -> Duration {
+        let micros = delay.total_micros();
+        let half = micros / 2;
+        let spread = half.saturating_add(1);
+        Duration::from_micros(half.saturating_add(u64::from(self.random()) % spread))
+    }
+
+    /// xorshift32: jitter and ports need spread, not secrecy.
+    fn random(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng = x;
+        x
+    }
+
+    /// Queues one framed message in the send ring; returns the bytes it takes on the wire.
+    /// It leaves on the next `Interface::poll`.
+    ///
+    /// # Errors
+    /// [`SendError::NotConnected`] until connected (and while reconnecting),
+    /// [`SendError::Full`] when the ring lacks room now (nothing queued: try after the next
+    /// poll), [`SendError::ExceedsBuffer`], [`SendError::Encode`].
+    pub fn write(&mut self, sockets: &mut SocketSet<'_>, payload: &[u8]) -> Result<usize, SendError> {
+        if self.state != State::Connected {
+            return Err(SendError::NotConnected);
+        }
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        match send_frame(socket, &self.encoder, payload) {
+            Ok(n) => {
+                self.stats.messages_out = self.stats.messages_out.saturating_add(1);
+                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
+                Ok(n)
+            }
+            Err(e) => {
+                if matches!(e, SendError::Full { .. }) {
+                    self.stats.full = self.stats.full.saturating_add(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands every complete reply the socket holds to `on_message`; returns how many.
+    ///
+    /// # Errors
+    /// [`RecvError::Decode`] when the peer broke the protocol: the connection is aborted and
+    /// redialled after a backoff. Not being connected is not an error here (`Ok(0)`).
+    pub fn receive<F>(&mut self, sockets: &mut SocketSet<'_>, mut on_message: F) -> Result<usize, RecvError>
+    where
+        F: FnMut(&[u8]),
+    {
+        if !matches!(self.state, State::Connected) {
+            return Ok(0);
+        }
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        let mut count = 0usize;
+        let stats = &mut self.stats;
+        let result = recv_frames(socket, &mut self.decoder, |event| {
+            if let Event::Frame(msg) = event {
+                count = count.saturating_add(1);
+                stats.messages_in = stats.messages_in.saturating_add(1);
+                stats.bytes_in = stats.bytes_in.saturating_add(msg.len() as u64);
+                on_message(msg);
+            }
+            ControlFlow::Continue(())
+        });
+        match result {
+            Ok(_) | Err(RecvError::NotConnected) => Ok(count),
+            Err(e) => {
+                self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
+                warn!("reply stream from {} broke the protocol: {}", self.remote, e);
+                // The socket is aborted; the next poll sees it closed and redials.
+                socket.abort();
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the writer stands.
+    pub fn status(&self) -> Status {
+        match self.state {
+            State::Connected => Status::Connected,
+            State::Connecting(_) => Status::Connecting,
+            State::Backoff(at) => Status::Backoff(at),
+            State::GaveUp => Status::GaveUp,
+            State::Closing | State::Closed => Status::Closed,
+        }
+    }
+
+    /// Whether [`write`](Self::write) can queue messages now.
+    pub fn is_connected(&self) -> bool {
+        self.state == State::Connected
+    }
+
+    /// Whether a message of `payload_len` bytes would be queued by [`write`](Self::write) now.
+    pub fn can_write(&self, sockets: &SocketSet<'_>, payload_len: usize) -> bool {
+        if self.state != State::Connected {
+            return false;
+        }
+        let socket = sockets.get::<tcp::Socket>(self.handle);
+        socket.may_send()
+            && self
+                .encoder
+                .encoded_len(payload_len)
+                .is_ok_and(|n| n <= send_free(socket))
+    }
+
+    /// Bytes queued in the send ring and not yet acknowledged by the peer.
+    pub fn pending(&self, sockets: &SocketSet<'_>) -> usize {
+        sockets.get::<tcp::Socket>(self.handle).send_queue()
+    }
+
+    /// Starts dialling again at the next [`poll`](Self::poll) after [`Status::GaveUp`] or
+    /// [`close`](Self::close).
+    pub fn reconnect(&mut self) {
+        if matches!(self.state, State::GaveUp | State::Closed) {
+            self.failures = 0;
+            self.state = State::Backoff(Instant::ZERO);
+        }
+    }
+
+    /// Closes gracefully: the queued messages are sent, then a FIN; no redial.
+    pub fn close(&mut self, sockets: &mut SocketSet<'_>) {
+        sockets.get_mut::<tcp::Socket>(self.handle).close();
+        self.state = State::Closing;
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The socket handle.
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// The peer it dials.
+    pub fn remote(&self) -> IpEndpoint {
+        self.remote
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &WriterConfig {
+        &self.config
+    }
+}
