@@ -4,7 +4,9 @@
 #![allow(unused_macros)]
 
 #[cfg(all(feature = "log", feature = "defmt"))]
-compile_error!("buffstreams-transport-smoltcp: enable at most one of the features `log` and `defmt`");
+compile_error!(
+    "buffstreams-transport-smoltcp: enable at most one of the features `log` and `defmt`"
+);
 
 macro_rules! info {
     ($s:literal $(, $x:expr)* $(,)?) => {{

@@ -11,9 +11,7 @@ use crate::error::{RecvError, SendError};
 /// Bytes free in the socket's send ring.
 #[inline]
 pub fn send_free(socket: &tcp::Socket<'_>) -> usize {
-    socket
-        .send_capacity()
-        .saturating_sub(socket.send_queue())
+    socket.send_capacity().saturating_sub(socket.send_queue())
 }
 
 /// Queues one frame (header, then `payload`) in the socket's send ring: all of it or nothing.
@@ -54,10 +52,12 @@ pub fn send_frame<H: LengthPrefix>(
     let needed = header
         .len()
         .checked_add(payload.len())
-        .ok_or(SendError::Encode(buffstreams_framing::EncodeError::FrameTooLong {
-            len: payload.len(),
-            max: encoder.max_frame_len(),
-        }))?;
+        .ok_or(SendError::Encode(
+            buffstreams_framing::EncodeError::FrameTooLong {
+                len: payload.len(),
+                max: encoder.max_frame_len(),
+            },
+        ))?;
     if !socket.may_send() {
         return Err(SendError::NotConnected);
     }
@@ -165,7 +165,10 @@ where
         if let Some(found) = decoded.found {
             let Some(event) = decoder.event(input, found) else {
                 // Only a custom Storage that breaks its contract gets here.
-                return (pos, Drained::Failed(buffstreams_framing::DecodeError::Storage));
+                return (
+                    pos,
+                    Drained::Failed(buffstreams_framing::DecodeError::Storage),
+                );
             };
             if on_event(event).is_break() {
                 return (pos, Drained::Stopped);

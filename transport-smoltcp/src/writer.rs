@@ -345,7 +345,10 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             .max_attempts
             .is_some_and(|max| self.failures >= max)
         {
-            warn!("giving up on {} after {} attempts", self.remote, self.failures);
+            warn!(
+                "giving up on {} after {} attempts",
+                self.remote, self.failures
+            );
             self.state = State::GaveUp;
             return;
         }
@@ -399,7 +402,11 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// [`SendError::NotConnected`] until connected (and while reconnecting),
     /// [`SendError::Full`] when the ring lacks room now (nothing queued: try after the next
     /// poll), [`SendError::ExceedsBuffer`], [`SendError::Encode`].
-    pub fn write(&mut self, sockets: &mut SocketSet<'_>, payload: &[u8]) -> Result<usize, SendError> {
+    pub fn write(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        payload: &[u8],
+    ) -> Result<usize, SendError> {
         if self.state != State::Connected {
             return Err(SendError::NotConnected);
         }
@@ -424,7 +431,11 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// # Errors
     /// [`RecvError::Decode`] when the peer broke the protocol: the connection is aborted and
     /// redialled after a backoff. Not being connected is not an error here (`Ok(0)`).
-    pub fn receive<F>(&mut self, sockets: &mut SocketSet<'_>, mut on_message: F) -> Result<usize, RecvError>
+    pub fn receive<F>(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        mut on_message: F,
+    ) -> Result<usize, RecvError>
     where
         F: FnMut(&[u8]),
     {
@@ -447,7 +458,10 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             Ok(_) | Err(RecvError::NotConnected) => Ok(count),
             Err(e) => {
                 self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
-                warn!("reply stream from {} broke the protocol: {}", self.remote, e);
+                warn!(
+                    "reply stream from {} broke the protocol: {}",
+                    self.remote, e
+                );
                 // The socket is aborted; the next poll sees it closed and redials.
                 socket.abort();
                 Err(e)
