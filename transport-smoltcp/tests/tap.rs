@@ -1,0 +1,240 @@
+//! smoltcp over a TAP device against the Linux kernel's TCP, both directions, with
+//! transport-std on the kernel side: a smoltcp `Writer` into a transport-std `Listener` that
+//! echoes every message, and a transport-std `Writer` into a smoltcp `Listener`.
+//!
+//! The TAP device exists only inside a network namespace that the test creates and always
+//! deletes: nothing is added to the root namespace and nothing can leave the machine. Needs
+//! root; without it the test says why it skips, and with `BUFFSTREAMS_REQUIRE_ROOT` set (CI)
+//! it fails instead.
+
+mod common;
+
+use std::os::fd::AsRawFd;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration as StdDuration, Instant as StdInstant};
+
+use buffstreams_framing::{BigEndian, Config};
+use buffstreams_transport_smoltcp::{
+    Listener, ListenerConfig, SendError, Slot, Writer, WriterConfig,
+};
+use common::payload;
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::phy::{Medium, TunTapInterface, wait as phy_wait};
+use smoltcp::socket::tcp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+
+const INSIDE: &str = "BUFFSTREAMS_TAP_INSIDE_NETNS";
+const COUNT: usize = 5000;
+const MAX: usize = 1400;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .expect("run ip (iproute2)");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace with a TAP device `tap0` (kernel side 192.168.69.100/24), deleted on
+/// drop whatever happens.
+struct Netns(String);
+
+impl Netns {
+    fn create() -> Self {
+        let name = format!("bsrs-tap-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        ip(&["netns", "add", &name]);
+        let ns = Self(name);
+        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ip(&["-n", &ns.0, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
+        ip(&[
+            "-n",
+            &ns.0,
+            "addr",
+            "add",
+            "192.168.69.100/24",
+            "dev",
+            "tap0",
+        ]);
+        ip(&["-n", &ns.0, "link", "set", "tap0", "up"]);
+        ns
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn tap_both_directions_against_transport_std() {
+    if std::env::var_os(INSIDE).is_some() {
+        return;
+    }
+    if !is_root() {
+        assert!(
+            std::env::var_os("BUFFSTREAMS_REQUIRE_ROOT").is_none(),
+            "BUFFSTREAMS_REQUIRE_ROOT is set but this test does not run as root"
+        );
+        eprintln!("skipped: creating a network namespace and a TAP device needs root (CI runs it)");
+        return;
+    }
+    let ns = Netns::create();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(exe)
+        .args([
+            "--exact",
+            "inside_the_namespace",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INSIDE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Echo what the inner run said, but not its result line (CI adds those up).
+    for line in stdout.lines().filter(|l| !l.starts_with("test result")) {
+        println!("  | {line}");
+    }
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the run inside the namespace failed"
+    );
+}
+
+#[test]
+#[ignore = "run by tap_both_directions_against_transport_std inside its network namespace"]
+fn inside_the_namespace() {
+    assert!(
+        std::env::var_os(INSIDE).is_some(),
+        "run only inside the test's namespace"
+    );
+    let started = StdInstant::now();
+    let mut device = TunTapInterface::new("tap0", Medium::Ethernet).unwrap();
+    let fd = device.as_raw_fd();
+    let mut config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 0x01]).into());
+    config.random_seed = 0x5eed;
+    let mut iface = Interface::new(config, &mut device, Instant::now());
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24))
+            .unwrap()
+    });
+
+    // Kernel side: a transport-std listener that echoes every message.
+    let (seen_tx, seen_rx) = mpsc::channel();
+    let std_config = buffstreams_transport_std::ListenerConfig::new().max_message_size(MAX);
+    let std_listener: buffstreams_transport_std::Listener =
+        buffstreams_transport_std::Listener::bind("192.168.69.100:5031", std_config).unwrap();
+    let echo = std_listener.spawn_with_reply(move |msg, conn| {
+        seen_tx.send(msg.to_vec()).ok();
+        conn.reply(msg)?;
+        Ok(())
+    });
+
+    let framing = Config::new().with_max_frame_len(MAX);
+    let mut sockets = SocketSet::new(vec![]);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 16 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 16 * 1024]),
+        )
+    };
+    let remote = IpEndpoint::new(IpAddress::v4(192, 168, 69, 100), 5031);
+    let mut writer = Writer::<BigEndian<4>, _>::new(
+        sockets.add(new_socket()),
+        remote,
+        WriterConfig::new().with_framing(framing).with_seed(7),
+        vec![0u8; MAX],
+    );
+    let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 0], 1> = Listener::new(
+        ListenerConfig::new(5032).with_framing(framing),
+        [Slot::new(
+            sockets.add(new_socket()),
+            vec![0u8; MAX],
+            [0u8; 0],
+        )],
+    );
+
+    // Kernel side: a transport-std writer into the smoltcp listener.
+    let std_writer = std::thread::spawn(|| {
+        let config = buffstreams_transport_std::WriterConfig::new().max_message_size(MAX);
+        let w: buffstreams_transport_std::Writer =
+            buffstreams_transport_std::Writer::dial("192.168.69.1:5032", config).unwrap();
+        for i in 0..COUNT {
+            w.write(&payload(i, MAX)).unwrap();
+        }
+        w.close()
+    });
+
+    let (mut sent, mut echoed, mut received) = (0usize, 0usize, 0usize);
+    while echoed < COUNT || received < COUNT {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(60),
+            "stalled: sent {sent}, echoed {echoed}, received {received} of {COUNT}"
+        );
+        let now = Instant::now();
+        iface.poll(now, &mut device, &mut sockets);
+        writer.poll(iface.context(), &mut sockets, now);
+        listener.poll(&mut sockets, now, |_, msg| {
+            assert_eq!(
+                msg,
+                &payload(received, MAX)[..],
+                "std -> smoltcp message {received}"
+            );
+            received += 1;
+        });
+        while sent < COUNT {
+            match writer.write(&mut sockets, &payload(sent, MAX)) {
+                Ok(_) => sent += 1,
+                Err(SendError::Full { .. } | SendError::NotConnected) => break,
+                Err(e) => panic!("smoltcp write {sent}: {e}"),
+            }
+        }
+        writer
+            .receive(&mut sockets, |msg| {
+                assert_eq!(msg, &payload(echoed, MAX)[..], "echo {echoed}");
+                echoed += 1;
+            })
+            .unwrap();
+        iface.poll(now, &mut device, &mut sockets);
+        let delay = iface
+            .poll_delay(now, &sockets)
+            .unwrap_or(Duration::from_millis(5));
+        phy_wait(fd, Some(delay.min(Duration::from_millis(5)))).unwrap();
+    }
+    for i in 0..COUNT {
+        let msg = seen_rx.recv_timeout(StdDuration::from_secs(5)).unwrap();
+        assert_eq!(msg, payload(i, MAX), "smoltcp -> std message {i}");
+    }
+    let wstats = std_writer.join().unwrap();
+    let lstats = echo.shutdown();
+    assert_eq!(lstats.messages_in, COUNT as u64);
+    assert_eq!(listener.stats().messages_in, COUNT as u64);
+    assert_eq!(listener.stats().protocol_errors, 0);
+    println!(
+        "smoltcp writer -> std listener -> echo: {COUNT} messages each way; std writer -> smoltcp listener: {COUNT}; {:?} in all; std writer reconnects {}",
+        started.elapsed(),
+        wstats.reconnects
+    );
+}
