@@ -44,12 +44,17 @@ tests_failed=0
 
 install() {
     set -e
-    if ! dpkg -s gcc-multilib >/dev/null 2>&1; then   # links the 32-bit (i686) test run
+    # gcc-multilib links the 32-bit (i686) test run; qemu-system-arm runs the firmware
+    # (mps2-an385); iproute2 makes the network namespace and TAP device of the smoltcp test.
+    local pkgs=(gcc-multilib qemu-system-arm iproute2) missing=()
+    for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get update
-        DEBIAN_FRONTEND=noninteractive apt-get install -y gcc-multilib
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
     fi
     rustup component add rustfmt clippy llvm-tools
-    rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi i686-unknown-linux-gnu x86_64-apple-darwin
+    rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi \
+        riscv32imc-unknown-none-elf i686-unknown-linux-gnu x86_64-apple-darwin
     if [[ -d fuzz ]]; then
         rustup toolchain install nightly --profile minimal
         command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -63,10 +68,18 @@ if ! install >"$LOG_DIR/install.log" 2>&1; then
     exit 1
 fi
 
+# Tests that need root, a network namespace or QEMU fail instead of skipping in CI.
+[[ -n "${CI:-}" ]] && export BUFFSTREAMS_NO_SKIP=1
+
+SMOLTCP=buffstreams-transport-smoltcp
 echo "== static checks"
-step fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check) && (cd framing/nostd-check && cargo fmt --check)'
-step clippy cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-step rustdoc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
+step fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check) && (cd framing/nostd-check && cargo fmt --check) && (cd examples/firmware && cargo fmt --check)'
+# transport-smoltcp's `log` and `defmt` features exclude each other: one clippy run each.
+step clippy cargo clippy --workspace --exclude "$SMOLTCP" --all-targets --all-features --locked -- -D warnings
+step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
+step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
+step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --all-targets --locked -- -D warnings'
+step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
 
 echo "== tests"
 step tests cargo test --workspace --locked
@@ -81,12 +94,46 @@ step clippy-macos cargo clippy -p buffstreams-transport-std --target x86_64-appl
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
 step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'
 grep -h '"peer"' "$LOG_DIR/bench-smoke.log" 2>/dev/null | sed 's/^/      /'
+# smoltcp on phy::Loopback beside the raw-byte run; exits non-zero if a message is lost or wrong.
+step smoltcp-bench-smoke cargo run --release --locked -p buffstreams-examples --bin smoltcp -- --seconds 0.5 --rounds 1
+grep -h "^| " "$LOG_DIR/smoltcp-bench-smoke.log" 2>/dev/null | sed 's/^/      /'
 
 echo "== no_std"
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
     step "no_std-$target" cargo build -p buffstreams-framing --target "$target" --locked
     step "no_std-$target-defmt-async" cargo build -p buffstreams-framing --target "$target" --features defmt,async --locked
 done
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
+    step "no_std-smoltcp-$target" cargo build -p "$SMOLTCP" --target "$target" --locked
+    step "no_std-smoltcp-$target-defmt-ipv6" cargo build -p "$SMOLTCP" --target "$target" --no-default-features --features defmt,proto-ipv4,proto-ipv6,medium-ip --locked
+done
+
+echo "== firmware on QEMU mps2-an385 (Cortex-M3)"
+# The framing crate's checks on the emulated 32-bit core (prints "N passed, M failed").
+step firmware-framing-tests bash -c 'cd examples/firmware && cargo test --release --locked --test framing'
+fw_line=$(grep -h "framing on the emulated Cortex-M3" "$LOG_DIR/firmware-framing-tests.log" 2>/dev/null)
+echo "      $fw_line"
+if [[ $fw_line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    tests_passed=$((tests_passed + BASH_REMATCH[1])); tests_failed=$((tests_failed + BASH_REMATCH[2]))
+fi
+# The network firmware against a transport-std listener runs in the workspace tests
+# (examples/tests/firmware.rs); its figures:
+grep -h "firmware: .*messages/s\|firmware: RAM" "$LOG_DIR/tests.log" 2>/dev/null | sed 's/^ *| */      /'
+firmware_size() {
+    set -e
+    cd examples/firmware
+    cargo build --release --locked --bin firmware
+    local bin=target/thumbv7m-none-eabi/release/firmware
+    local tools; tools=$(dirname "$(find "$(rustc --print sysroot)" -name llvm-size | head -n1)")
+    "$tools/llvm-size" -A "$bin" | awk '$1 ~ /^\.(vector_table|text|rodata|data|bss)$/ { printf "%s %d B  ", $1, $2 } END { print "" }'
+    # Symbols the linker kept out of line, by crate (LTO inlines most of our code into main).
+    "$tools/llvm-nm" --size-sort -S -t d -C "$bin" | awk '
+        $3 ~ /[tTrR]/ { if ($0 ~ /buffstreams_framing/) f += $2; else if ($0 ~ /buffstreams_transport_smoltcp/) t += $2;
+                        else if ($0 ~ /__cortex_m_rt_main/) m += $2; else if ($0 ~ /smoltcp::/) s += $2 }
+        END { printf "firmware .text by symbol: framing %d B, transport-smoltcp %d B, main (app loop + inlined writer/decoder) %d B, smoltcp %d B\n", f, t, m, s }'
+}
+step firmware-size firmware_size
+grep -hE "^\.vector|firmware .text" "$LOG_DIR/firmware-size.log" 2>/dev/null | sed 's/^/      /'
 
 nostd_check() {
     set -e

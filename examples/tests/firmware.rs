@@ -40,12 +40,19 @@ fn cargo(args: &[&str]) -> Output {
             cmd.env_remove(key);
         }
     }
-    cmd.args(args).current_dir(firmware_dir()).output().expect("run cargo")
+    cmd.args(args)
+        .current_dir(firmware_dir())
+        .output()
+        .expect("run cargo")
 }
 
 #[test]
 fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
-    if Command::new("qemu-system-arm").arg("--version").output().is_err() {
+    if Command::new("qemu-system-arm")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         return skip("qemu-system-arm is not installed");
     }
     let build = cargo(&["build", "--release", "--locked", "--bin", "firmware"]);
@@ -89,7 +96,10 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
         "the firmware did not report every reply checked"
     );
     let stats = server.shutdown();
-    assert_eq!(stats.messages_in, COUNT, "messages the desktop listener received");
+    assert_eq!(
+        stats.messages_in, COUNT,
+        "messages the desktop listener received"
+    );
     assert_eq!(stats.messages_out, COUNT, "replies it sent");
     assert_eq!(stats.protocol_errors, 0);
 }

@@ -3,7 +3,7 @@
 
 use core::ops::ControlFlow;
 
-use buffstreams_framing::{Decoder, Encoder, Event, LengthPrefix, Storage};
+use buffstreams_framing::{Decoder, Encoder, Event, LengthPrefix, MAX_HEADER_LEN, Storage};
 use smoltcp::socket::tcp;
 
 use crate::error::{RecvError, SendError};
@@ -70,14 +70,21 @@ pub fn send_frame<H: LengthPrefix>(
         return Err(SendError::Full { needed, free });
     }
     let whole = socket
-        .send(|window| match window.get_mut(..needed) {
-            Some(frame) => {
-                let (head, body) = frame.split_at_mut(header.len());
-                head.copy_from_slice(&header);
-                body.copy_from_slice(payload);
-                (needed, true)
+        .send(|window| {
+            if window.len() < needed {
+                return (0, false);
             }
-            None => (0, false),
+            // With room to spare, the header goes as one fixed-size copy of its padded form
+            // (the payload then overwrites the padding): no variable-length memcpy for it.
+            if let Some(padded) = window.get_mut(..MAX_HEADER_LEN) {
+                padded.copy_from_slice(header.padded());
+            } else if let Some(head) = window.get_mut(..header.len()) {
+                head.copy_from_slice(&header);
+            }
+            if let Some(body) = window.get_mut(header.len()..needed) {
+                body.copy_from_slice(payload);
+            }
+            (needed, true)
         })
         .map_err(|_| SendError::NotConnected)?;
     if !whole {

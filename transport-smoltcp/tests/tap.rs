@@ -4,7 +4,7 @@
 //!
 //! The TAP device exists only inside a network namespace that the test creates and always
 //! deletes: nothing is added to the root namespace and nothing can leave the machine. Needs
-//! root; without it the test says why it skips, and with `BUFFSTREAMS_REQUIRE_ROOT` set (CI)
+//! root; without it the test says why it skips, and with `BUFFSTREAMS_NO_SKIP` set (CI)
 //! it fails instead.
 
 mod common;
@@ -90,8 +90,8 @@ fn tap_both_directions_against_transport_std() {
     }
     if !is_root() {
         assert!(
-            std::env::var_os("BUFFSTREAMS_REQUIRE_ROOT").is_none(),
-            "BUFFSTREAMS_REQUIRE_ROOT is set but this test does not run as root"
+            std::env::var_os("BUFFSTREAMS_NO_SKIP").is_none(),
+            "BUFFSTREAMS_NO_SKIP is set but this test does not run as root"
         );
         eprintln!("skipped: creating a network namespace and a TAP device needs root (CI runs it)");
         return;

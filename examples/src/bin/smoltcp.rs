@@ -1,0 +1,241 @@
+//! buffstreams-transport-smoltcp on smoltcp's `phy::Loopback`, side by side with smoltcp's own
+//! `loopback_benchmark` (raw bytes between two sockets of one `Interface`, 64 KiB buffers, one
+//! thread, the real clock) in the same process.
+//!
+//! ```text
+//! smoltcp [--seconds S] [--rounds R]
+//! ```
+//!
+//! Each round runs the raw-byte transfer, then 110-byte and 4 KiB messages from a `Writer`
+//! into a `Listener` over the same setup; every message is counted and checked (its length
+//! and its sequence number). Rounds are interleaved so the runs share the machine's state;
+//! the table shows medians and each run's ratio to the raw one (in wire bytes: the raw run
+//! moves no headers, the framed runs move a 4-byte header per message).
+
+use std::process::ExitCode;
+use std::time::Instant as StdInstant;
+
+use buffstreams_examples::cli;
+use buffstreams_framing::{BigEndian, Config};
+use buffstreams_transport_smoltcp::{Listener, ListenerConfig, Slot, Writer, WriterConfig};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::phy::{Loopback, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
+
+const USAGE: &str = "smoltcp [--seconds S] [--rounds R]";
+const BUFFER: usize = 64 * 1024;
+const PORT: u16 = 1234;
+
+struct Setup {
+    device: Loopback,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    server: smoltcp::iface::SocketHandle,
+    client: smoltcp::iface::SocketHandle,
+}
+
+fn setup() -> Setup {
+    let mut device = Loopback::new(Medium::Ethernet);
+    let config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 1]).into());
+    let mut iface = Interface::new(config, &mut device, Instant::now());
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8))
+            .expect("one address")
+    });
+    let mut sockets = SocketSet::new(vec![]);
+    let socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; BUFFER]),
+            tcp::SocketBuffer::new(vec![0; BUFFER]),
+        )
+    };
+    let server = sockets.add(socket());
+    let client = sockets.add(socket());
+    Setup {
+        device,
+        iface,
+        sockets,
+        server,
+        client,
+    }
+}
+
+/// Bytes on the wire, messages, seconds.
+struct Run {
+    wire: u64,
+    messages: u64,
+    secs: f64,
+}
+
+/// smoltcp's `loopback_benchmark` loop: the client fills its send ring, the server empties
+/// its receive ring; no byte is written or read.
+fn raw(seconds: f64) -> Run {
+    let mut s = setup();
+    let start = StdInstant::now();
+    let mut processed = 0u64;
+    let (mut listening, mut connected) = (false, false);
+    while start.elapsed().as_secs_f64() < seconds {
+        s.iface.poll(Instant::now(), &mut s.device, &mut s.sockets);
+        let socket = s.sockets.get_mut::<tcp::Socket>(s.server);
+        if !socket.is_active() && !socket.is_listening() && !listening {
+            socket.listen(PORT).expect("listen");
+            listening = true;
+        }
+        while socket.can_recv() {
+            processed += socket
+                .recv(|buffer| (buffer.len(), buffer.len()))
+                .expect("recv") as u64;
+        }
+        let socket = s.sockets.get_mut::<tcp::Socket>(s.client);
+        if !socket.is_open() && !connected {
+            socket
+                .connect(
+                    s.iface.context(),
+                    (IpAddress::v4(127, 0, 0, 1), PORT),
+                    65000,
+                )
+                .expect("connect");
+            connected = true;
+        }
+        while socket.can_send() {
+            socket.send(|buffer| (buffer.len(), ())).expect("send");
+        }
+    }
+    Run {
+        wire: processed,
+        messages: 0,
+        secs: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// `size`-byte messages from a `Writer` into a `Listener` on the same setup. Each message
+/// carries its sequence number in its first 8 bytes; the handler checks it and the length.
+fn framed(seconds: f64, size: usize) -> Result<Run, String> {
+    let mut s = setup();
+    let framing = Config::new().with_max_frame_len(size);
+    let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 0], 1> = Listener::new(
+        ListenerConfig::new(PORT).with_framing(framing),
+        [Slot::new(s.server, vec![0u8; size], [0u8; 0])],
+    );
+    let remote = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), PORT);
+    let mut writer = Writer::<BigEndian<4>, _>::new(
+        s.client,
+        remote,
+        WriterConfig::new().with_framing(framing),
+        [0u8; 0],
+    );
+    let mut message = vec![0xa5u8; size.max(8)];
+    message.truncate(size);
+    let (mut sent, mut received, mut bad) = (0u64, 0u64, 0u64);
+    let start = StdInstant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        let now = Instant::now();
+        s.iface.poll(now, &mut s.device, &mut s.sockets);
+        listener.poll(&mut s.sockets, now, |_, msg| {
+            let seq = msg
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(received, u64::from_le_bytes);
+            if msg.len() != size || (size >= 8 && seq != received) {
+                bad += 1;
+            }
+            received += 1;
+        });
+        writer.poll(s.iface.context(), &mut s.sockets, now);
+        while writer.is_connected() {
+            if let Some(head) = message.get_mut(..8) {
+                head.copy_from_slice(&sent.to_le_bytes());
+            }
+            if writer.write(&mut s.sockets, &message).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if bad > 0 || received == 0 {
+        return Err(format!("{size}-byte run: {received} received, {bad} wrong"));
+    }
+    Ok(Run {
+        wire: received * (size as u64 + 4),
+        messages: received,
+        secs,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() -> ExitCode {
+    let parsed = (|| {
+        let mut p = cli::args(USAGE)?;
+        let bad = cli::bad(USAGE);
+        let seconds: f64 = p
+            .opt_value_from_str("--seconds")
+            .map_err(&bad)?
+            .unwrap_or(2.0);
+        let rounds: usize = p.opt_value_from_str("--rounds").map_err(&bad)?.unwrap_or(3);
+        cli::finish(p, USAGE)?;
+        Ok::<_, String>((seconds.max(0.1), rounds.clamp(1, 100)))
+    })();
+    let (seconds, rounds) = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "smoltcp phy::Loopback, one Interface, 64 KiB socket buffers, one thread: {rounds} rounds of {seconds} s per run"
+    );
+    let sizes = [110usize, 4096];
+    let mut raw_rates = Vec::new();
+    let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); sizes.len()];
+    for round in 1..=rounds {
+        let r = raw(seconds);
+        let raw_rate = r.wire as f64 / r.secs;
+        raw_rates.push(raw_rate);
+        eprintln!("round {round}: raw {:.2} Gbit/s", raw_rate * 8.0 / 1e9);
+        for (i, &size) in sizes.iter().enumerate() {
+            match framed(seconds, size) {
+                Ok(f) => {
+                    let rate = f.wire as f64 / f.secs;
+                    eprintln!(
+                        "round {round}: {size} B messages {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
+                        f.messages as f64 / f.secs / 1e6,
+                        rate * 8.0 / 1e9,
+                        rate / raw_rate
+                    );
+                    rates[i].push((f.messages as f64 / f.secs, rate, rate / raw_rate));
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    println!("| run | messages/s | wire Gbit/s | payload MB/s | vs raw (per-round median) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| raw bytes (smoltcp loopback_benchmark) | | {:.2} | | 1.00x |",
+        median(raw_rates) * 8.0 / 1e9
+    );
+    for (i, &size) in sizes.iter().enumerate() {
+        let msgs = median(rates[i].iter().map(|r| r.0).collect());
+        let wire = median(rates[i].iter().map(|r| r.1).collect());
+        let ratio = median(rates[i].iter().map(|r| r.2).collect());
+        println!(
+            "| {size} B messages, Writer -> Listener, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x |",
+            msgs / 1e6,
+            wire * 8.0 / 1e9,
+            msgs * size as f64 / 1e6,
+            ratio
+        );
+    }
+    ExitCode::SUCCESS
+}
