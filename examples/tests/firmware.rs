@@ -89,6 +89,16 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
     for line in stdout.lines() {
         println!("  | {line}");
     }
+    // The figures, for CI's summary (cargo captures a passing test's output).
+    let figures: String = stdout
+        .lines()
+        .filter(|l| l.contains("messages/s") || l.contains("RAM"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firmware-figures.txt"),
+        figures,
+    );
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "firmware failed: {:?}", out.status);
     assert!(
