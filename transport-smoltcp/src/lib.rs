@@ -22,5 +22,5 @@ mod writer;
 
 pub use error::{RecvError, ReplyError, SendError};
 pub use listener::{Connection, Listener, ListenerConfig, ListenerStats, Slot};
-pub use socket::{recv_frames, send_frame, send_free};
+pub use socket::{recv_frames, send_frame, send_frames, send_free};
 pub use writer::{RetryPolicy, Status, Writer, WriterConfig, WriterStats};

@@ -100,6 +100,101 @@ pub fn send_frame<H: LengthPrefix>(
     Ok(needed)
 }
 
+/// Queues several frames in the send ring as one unit: all of them or none.
+///
+/// The batch's encoded length is checked against the free space first, then every frame is
+/// copied inside one `send(|window| ..)` (one ring update for the whole batch, which is what
+/// makes it cheaper per message than [`send_frame`] in a loop); when the window is cut short by
+/// the ring's end, the parts go in turn. Returns the bytes queued.
+///
+/// # Errors
+/// As [`send_frame`], for the batch as a whole: [`SendError::Full`] and
+/// [`SendError::ExceedsBuffer`] compare the whole batch with the ring, and a payload that
+/// cannot be framed fails the batch before anything is queued.
+///
+/// # Examples
+/// ```
+/// use buffstreams_framing::{BigEndian, Encoder};
+/// use buffstreams_transport_smoltcp::{SendError, send_frames};
+/// use smoltcp::socket::tcp;
+///
+/// let mut socket = tcp::Socket::new(
+///     tcp::SocketBuffer::new(vec![0; 64]),
+///     tcp::SocketBuffer::new(vec![0; 64]),
+/// );
+/// let encoder = Encoder::<BigEndian<4>>::default();
+/// let batch: [&[u8]; 2] = [b"temperature 21.5", b"humidity 40"];
+/// assert_eq!(send_frames(&mut socket, &encoder, &batch), Err(SendError::NotConnected));
+/// ```
+pub fn send_frames<H: LengthPrefix>(
+    socket: &mut tcp::Socket<'_>,
+    encoder: &Encoder<H>,
+    payloads: &[&[u8]],
+) -> Result<usize, SendError> {
+    let mut needed = 0usize;
+    for payload in payloads {
+        let n = encoder.encoded_len(payload.len())?;
+        needed = needed.checked_add(n).ok_or(SendError::ExceedsBuffer {
+            needed: usize::MAX,
+            capacity: socket.send_capacity(),
+        })?;
+    }
+    if !socket.may_send() {
+        return Err(SendError::NotConnected);
+    }
+    let capacity = socket.send_capacity();
+    if needed > capacity {
+        return Err(SendError::ExceedsBuffer { needed, capacity });
+    }
+    let free = send_free(socket);
+    if needed > free {
+        return Err(SendError::Full { needed, free });
+    }
+    let whole = socket
+        .send(|window| {
+            let Some(room) = window.get_mut(..needed) else {
+                return (0, false);
+            };
+            let mut at = 0usize;
+            for payload in payloads {
+                // Every header was computed above and the encoder is deterministic.
+                let Ok(header) = encoder.header(payload.len()) else {
+                    return (0, false);
+                };
+                let body_at = at.saturating_add(header.len());
+                let end = body_at.saturating_add(payload.len());
+                match room.get_mut(at..body_at) {
+                    Some(head) => head.copy_from_slice(&header),
+                    None => return (0, false),
+                }
+                match room.get_mut(body_at..end) {
+                    Some(body) => body.copy_from_slice(payload),
+                    None => return (0, false),
+                }
+                at = end;
+            }
+            // Whole frames only: either all `needed` bytes or nothing is enqueued.
+            if at == needed {
+                (needed, true)
+            } else {
+                (0, false)
+            }
+        })
+        .map_err(|_| SendError::NotConnected)?;
+    if !whole {
+        for payload in payloads {
+            let header = encoder.header(payload.len())?;
+            for part in [header.as_bytes(), payload] {
+                let n = socket
+                    .send_slice(part)
+                    .map_err(|_| SendError::NotConnected)?;
+                debug_assert_eq!(n, part.len(), "the ring had room for the whole batch");
+            }
+        }
+    }
+    Ok(needed)
+}
+
 /// Decodes every frame the socket's receive ring holds, handing each event to `on_event`.
 ///
 /// The decoder runs inside `recv(|ring| ..)`: a frame that lies wholly inside the ring's

@@ -10,7 +10,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
 use crate::error::{RecvError, SendError};
-use crate::socket::{recv_frames, send_frame, send_free};
+use crate::socket::{recv_frames, send_frame, send_frames, send_free};
 
 /// When and how often a [`Writer`] dials again: exponential backoff with jitter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -414,6 +414,40 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         match send_frame(socket, &self.encoder, payload) {
             Ok(n) => {
                 self.stats.messages_out = self.stats.messages_out.saturating_add(1);
+                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
+                Ok(n)
+            }
+            Err(e) => {
+                if matches!(e, SendError::Full { .. }) {
+                    self.stats.full = self.stats.full.saturating_add(1);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Queues several messages as one unit, all of them or none (they stay together on the
+    /// wire); returns their bytes on the wire. Cheaper per message than [`write`](Self::write)
+    /// in a loop: one ring update for the batch.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), for the batch as a whole; a message that cannot be framed
+    /// fails the batch before any of it is queued.
+    pub fn write_batch(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        payloads: &[&[u8]],
+    ) -> Result<usize, SendError> {
+        if self.state != State::Connected {
+            return Err(SendError::NotConnected);
+        }
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        match send_frames(socket, &self.encoder, payloads) {
+            Ok(n) => {
+                self.stats.messages_out = self
+                    .stats
+                    .messages_out
+                    .saturating_add(payloads.len() as u64);
                 self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
                 Ok(n)
             }

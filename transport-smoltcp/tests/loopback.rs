@@ -6,7 +6,7 @@ mod common;
 use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, Oversize, Varint32};
 use buffstreams_transport_smoltcp::{
     Listener, ListenerConfig, RetryPolicy, SendError, Slot, Status, Writer, WriterConfig,
-    send_frame,
+    send_frame, send_frames,
 };
 use common::{Net, PORT, payload, server};
 use smoltcp::iface::SocketHandle;
@@ -513,4 +513,103 @@ fn handler_close_sends_its_reply_then_fin() {
     });
     assert_eq!(replies, vec![b"bye".to_vec()]);
     assert_eq!(handled, 1);
+}
+
+#[test]
+fn write_batch_is_all_or_nothing() {
+    let mut net = Net::new();
+    let mut listener: Echo<1> = echo_listener(&mut net, 256, 64, ListenerConfig::new(PORT));
+    let h = net.tcp(64, 64);
+    let wcfg = WriterConfig::new().with_framing(Config::new().with_max_frame_len(30));
+    let mut writer = Writer::<BigEndian<4>, _>::new(h, server(), wcfg, [0u8; 0]);
+    run_until(&mut net, 1000, |net| {
+        writer.poll(net.iface.context(), &mut net.sockets, net.now);
+        listener.poll(&mut net.sockets, net.now, |_, _| {});
+        writer.is_connected()
+    });
+    let (a, b, c) = ([1u8; 20], [2u8; 20], [3u8; 20]);
+    // 72 bytes can never be queued at once in a 64-byte ring, although each frame could.
+    assert_eq!(
+        writer.write_batch(&mut net.sockets, &[&a, &b, &c]),
+        Err(SendError::ExceedsBuffer {
+            needed: 72,
+            capacity: 64
+        })
+    );
+    // One payload over the maximum fails the batch before anything is queued.
+    assert!(matches!(
+        writer.write_batch(&mut net.sockets, &[&a, &[0u8; 31]]),
+        Err(SendError::Encode(_))
+    ));
+    assert_eq!(writer.pending(&net.sockets), 0);
+    assert_eq!(writer.write_batch(&mut net.sockets, &[&a, &b]), Ok(48));
+    assert_eq!(
+        writer.write_batch(&mut net.sockets, &[&c[..6], &c[..6]]),
+        Err(SendError::Full {
+            needed: 20,
+            free: 16
+        })
+    );
+    assert_eq!(
+        writer.pending(&net.sockets),
+        48,
+        "a refused batch left bytes behind"
+    );
+    assert_eq!(
+        writer.write_batch(&mut net.sockets, &[&c[..6], &c[..2]]),
+        Ok(16)
+    );
+    assert_eq!(writer.write_batch(&mut net.sockets, &[]), Ok(0));
+    let mut got = Vec::new();
+    run_until(&mut net, 1000, |net| {
+        writer.poll(net.iface.context(), &mut net.sockets, net.now);
+        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        got.len() == 4
+    });
+    assert_eq!(
+        got,
+        vec![a.to_vec(), b.to_vec(), c[..6].to_vec(), c[..2].to_vec()]
+    );
+    assert_eq!(writer.stats().messages_out, 4);
+}
+
+/// As `frame_wraps_in_the_send_ring`, for a batch: the window ends before the batch does.
+#[test]
+fn batch_wraps_in_the_send_ring() {
+    let mut net = Net::new();
+    let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 0], 1> = {
+        let slots = [Slot::new(net.tcp(32, 64), vec![0u8; 256], [0u8; 0])];
+        Listener::new(ListenerConfig::new(PORT), slots)
+    };
+    let client = net.tcp(64, 64);
+    net.dial_raw(client, 40002);
+    let enc = Encoder::<BigEndian<4>>::default();
+    let mut got = Vec::new();
+    run_until(&mut net, 1000, |net| {
+        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        net.socket(client).may_send()
+    });
+    assert_eq!(
+        send_frames(net.socket(client), &enc, &[&[1; 26], &[2; 16]]),
+        Ok(50)
+    );
+    run_until(&mut net, 1000, |net| {
+        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        net.socket(client).send_queue() < 50
+    });
+    let s = net.socket(client);
+    let window = s.send(|w| (0, w.len())).unwrap();
+    assert!(
+        window < 40 && s.send_capacity() - s.send_queue() >= 40,
+        "no wrap to test"
+    );
+    assert_eq!(send_frames(s, &enc, &[&[3; 10], &[4; 22]]), Ok(40));
+    run_until(&mut net, 1000, |net| {
+        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        got.len() == 4
+    });
+    assert_eq!(
+        got,
+        vec![vec![1; 26], vec![2; 16], vec![3; 10], vec![4; 22]]
+    );
 }

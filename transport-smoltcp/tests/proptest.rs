@@ -11,7 +11,7 @@ use buffstreams_transport_smoltcp::{
 use common::{Net, PORT, server};
 use proptest::prelude::*;
 
-fn roundtrip(sizes: &[usize], rx: usize, tx: usize, reply_room: usize) {
+fn roundtrip(sizes: &[usize], rx: usize, tx: usize, reply_room: usize, batch: usize) {
     let max = sizes.iter().copied().max().unwrap_or(0);
     let framing = Config::new().with_max_frame_len(max.max(1));
     let mut net = Net::new();
@@ -46,8 +46,18 @@ fn roundtrip(sizes: &[usize], rx: usize, tx: usize, reply_room: usize) {
             conn.reply(m).unwrap();
         });
         while sent < msgs.len() {
-            match writer.write(&mut net.sockets, &msgs[sent]) {
-                Ok(_) => sent += 1,
+            // Batches of up to `batch` messages, all or nothing; one at a time where a batch
+            // could never fit the ring.
+            let k = batch.min(msgs.len() - sent);
+            let refs: Vec<&[u8]> = msgs[sent..sent + k].iter().map(|m| &m[..]).collect();
+            let result = match writer.write_batch(&mut net.sockets, &refs) {
+                Err(SendError::ExceedsBuffer { .. }) => {
+                    writer.write(&mut net.sockets, refs[0]).map(|_| 1)
+                }
+                other => other.map(|_| k),
+            };
+            match result {
+                Ok(n) => sent += n,
                 Err(SendError::Full { .. } | SendError::NotConnected) => break,
                 Err(e) => panic!("{e}"),
             }
@@ -77,9 +87,10 @@ proptest! {
         sizes in prop::collection::vec(0usize..700, 1..60),
         rx in 16usize..1024,
         tx in 16usize..1024,
+        batch in 1usize..6,
     ) {
         // Each reply fits the reply buffer whole (the handler's reply is its first).
         let reply_room = sizes.iter().max().copied().unwrap_or(0) + 4;
-        roundtrip(&sizes, rx, tx, reply_room);
+        roundtrip(&sizes, rx, tx, reply_room, batch);
     }
 }

@@ -6,7 +6,8 @@
 //! smoltcp [--seconds S] [--rounds R]
 //! ```
 //!
-//! Each round runs the raw-byte transfer, then 110-byte and 4 KiB messages from a `Writer`
+//! Each round runs the raw-byte transfer, then 110-byte messages (one `write` each, and 64 per
+//! `write_batch`) and 4 KiB messages from a `Writer`
 //! into a `Listener` over the same setup; every message is counted and checked (its length
 //! and its sequence number). Rounds are interleaved so the runs share the machine's state;
 //! the table shows medians and each run's ratio to the raw one (in wire bytes: the raw run
@@ -110,9 +111,10 @@ fn raw(seconds: f64) -> Run {
     }
 }
 
-/// `size`-byte messages from a `Writer` into a `Listener` on the same setup. Each message
-/// carries its sequence number in its first 8 bytes; the handler checks it and the length.
-fn framed(seconds: f64, size: usize) -> Result<Run, String> {
+/// `size`-byte messages from a `Writer` into a `Listener` on the same setup, `batch` at a time
+/// (`write` for 1, `write_batch` above). Each message carries its sequence number in its
+/// first 8 bytes; the handler checks it and the length.
+fn framed(seconds: f64, size: usize, batch: usize) -> Result<Run, String> {
     let mut s = setup();
     let framing = Config::new().with_max_frame_len(size);
     let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 0], 1> = Listener::new(
@@ -126,8 +128,7 @@ fn framed(seconds: f64, size: usize) -> Result<Run, String> {
         WriterConfig::new().with_framing(framing),
         [0u8; 0],
     );
-    let mut message = vec![0xa5u8; size.max(8)];
-    message.truncate(size);
+    let mut messages = vec![vec![0xa5u8; size]; batch];
     let (mut sent, mut received, mut bad) = (0u64, 0u64, 0u64);
     let start = StdInstant::now();
     while start.elapsed().as_secs_f64() < seconds {
@@ -145,13 +146,22 @@ fn framed(seconds: f64, size: usize) -> Result<Run, String> {
         });
         writer.poll(s.iface.context(), &mut s.sockets, now);
         while writer.is_connected() {
-            if let Some(head) = message.get_mut(..8) {
-                head.copy_from_slice(&sent.to_le_bytes());
+            for (i, m) in messages.iter_mut().enumerate() {
+                if let Some(head) = m.get_mut(..8) {
+                    head.copy_from_slice(&(sent + i as u64).to_le_bytes());
+                }
             }
-            if writer.write(&mut s.sockets, &message).is_err() {
+            let queued = match messages.as_slice() {
+                [one] => writer.write(&mut s.sockets, one),
+                many => {
+                    let refs: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+                    writer.write_batch(&mut s.sockets, &refs)
+                }
+            };
+            if queued.is_err() {
                 break;
             }
-            sent += 1;
+            sent += batch as u64;
         }
     }
     let secs = start.elapsed().as_secs_f64();
@@ -192,7 +202,8 @@ fn main() -> ExitCode {
     println!(
         "smoltcp phy::Loopback, one Interface, 64 KiB socket buffers, one thread: {rounds} rounds of {seconds} s per run"
     );
-    let sizes = [110usize, 4096];
+    // (message size, messages per call)
+    let sizes = [(110usize, 1usize), (110, 64), (4096, 1)];
     let mut raw_rates = Vec::new();
     let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); sizes.len()];
     for round in 1..=rounds {
@@ -200,12 +211,12 @@ fn main() -> ExitCode {
         let raw_rate = r.wire as f64 / r.secs;
         raw_rates.push(raw_rate);
         eprintln!("round {round}: raw {:.2} Gbit/s", raw_rate * 8.0 / 1e9);
-        for (i, &size) in sizes.iter().enumerate() {
-            match framed(seconds, size) {
+        for (i, &(size, batch)) in sizes.iter().enumerate() {
+            match framed(seconds, size, batch) {
                 Ok(f) => {
                     let rate = f.wire as f64 / f.secs;
                     eprintln!(
-                        "round {round}: {size} B messages {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
+                        "round {round}: {size} B messages x{batch} {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
                         f.messages as f64 / f.secs / 1e6,
                         rate * 8.0 / 1e9,
                         rate / raw_rate
@@ -225,12 +236,17 @@ fn main() -> ExitCode {
         "| raw bytes (smoltcp loopback_benchmark) | | {:.2} | | 1.00x |",
         median(raw_rates) * 8.0 / 1e9
     );
-    for (i, &size) in sizes.iter().enumerate() {
+    for (i, &(size, batch)) in sizes.iter().enumerate() {
+        let how = if batch == 1 {
+            "write".to_string()
+        } else {
+            format!("write_batch x{batch}")
+        };
         let msgs = median(rates[i].iter().map(|r| r.0).collect());
         let wire = median(rates[i].iter().map(|r| r.1).collect());
         let ratio = median(rates[i].iter().map(|r| r.2).collect());
         println!(
-            "| {size} B messages, Writer -> Listener, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x |",
+            "| {size} B messages, Writer::{how} -> Listener, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x |",
             msgs / 1e6,
             wire * 8.0 / 1e9,
             msgs * size as f64 / 1e6,
