@@ -58,17 +58,7 @@ pub fn send_frame<H: LengthPrefix>(
                 max: encoder.max_frame_len(),
             },
         ))?;
-    if !socket.may_send() {
-        return Err(SendError::NotConnected);
-    }
-    let capacity = socket.send_capacity();
-    if needed > capacity {
-        return Err(SendError::ExceedsBuffer { needed, capacity });
-    }
-    let free = send_free(socket);
-    if needed > free {
-        return Err(SendError::Full { needed, free });
-    }
+    check_room(socket, needed)?;
     let whole = socket
         .send(|window| {
             if window.len() < needed {
@@ -88,14 +78,7 @@ pub fn send_frame<H: LengthPrefix>(
         })
         .map_err(|_| SendError::NotConnected)?;
     if !whole {
-        // The window ends at the ring's end; the ring as a whole has room (checked above), so
-        // each part is taken in full, wrapping around.
-        for part in [header.as_bytes(), payload] {
-            let n = socket
-                .send_slice(part)
-                .map_err(|_| SendError::NotConnected)?;
-            debug_assert_eq!(n, part.len(), "the ring had room for the whole frame");
-        }
+        send_parts(socket, header.as_bytes(), payload)?;
     }
     Ok(needed)
 }
@@ -139,17 +122,7 @@ pub fn send_frames<H: LengthPrefix>(
             capacity: socket.send_capacity(),
         })?;
     }
-    if !socket.may_send() {
-        return Err(SendError::NotConnected);
-    }
-    let capacity = socket.send_capacity();
-    if needed > capacity {
-        return Err(SendError::ExceedsBuffer { needed, capacity });
-    }
-    let free = send_free(socket);
-    if needed > free {
-        return Err(SendError::Full { needed, free });
-    }
+    check_room(socket, needed)?;
     let whole = socket
         .send(|window| {
             let Some(room) = window.get_mut(..needed) else {
@@ -183,16 +156,43 @@ pub fn send_frames<H: LengthPrefix>(
         .map_err(|_| SendError::NotConnected)?;
     if !whole {
         for payload in payloads {
-            let header = encoder.header(payload.len())?;
-            for part in [header.as_bytes(), payload] {
-                let n = socket
-                    .send_slice(part)
-                    .map_err(|_| SendError::NotConnected)?;
-                debug_assert_eq!(n, part.len(), "the ring had room for the whole batch");
-            }
+            send_parts(socket, &encoder.header(payload.len())?, payload)?;
         }
     }
     Ok(needed)
+}
+
+/// Whether the socket can take `needed` bytes now, as one unit.
+fn check_room(socket: &tcp::Socket<'_>, needed: usize) -> Result<(), SendError> {
+    if !socket.may_send() {
+        return Err(SendError::NotConnected);
+    }
+    let capacity = socket.send_capacity();
+    if needed > capacity {
+        return Err(SendError::ExceedsBuffer { needed, capacity });
+    }
+    let free = send_free(socket);
+    if needed > free {
+        return Err(SendError::Full { needed, free });
+    }
+    Ok(())
+}
+
+/// The fallback when the ring's contiguous window ends before the frame: header, then
+/// payload, each wrapping as needed. `check_room` found room for all of it, so each part is
+/// taken in full.
+fn send_parts(
+    socket: &mut tcp::Socket<'_>,
+    header: &[u8],
+    payload: &[u8],
+) -> Result<(), SendError> {
+    for part in [header, payload] {
+        let n = socket
+            .send_slice(part)
+            .map_err(|_| SendError::NotConnected)?;
+        debug_assert_eq!(n, part.len(), "check_room found room for the whole frame");
+    }
+    Ok(())
 }
 
 /// Decodes every frame the socket's receive ring holds, handing each event to `on_event`.

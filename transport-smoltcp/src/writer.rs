@@ -411,19 +411,8 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             return Err(SendError::NotConnected);
         }
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-        match send_frame(socket, &self.encoder, payload) {
-            Ok(n) => {
-                self.stats.messages_out = self.stats.messages_out.saturating_add(1);
-                self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
-                Ok(n)
-            }
-            Err(e) => {
-                if matches!(e, SendError::Full { .. }) {
-                    self.stats.full = self.stats.full.saturating_add(1);
-                }
-                Err(e)
-            }
-        }
+        let sent = send_frame(socket, &self.encoder, payload);
+        self.count(sent, 1)
     }
 
     /// Queues several messages as one unit, all of them or none (they stay together on the
@@ -442,22 +431,25 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             return Err(SendError::NotConnected);
         }
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-        match send_frames(socket, &self.encoder, payloads) {
+        let sent = send_frames(socket, &self.encoder, payloads);
+        self.count(sent, payloads.len())
+    }
+
+    /// Counts what a write of `messages` queued, or that the ring was full.
+    fn count(
+        &mut self,
+        sent: Result<usize, SendError>,
+        messages: usize,
+    ) -> Result<usize, SendError> {
+        match sent {
             Ok(n) => {
-                self.stats.messages_out = self
-                    .stats
-                    .messages_out
-                    .saturating_add(payloads.len() as u64);
+                self.stats.messages_out = self.stats.messages_out.saturating_add(messages as u64);
                 self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
-                Ok(n)
             }
-            Err(e) => {
-                if matches!(e, SendError::Full { .. }) {
-                    self.stats.full = self.stats.full.saturating_add(1);
-                }
-                Err(e)
-            }
+            Err(SendError::Full { .. }) => self.stats.full = self.stats.full.saturating_add(1),
+            Err(_) => {}
         }
+        sent
     }
 
     /// Hands every complete reply the socket holds to `on_message`; returns how many.
