@@ -248,6 +248,9 @@ pub struct Writer<H, S> {
     failures: u32,
     rng: u32,
     port: u16,
+    /// The application reads replies ([`Writer::receive`] was called on this connection): a
+    /// lost connection's last replies are handed over before it is given up.
+    reads: bool,
     stats: WriterStats,
 }
 
@@ -267,6 +270,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             failures: 0,
             rng,
             port: PORT_FIRST,
+            reads: false,
             stats: WriterStats::default(),
         };
         let offset = writer.random() % PORT_SPAN;
@@ -285,6 +289,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
                 tcp::State::Established => {
                     self.state = State::Connected;
                     self.failures = 0;
+                    self.reads = false;
                     self.decoder.reset();
                     self.stats.connects = self.stats.connects.saturating_add(1);
                     info!("connected to {}", self.remote);
@@ -299,6 +304,9 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             },
             State::Connected => match socket.state() {
                 tcp::State::Established => {}
+                // Replies that arrived before the peer closed or reset go to `receive` first
+                // (redialling resets the socket and its rings).
+                _ if self.reads && socket.can_recv() => {}
                 tcp::State::CloseWait => {
                     // The peer is going away; let what it may still read go, then redial.
                     socket.close();
@@ -454,6 +462,11 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
 
     /// Hands every complete reply the socket holds to `on_message`; returns how many.
     ///
+    /// Once an application reads replies, a connection that the peer closes or resets is given
+    /// up only after the replies that arrived before it were handed over here (call `receive`
+    /// in the same loop as [`poll`](Self::poll)). A reply cut short by the close is dropped,
+    /// never delivered.
+    ///
     /// # Errors
     /// [`RecvError::Decode`] when the peer broke the protocol: the connection is aborted and
     /// redialled after a backoff. Not being connected is not an error here (`Ok(0)`).
@@ -468,6 +481,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         if !matches!(self.state, State::Connected) {
             return Ok(0);
         }
+        self.reads = true;
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
         let mut count = 0usize;
         let stats = &mut self.stats;

@@ -613,3 +613,36 @@ fn batch_wraps_in_the_send_ring() {
         vec![vec![1; 26], vec![2; 16], vec![3; 10], vec![4; 22]]
     );
 }
+
+/// The server answers and closes at once; the writer's loop polls before it reads. Replies
+/// that arrived before the close are still handed to `receive` before the writer redials.
+#[test]
+fn replies_that_arrived_before_the_peer_closed_are_delivered() {
+    let mut net = Net::new();
+    let mut listener: Echo<1> = echo_listener(&mut net, 512, 512, ListenerConfig::new(PORT));
+    let h = net.tcp(512, 512);
+    let mut writer = Writer::<BigEndian<4>, _>::new(h, server(), WriterConfig::new(), [0u8; 64]);
+    let (mut written, mut replies) = (0, Vec::new());
+    run_until(&mut net, 5000, |net| {
+        writer.poll(net.iface.context(), &mut net.sockets, net.now);
+        listener.poll(&mut net.sockets, net.now, |conn, m| {
+            conn.reply(m).unwrap();
+            if m == b"last" {
+                conn.close();
+            }
+        });
+        if writer.is_connected() && written == 0 {
+            let batch: [&[u8]; 3] = [b"one", b"two", b"last"];
+            writer.write_batch(&mut net.sockets, &batch).unwrap();
+            written = 3;
+        }
+        writer
+            .receive(&mut net.sockets, |m| replies.push(m.to_vec()))
+            .unwrap();
+        writer.stats().disconnects == 1
+    });
+    assert_eq!(
+        replies,
+        vec![b"one".to_vec(), b"two".to_vec(), b"last".to_vec()]
+    );
+}
