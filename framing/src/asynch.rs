@@ -18,6 +18,16 @@ pub struct AsyncFrameReader<R, H, S, B> {
     chunks: Chunks<H, S, B>,
 }
 
+impl<R: core::fmt::Debug, H, S, B: AsMut<[u8]>> core::fmt::Debug for AsyncFrameReader<R, H, S, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AsyncFrameReader")
+            .field("inner", &self.inner)
+            .field("decoder", &self.chunks.decoder)
+            .field("buffered", &self.chunks.buffered())
+            .finish()
+    }
+}
+
 impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H, S, B> {
     /// Wraps `inner`, decoding with `decoder` and reading into `buf`.
     pub fn new(inner: R, decoder: Decoder<H, S>, buf: B) -> Self {
@@ -94,6 +104,15 @@ async fn write_all<W: Write>(w: &mut W, mut bytes: &[u8]) -> Result<(), WriteErr
 pub struct AsyncFrameWriter<W, H, B> {
     inner: W,
     out: Coalesce<H, B>,
+}
+
+impl<W: core::fmt::Debug, H, B> core::fmt::Debug for AsyncFrameWriter<W, H, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("AsyncFrameWriter");
+        d.field("inner", &self.inner);
+        self.out.debug_fields(&mut d);
+        d.finish()
+    }
 }
 
 impl<W: Write, H: LengthPrefix, B: AsMut<[u8]>> AsyncFrameWriter<W, H, B> {

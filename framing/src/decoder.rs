@@ -35,9 +35,10 @@ pub struct Feed<'a> {
     pub event: Option<Event<'a>>,
 }
 
-/// A complete frame or a decoder event.
+/// A complete frame or a decoder event. More events may come (a match needs a `_` arm).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A complete payload: borrowed from the input when the frame lay wholly inside it,
     /// otherwise from the decoder's storage.

@@ -97,7 +97,13 @@ impl<H: LengthPrefix> Encoder<H> {
     /// [`EncodeError::FrameTooLong`] or [`EncodeError::BufferTooSmall`]; `out` is untouched then.
     pub fn encode(&self, payload: &[u8], out: &mut [u8]) -> Result<usize, EncodeError> {
         let header = self.header(payload.len())?;
-        let needed = self.encoded_len(payload.len())?;
+        let needed = header
+            .len()
+            .checked_add(payload.len())
+            .ok_or(EncodeError::FrameTooLong {
+                len: payload.len(),
+                max: self.max,
+            })?;
         let available = out.len();
         let Some(frame) = out.get_mut(..needed) else {
             return Err(EncodeError::BufferTooSmall { needed, available });

@@ -35,12 +35,31 @@ pub enum Parsed {
     Incomplete,
 }
 
-/// A length header format.
+/// A length header format: one of this crate's ([`BigEndian`], [`LittleEndian`], [`Varint32`],
+/// [`Varint64`], [`BuffStreams`]).
 ///
-/// Implementations must be pure functions of their input: [`parse`](Self::parse) is called again
-/// with a longer buffer after `Incomplete`, and must return `Incomplete` only for buffers shorter
+/// The trait is **sealed**: it can be named (to be generic over formats) but not implemented
+/// outside this crate. Every format is one we test byte for byte against a real peer, and the
+/// decoder's guarantees (progress on every call, nothing consumed past the input) rest on each
+/// format's `parse` reporting a header length within what it was given. A new wire format is
+/// a change to this crate, with its peer and tests.
+///
+/// Implementations are pure functions of their input: [`parse`](Self::parse) is called again
+/// with a longer buffer after `Incomplete`, and returns `Incomplete` only for buffers shorter
 /// than [`MAX_HEADER_LEN`](Self::MAX_HEADER_LEN).
-pub trait LengthPrefix {
+///
+/// ```compile_fail,E0277
+/// use buffstreams_framing::{DecodeError, Header, LengthPrefix, Parsed};
+/// struct Mine;
+/// impl LengthPrefix for Mine { // error: the trait is sealed
+///     const MAX_HEADER_LEN: usize = 1;
+///     const MAX_VALUE: u64 = 255;
+///     fn parse(_: &[u8]) -> Result<Parsed, DecodeError> { Ok(Parsed::Incomplete) }
+///     fn emit(_: u64) -> Option<Header> { None }
+///     fn header_len(_: u64) -> usize { 1 }
+/// }
+/// ```
+pub trait LengthPrefix: sealed::Sealed {
     /// The widest header of this format, in bytes (at most [`MAX_HEADER_LEN`]).
     const MAX_HEADER_LEN: usize;
     /// The largest length value the format can express.
@@ -57,6 +76,16 @@ pub trait LengthPrefix {
 
     /// The number of bytes [`emit`](Self::emit) writes for `value`.
     fn header_len(value: u64) -> usize;
+}
+
+mod sealed {
+    /// Keeps [`LengthPrefix`](super::LengthPrefix) implementable here only.
+    pub trait Sealed {}
+    impl<const N: usize> Sealed for super::BigEndian<N> {}
+    impl<const N: usize> Sealed for super::LittleEndian<N> {}
+    impl Sealed for super::Varint32 {}
+    impl Sealed for super::Varint64 {}
+    impl<const N: usize> Sealed for super::BuffStreams<N> {}
 }
 
 /// Encoded header bytes, returned by value (no buffer needed).

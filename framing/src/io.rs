@@ -22,6 +22,13 @@ pub(crate) struct Chunks<H, S, B> {
     last: Option<Found>,
 }
 
+impl<H, S, B> Chunks<H, S, B> {
+    /// Bytes read but not yet decoded.
+    pub(crate) fn buffered(&self) -> usize {
+        self.end.saturating_sub(self.pos)
+    }
+}
+
 impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
     pub(crate) fn new(decoder: Decoder<H, S>, buf: B) -> Self {
         Self {
@@ -192,6 +199,16 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
     }
 }
 
+impl<R: core::fmt::Debug, H, S, B: AsMut<[u8]>> core::fmt::Debug for FrameReader<R, H, S, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FrameReader")
+            .field("inner", &self.inner)
+            .field("decoder", &self.chunks.decoder)
+            .field("buffered", &self.chunks.buffered())
+            .finish()
+    }
+}
+
 /// Write-side buffer shared by the blocking and async writers.
 pub(crate) struct Coalesce<H, B> {
     pub(crate) encoder: Encoder<H>,
@@ -266,6 +283,14 @@ impl<H: LengthPrefix, B: AsMut<[u8]>> Coalesce<H, B> {
     }
 }
 
+impl<H, B> Coalesce<H, B> {
+    /// `Debug` for the writers: the encoder and how much is buffered.
+    pub(crate) fn debug_fields(&self, d: &mut core::fmt::DebugStruct<'_, '_>) {
+        d.field("encoder", &self.encoder)
+            .field("buffered", &self.len);
+    }
+}
+
 fn write_all<W: Write>(w: &mut W, mut bytes: &[u8]) -> Result<(), WriteError<W::Error>> {
     while !bytes.is_empty() {
         match w.write(bytes) {
@@ -302,6 +327,15 @@ fn write_all<W: Write>(w: &mut W, mut bytes: &[u8]) -> Result<(), WriteError<W::
 pub struct FrameWriter<W, H, B> {
     inner: W,
     out: Coalesce<H, B>,
+}
+
+impl<W: core::fmt::Debug, H, B> core::fmt::Debug for FrameWriter<W, H, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("FrameWriter");
+        d.field("inner", &self.inner);
+        self.out.debug_fields(&mut d);
+        d.finish()
+    }
 }
 
 impl<W: Write, H: LengthPrefix, B: AsMut<[u8]>> FrameWriter<W, H, B> {

@@ -75,6 +75,7 @@ fn check<H: LengthPrefix>(
         match reader.read_event() {
             Ok(Some(Event::Frame(f))) => got.push(Out::Frame(f.to_vec())),
             Ok(Some(Event::Skipped(n))) => got.push(Out::Skipped(n)),
+            Ok(Some(other)) => panic!("an event this target does not know: {other:?}"),
             Ok(None) => {
                 assert!(expect.error.is_none() && !expect.mid_frame && !error_at_end);
                 assert_eq!(got, expect.items);

@@ -471,6 +471,7 @@ fn serve<H, S, B, F>(
                     stats.skipped = stats.skipped.saturating_add(1);
                     warn!("slot {}: skipped an oversize frame of {} bytes", id, len);
                 }
+                _ => {}
             }
             ControlFlow::Continue(())
         });

@@ -154,6 +154,14 @@ pub struct Connection<H> {
     broken: bool,
 }
 
+impl<H> std::fmt::Debug for Connection<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: LengthPrefix> Connection<H> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
@@ -290,6 +298,15 @@ pub struct Listener<H = BigEndian<4>> {
     _format: PhantomData<fn() -> H>,
 }
 
+impl<H> std::fmt::Debug for Listener<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("local_addr", &self.shared.local)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
 impl<H: LengthPrefix + 'static> Listener<H> {
     /// Binds to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
     ///
@@ -407,6 +424,15 @@ pub struct ShutdownHandle {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("local_addr", &self.shared.local)
+            .field("shutting_down", &self.shared.stopping())
+            .finish()
+    }
+}
+
 impl ShutdownHandle {
     /// Starts a graceful shutdown and returns at once; `run` returns when it is complete.
     pub fn shutdown(&self) {
@@ -423,6 +449,16 @@ impl ShutdownHandle {
 pub struct ListenerHandle {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ListenerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerHandle")
+            .field("local_addr", &self.shared.local)
+            .field("running", &self.thread.is_some())
+            .field("stats", &self.shared.counters.snapshot())
+            .finish()
+    }
 }
 
 impl ListenerHandle {
@@ -709,7 +745,7 @@ fn connection<H: LengthPrefix>(
                     add(&counters.skipped_frames, 1);
                     log::warn!("{peer}: skipped a {len}-byte message over the maximum");
                 }
-                None => {}
+                Some(_) | None => {}
             }
         }
         add(&counters.messages_in, messages);

@@ -34,6 +34,30 @@ pub struct Manager<H: LengthPrefix + Send + 'static = BigEndian<4>> {
     writers: Mutex<HashMap<SocketAddr, Arc<Writer<H>>>>,
 }
 
+impl<H: LengthPrefix + Send + 'static> std::fmt::Debug for Manager<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The addresses in use; `try_lock` so a Debug print never waits on another thread.
+        let listeners = self
+            .listeners
+            .try_lock()
+            .map(|m| m.keys().copied().collect::<Vec<_>>());
+        let writers = self
+            .writers
+            .try_lock()
+            .map(|m| m.keys().copied().collect::<Vec<_>>());
+        let mut d = f.debug_struct("Manager");
+        match listeners {
+            Ok(addrs) => d.field("listeners", &addrs),
+            Err(_) => d.field("listeners", &"<busy>"),
+        };
+        match writers {
+            Ok(addrs) => d.field("writers", &addrs),
+            Err(_) => d.field("writers", &"<busy>"),
+        };
+        d.finish()
+    }
+}
+
 impl<H: LengthPrefix + Send + 'static> Default for Manager<H> {
     fn default() -> Self {
         Self {

@@ -297,6 +297,15 @@ pub struct Writer<H: LengthPrefix + Send + 'static = BigEndian<4>> {
     _format: PhantomData<fn() -> H>,
 }
 
+impl<H: LengthPrefix + Send + 'static> std::fmt::Debug for Writer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("peer", &self.shared.addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: LengthPrefix + Send + 'static> Writer<H> {
     /// Connects to `addr` (retrying under the policy) and starts the flusher thread.
     ///

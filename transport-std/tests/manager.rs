@@ -75,7 +75,7 @@ fn shared_between_threads_and_dropped() {
         t.join().unwrap();
     }
     // Dropping the manager flushes its writers, then stops its listeners.
-    drop(Arc::try_unwrap(m).ok().expect("last reference"));
+    drop(Arc::try_unwrap(m).expect("last reference"));
     let mut got = 0;
     while rx.recv_timeout(LONG).is_ok() {
         got += 1;
