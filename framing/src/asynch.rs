@@ -5,7 +5,7 @@
 
 use embedded_io_async::{Read, Write};
 
-use crate::decoder::{Decoder, Event};
+use crate::decoder::{Decoder, Event, Found};
 use crate::encoder::Encoder;
 use crate::error::{ReadError, WriteError};
 use crate::header::LengthPrefix;
@@ -42,10 +42,9 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
     /// # Errors
     /// As [`FrameReader::read_event`](crate::FrameReader::read_event).
     pub async fn read_event(&mut self) -> Result<Option<Event<'_>>, ReadError<R::Error>> {
-        if self.fill(false).await? {
-            Ok(Some(self.chunks.event()?))
-        } else {
-            Ok(None)
+        match self.fill(false).await? {
+            Some(found) => Ok(Some(self.chunks.event(found)?)),
+            None => Ok(None),
         }
     }
 
@@ -54,18 +53,17 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
     /// # Errors
     /// As [`FrameReader::read_event`](crate::FrameReader::read_event).
     pub async fn read_frame(&mut self) -> Result<Option<&[u8]>, ReadError<R::Error>> {
-        if self.fill(true).await? {
-            Ok(Some(self.chunks.frame()?))
-        } else {
-            Ok(None)
+        match self.fill(true).await? {
+            Some(found) => Ok(Some(self.chunks.frame(found)?)),
+            None => Ok(None),
         }
     }
 
-    /// Reads until an item is buffered (`true`) or the stream ends cleanly (`false`).
-    async fn fill(&mut self, frames_only: bool) -> Result<bool, ReadError<R::Error>> {
+    /// Reads until an item is buffered (where it lies) or the stream ends cleanly (`None`).
+    async fn fill(&mut self, frames_only: bool) -> Result<Option<Found>, ReadError<R::Error>> {
         loop {
-            if self.chunks.poll_buffered(frames_only)? {
-                return Ok(true);
+            if let Some(found) = self.chunks.poll_buffered(frames_only)? {
+                return Ok(Some(found));
             }
             let n = self
                 .inner
@@ -73,7 +71,7 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
                 .await
                 .map_err(ReadError::Io)?;
             if !self.chunks.filled(n)? {
-                return Ok(false);
+                return Ok(None);
             }
         }
     }

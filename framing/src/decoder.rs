@@ -241,12 +241,21 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
     #[inline(always)]
     pub fn event<'a>(&'a self, input: &'a [u8], found: Found) -> Option<Event<'a>> {
         match found {
-            Found::InInput { start, len } => start
-                .checked_add(len)
-                .and_then(|end| input.get(start..end))
-                .map(Event::Frame),
-            Found::Stored { len } => self.storage.filled(len).map(Event::Frame),
             Found::Skipped { len } => Some(Event::Skipped(len)),
+            frame => self.payload(input, frame).map(Event::Frame),
+        }
+    }
+
+    /// The payload of a frame [`decode`](Self::decode) found in `input`; `None` for
+    /// [`Found::Skipped`] (it has none) and for the caller bugs [`event`](Self::event) names.
+    #[inline(always)]
+    pub(crate) fn payload<'a>(&'a self, input: &'a [u8], found: Found) -> Option<&'a [u8]> {
+        match found {
+            Found::InInput { start, len } => {
+                start.checked_add(len).and_then(|end| input.get(start..end))
+            }
+            Found::Stored { len } => self.storage.filled(len),
+            Found::Skipped { .. } => None,
         }
     }
 

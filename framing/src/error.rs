@@ -31,7 +31,9 @@ pub enum DecodeError {
     NegativeLength,
     /// The header counts itself in the length, but declared fewer bytes than the header has.
     LengthUnderflow,
-    /// A custom `Storage` returned less room than its `capacity` promised.
+    /// A custom `Storage` broke its contract: it gave less room than its `capacity` promised,
+    /// or not the bytes written to it. Never caused by the peer; the crate's own storages
+    /// (arrays, slices, `heapless::Vec`, `Vec`, `Box<[u8]>`) never raise it.
     Storage,
 }
 

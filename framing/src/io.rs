@@ -18,8 +18,6 @@ pub(crate) struct Chunks<H, S, B> {
     pub(crate) buf: B,
     pos: usize,
     end: usize,
-    /// Where the last item lies (offsets relative to `buf`).
-    last: Option<Found>,
 }
 
 impl<H, S, B> Chunks<H, S, B> {
@@ -36,14 +34,16 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
             buf,
             pos: 0,
             end: 0,
-            last: None,
         }
     }
 
-    /// Decodes from the buffered bytes until an item is found or they run out.
-    /// With `frames_only`, skipped-frame events are passed over.
+    /// Decodes from the buffered bytes until an item is found (where it lies, relative to
+    /// the buffer) or they run out. With `frames_only`, skipped-frame events are passed over.
     #[inline]
-    pub(crate) fn poll_buffered(&mut self, frames_only: bool) -> Result<bool, crate::DecodeError> {
+    pub(crate) fn poll_buffered(
+        &mut self,
+        frames_only: bool,
+    ) -> Result<Option<Found>, crate::DecodeError> {
         while self.pos < self.end {
             let input = self
                 .buf
@@ -57,11 +57,10 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
                 .found
                 .filter(|f| !(frames_only && matches!(f, Found::Skipped { .. })));
             if let Some(found) = wanted {
-                self.last = Some(found.offset(start));
-                return Ok(true);
+                return Ok(Some(found.offset(start)));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// The buffer to read into; everything buffered has been consumed.
@@ -86,19 +85,19 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {
         Ok(true)
     }
 
-    /// The frame `poll_buffered(true)` found.
+    /// The payload of a frame `poll_buffered(true)` found. `Storage` only when a custom
+    /// storage does not hold what it was given.
     #[inline]
-    pub(crate) fn frame(&mut self) -> Result<&[u8], crate::DecodeError> {
-        match self.event()? {
-            Event::Frame(f) => Ok(f),
-            Event::Skipped(_) => Err(crate::DecodeError::Storage),
-        }
+    pub(crate) fn frame(&mut self, found: Found) -> Result<&[u8], crate::DecodeError> {
+        let buf: &[u8] = self.buf.as_mut();
+        self.decoder
+            .payload(buf, found)
+            .ok_or(crate::DecodeError::Storage)
     }
 
-    /// The item `poll_buffered` found.
+    /// The item `poll_buffered` found. `Storage` only as for [`frame`](Self::frame).
     #[inline]
-    pub(crate) fn event(&mut self) -> Result<Event<'_>, crate::DecodeError> {
-        let found = self.last.take().ok_or(crate::DecodeError::Storage)?;
+    pub(crate) fn event(&mut self, found: Found) -> Result<Event<'_>, crate::DecodeError> {
         let buf: &[u8] = self.buf.as_mut();
         self.decoder
             .event(buf, found)
@@ -143,10 +142,9 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
     /// [`ReadError::Io`] from the reader, [`ReadError::Decode`] on an invalid stream,
     /// [`ReadError::UnexpectedEof`] when the stream ends inside a frame.
     pub fn read_event(&mut self) -> Result<Option<Event<'_>>, ReadError<R::Error>> {
-        if self.fill(false)? {
-            Ok(Some(self.chunks.event()?))
-        } else {
-            Ok(None)
+        match self.fill(false)? {
+            Some(found) => Ok(Some(self.chunks.event(found)?)),
+            None => Ok(None),
         }
     }
 
@@ -155,25 +153,24 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
     /// # Errors
     /// As [`read_event`](Self::read_event).
     pub fn read_frame(&mut self) -> Result<Option<&[u8]>, ReadError<R::Error>> {
-        if self.fill(true)? {
-            Ok(Some(self.chunks.frame()?))
-        } else {
-            Ok(None)
+        match self.fill(true)? {
+            Some(found) => Ok(Some(self.chunks.frame(found)?)),
+            None => Ok(None),
         }
     }
 
-    /// Reads until an item is buffered (`true`) or the stream ends cleanly (`false`).
-    fn fill(&mut self, frames_only: bool) -> Result<bool, ReadError<R::Error>> {
+    /// Reads until an item is buffered (where it lies) or the stream ends cleanly (`None`).
+    fn fill(&mut self, frames_only: bool) -> Result<Option<Found>, ReadError<R::Error>> {
         loop {
-            if self.chunks.poll_buffered(frames_only)? {
-                return Ok(true);
+            if let Some(found) = self.chunks.poll_buffered(frames_only)? {
+                return Ok(Some(found));
             }
             let n = self
                 .inner
                 .read(self.chunks.spare())
                 .map_err(ReadError::Io)?;
             if !self.chunks.filled(n)? {
-                return Ok(false);
+                return Ok(None);
             }
         }
     }
