@@ -384,7 +384,9 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
         self.conns.get(id).map(|c| c.decoder.max_frame_len())
     }
 
-    /// Aborts every connection (RST) and stops listening; the sockets are left closed.
+    /// Aborts every connection (RST). The sockets are closed until the next
+    /// [`poll`](Self::poll), which puts them back to listening: stop calling `poll` to stop
+    /// serving.
     pub fn close(&mut self, sockets: &mut SocketSet<'_>) {
         for conn in &mut self.conns {
             sockets.get_mut::<tcp::Socket>(conn.handle).abort();
