@@ -5,11 +5,11 @@
 
 use embedded_io_async::{Read, Write};
 
+use crate::buffered::{Chunks, Coalesce, Plan};
 use crate::decoder::{Decoder, Event, Found};
 use crate::encoder::Encoder;
 use crate::error::{ReadError, WriteError};
 use crate::header::LengthPrefix;
-use crate::io::{Chunks, Coalesce, Plan};
 use crate::storage::Storage;
 
 /// Reads frames from an `embedded_io_async::Read`; see [`FrameReader`](crate::FrameReader).

@@ -330,8 +330,15 @@ const fn uvarint_len(value: u64) -> usize {
 }
 
 /// Protobuf delimited-stream length (`writeDelimitedTo` / `parseDelimitedFrom`): an unsigned
-/// LEB128 varint of at most 5 bytes whose value fits in 32 bits; a 5th byte above `0x0F` is an
-/// error. Non-minimal encodings (`85 00` = 5) are accepted, as the protobuf libraries do.
+/// LEB128 varint of at most 5 bytes whose value fits in 32 bits. Non-minimal encodings
+/// (`85 00` = 5) are accepted, as the protobuf libraries do.
+///
+/// # Stricter than the C++ reader
+/// Rejected with [`DecodeError::VarintOverflow`]: a varint longer than 5 bytes, and a 5-byte
+/// one whose last byte is above `0x0F` (a value over `u32::MAX`). C++ protobuf's
+/// `CodedInputStream::ReadVarint32` accepts both, reading up to 10 bytes and keeping the low
+/// 32 bits, so a length it would take modulo 2^32 is an error here, never a wrapped length.
+/// No protobuf writer produces such a varint for a 32-bit length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Varint32;

@@ -17,6 +17,7 @@ extern crate alloc;
 
 #[cfg(feature = "async")]
 mod asynch;
+mod buffered;
 mod config;
 mod decoder;
 mod encoder;

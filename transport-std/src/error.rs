@@ -23,8 +23,6 @@ pub enum Error {
     NotOpen(SocketAddr),
     /// The address did not resolve to any socket address.
     BadAddress(String),
-    /// The writer is closed.
-    Closed,
 }
 
 impl fmt::Display for Error {
@@ -35,7 +33,6 @@ impl fmt::Display for Error {
             Self::AlreadyOpen(a) => write!(f, "{a} is already open"),
             Self::NotOpen(a) => write!(f, "{a} is not open"),
             Self::BadAddress(a) => write!(f, "address {a:?} did not resolve"),
-            Self::Closed => f.write_str("writer is closed"),
         }
     }
 }
