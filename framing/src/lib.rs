@@ -28,6 +28,7 @@ pub mod harness;
 mod header;
 mod io;
 mod storage;
+mod walk;
 
 #[cfg(feature = "async")]
 pub use asynch::{AsyncFrameReader, AsyncFrameWriter};
@@ -41,3 +42,4 @@ pub use header::{
 };
 pub use io::{FrameReader, FrameWriter};
 pub use storage::Storage;
+pub use walk::{FrameAt, Frames, frame_at};

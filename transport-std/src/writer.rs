@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::{BigEndian, Config, Encoder, LengthPrefix, Parsed};
+use buffstreams_framing::{BigEndian, Config, Encoder, Frames, LengthPrefix};
 
 use crate::error::{Error, resolve};
 use crate::lane::{Appended, Lane, Lanes, Waker, barrier};
@@ -732,12 +732,16 @@ impl<H: LengthPrefix> Shared<H> {
     /// Walks the frames of `batch` from `from` (a frame start): returns the start of the frame
     /// that contains byte `upto`, and how many frames end at or before it.
     fn frame_boundary(&self, batch: &[u8], from: usize, upto: usize) -> (usize, u64) {
+        let mut frames =
+            Frames::<H>::new(self.config.framing, batch.get(from..).unwrap_or_default());
         let mut at = from;
         let mut whole = 0;
         while at < upto {
-            let Some(end) = self.frame_end(batch, at) else {
+            // We framed every byte of the batch, so every frame in it is whole and valid.
+            let Some(Ok(_)) = frames.next() else {
                 break;
             };
+            let end = from.saturating_add(frames.offset());
             if end > upto {
                 break;
             }
@@ -747,33 +751,15 @@ impl<H: LengthPrefix> Shared<H> {
         (at, whole)
     }
 
-    /// End of the frame starting at `at` (we wrote every byte, so the headers are valid).
-    fn frame_end(&self, batch: &[u8], at: usize) -> Option<usize> {
-        let Ok(Parsed::Complete { value, header_len }) = H::parse(batch.get(at..)?) else {
-            return None;
-        };
-        let value = usize::try_from(value).ok()?;
-        let payload = if self.config.framing.length_includes_header() {
-            value.checked_sub(header_len)?
-        } else {
-            value
-        };
-        at.checked_add(header_len)?.checked_add(payload)
-    }
-
     fn dead_letter(&self, frames: &[u8]) -> u64 {
-        let mut at = 0;
         let mut n = 0;
         let mut queue = relock(&self.dead);
-        while let Some(end) = self.frame_end(frames, at) {
-            let header_len = match H::parse(frames.get(at..).unwrap_or_default()) {
-                Ok(Parsed::Complete { header_len, .. }) => header_len,
-                _ => break,
+        for payload in Frames::<H>::new(self.config.framing, frames) {
+            let Ok(payload) = payload else {
+                break;
             };
-            let payload = frames.get(at + header_len..end).unwrap_or_default();
             queue.push(payload.to_vec());
             n += 1;
-            at = end;
         }
         if n > 0 && self.config.dead_letter.is_some() {
             self.dead_waiting.store(true, Release);
