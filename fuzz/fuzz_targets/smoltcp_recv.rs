@@ -46,8 +46,12 @@ fn check<H: LengthPrefix>(case: &Case<'_>) {
         vec![0u8; case.storage].into_boxed_slice(),
         [0u8; 0],
     );
-    let mut listener: Listener<H, Box<[u8]>, [u8; 0], 1> =
-        Listener::new(ListenerConfig::new(7).with_framing(case.config), [slot]);
+    let mut listener: Listener<H, Box<[u8]>, [u8; 0], 1> = Listener::new(
+        ListenerConfig::new(7)
+            .with_framing(case.config)
+            .with_frame_timeout(None),
+        [slot],
+    );
     let client = sockets.add(new_socket(64, 4096));
 
     let mut frames = Vec::new();

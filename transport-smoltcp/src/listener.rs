@@ -19,16 +19,19 @@ pub struct ListenerConfig {
     port: u16,
     framing: Config,
     idle_timeout: Option<Duration>,
+    frame_timeout: Option<Duration>,
 }
 
 impl ListenerConfig {
     /// Listens on `port`; framing defaults (4096-byte maximum, oversize rejected); idle
-    /// connections closed after 120 s.
+    /// connections closed after 120 s; a message must arrive whole within 10 s of its first
+    /// byte.
     pub const fn new(port: u16) -> Self {
         Self {
             port,
             framing: Config::new(),
             idle_timeout: Some(Duration::from_secs(120)),
+            frame_timeout: Some(Duration::from_secs(10)),
         }
     }
 
@@ -44,6 +47,19 @@ impl ListenerConfig {
     pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.idle_timeout = timeout;
         self
+    }
+
+    /// Aborts a connection whose message has not arrived whole this long after its first byte
+    /// (`None`: never). Unlike the idle timeout, a peer cannot hold it off by trickling bytes:
+    /// without it, one byte every two minutes would keep a slot forever.
+    pub const fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout;
+        self
+    }
+
+    /// The frame deadline.
+    pub const fn frame_timeout(&self) -> Option<Duration> {
+        self.frame_timeout
     }
 
     /// The port.
@@ -86,6 +102,8 @@ pub struct ListenerStats {
     pub skipped: u64,
     /// Connections aborted by the idle timeout.
     pub idle_timeouts: u64,
+    /// Connections aborted because a message did not arrive whole within the frame deadline.
+    pub frame_timeouts: u64,
     /// Replies refused because they did not fit the reply buffer.
     pub reply_errors: u64,
     /// Times a socket could not be put back to listening.
@@ -169,6 +187,8 @@ struct Conn<H, S, B> {
     closing: bool,
     /// When the peer last sent a byte (or connected).
     last_rx: Instant,
+    /// When the message now arriving began (its first byte was read).
+    frame_since: Option<Instant>,
 }
 
 impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Conn<H, S, B> {
@@ -177,6 +197,7 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Conn<H, S, B> {
         self.staged.len = 0;
         self.open = false;
         self.closing = false;
+        self.frame_since = None;
     }
 }
 
@@ -294,6 +315,7 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
                 open: false,
                 closing: false,
                 last_rx: Instant::ZERO,
+                frame_since: None,
             }),
             stats: ListenerStats::default(),
         }
@@ -307,8 +329,6 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
     where
         F: FnMut(&mut Connection<'_, H, B>, &[u8]),
     {
-        let port = self.config.port;
-        let idle = self.config.idle_timeout;
         for (id, conn) in self.conns.iter_mut().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(conn.handle);
             serve(
@@ -317,8 +337,7 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
                 socket,
                 &self.encoder,
                 &mut self.stats,
-                port,
-                idle,
+                &self.config,
                 now,
                 &mut handler,
             );
@@ -403,8 +422,7 @@ fn serve<H, S, B, F>(
     socket: &mut tcp::Socket<'_>,
     encoder: &Encoder<H>,
     stats: &mut ListenerStats,
-    port: u16,
-    idle: Option<Duration>,
+    config: &ListenerConfig,
     now: Instant,
     handler: &mut F,
 ) where
@@ -413,6 +431,7 @@ fn serve<H, S, B, F>(
     B: AsMut<[u8]>,
     F: FnMut(&mut Connection<'_, H, B>, &[u8]),
 {
+    let port = config.port;
     match socket.state() {
         tcp::State::Closed | tcp::State::TimeWait => {
             if conn.open {
@@ -439,6 +458,7 @@ fn serve<H, S, B, F>(
         conn.open = true;
         conn.closing = false;
         conn.last_rx = now;
+        conn.frame_since = None;
         conn.decoder.reset();
         conn.staged.len = 0;
         stats.connections_total = stats.connections_total.saturating_add(1);
@@ -492,6 +512,25 @@ fn serve<H, S, B, F>(
         conn.staged.flush(socket);
     }
     conn.staged.flush(socket);
+    // The frame deadline runs from a message's first byte to its last, whatever the pace.
+    if conn.decoder.is_mid_frame() {
+        let since = *conn.frame_since.get_or_insert(now);
+        if config
+            .frame_timeout
+            .is_some_and(|limit| now >= since + limit)
+        {
+            stats.frame_timeouts = stats.frame_timeouts.saturating_add(1);
+            warn!(
+                "slot {}: peer {:?} did not finish a message in time, aborting",
+                id, remote
+            );
+            socket.abort();
+            conn.end();
+            return;
+        }
+    } else {
+        conn.frame_since = None;
+    }
     if conn.closing && conn.staged.len == 0 {
         socket.close();
     } else if socket.state() == tcp::State::CloseWait && !socket.can_recv() {
@@ -504,7 +543,10 @@ fn serve<H, S, B, F>(
         if conn.staged.len == 0 {
             socket.close();
         }
-    } else if idle.is_some_and(|limit| now >= conn.last_rx + limit) {
+    } else if config
+        .idle_timeout
+        .is_some_and(|limit| now >= conn.last_rx + limit)
+    {
         // Also ends a close that a peer never completes (FIN-WAIT-2 has no timer in smoltcp).
         stats.idle_timeouts = stats.idle_timeouts.saturating_add(1);
         warn!("slot {}: peer {:?} idle, aborting", id, remote);

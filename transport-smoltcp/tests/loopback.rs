@@ -646,3 +646,52 @@ fn replies_that_arrived_before_the_peer_closed_are_delivered() {
         vec![b"one".to_vec(), b"two".to_vec(), b"last".to_vec()]
     );
 }
+
+/// A peer that keeps a frame open by trickling its bytes (one every 500 ms, so the idle
+/// timeout never fires) loses its slot at the frame deadline; a peer that sends whole frames
+/// slowly, with pauses between them, keeps its slot.
+#[test]
+fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
+    let mut net = Net::new();
+    net.step = Duration::from_millis(100);
+    let config = ListenerConfig::new(PORT)
+        .with_idle_timeout(Some(Duration::from_secs(30)))
+        .with_frame_timeout(Some(Duration::from_secs(5)));
+    let mut listener: Echo<2> = echo_listener(&mut net, 256, 256, config);
+    let slow = net.tcp(256, 256);
+    let patient = net.tcp(256, 256);
+    net.dial_raw(slow, 40070);
+    net.dial_raw(patient, 40071);
+    let enc = Encoder::<BigEndian<4>>::default();
+    let (mut ticks, mut got, mut started) = (0u32, 0u32, None);
+    run_until(&mut net, 2000, |net| {
+        listener.poll(&mut net.sockets, net.now, |_, _| got += 1);
+        ticks += 1;
+        if net.socket(slow).may_send() && ticks % 5 == 0 {
+            // A header declaring 100 bytes, then one byte every 500 ms.
+            let byte: &[u8] = if started.is_none() {
+                &[0, 0, 0, 100]
+            } else {
+                &[7]
+            };
+            net.socket(slow).send_slice(byte).unwrap();
+            started.get_or_insert(net.now);
+        }
+        if net.socket(patient).may_send() && ticks % 20 == 0 {
+            send_frame(net.socket(patient), &enc, b"still here").unwrap();
+        }
+        !net.socket(slow).is_open()
+    });
+    let held = (net.now - started.unwrap()).total_millis();
+    assert!(
+        (5000..5500).contains(&held),
+        "the trickling peer held its slot {held} ms"
+    );
+    assert_eq!(listener.stats().frame_timeouts, 1);
+    assert_eq!(listener.stats().idle_timeouts, 0);
+    assert!(
+        net.socket(patient).may_send(),
+        "the patient peer lost its connection"
+    );
+    assert!(got >= 2, "the patient peer's messages were handled");
+}
