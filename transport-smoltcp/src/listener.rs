@@ -465,6 +465,8 @@ fn serve<H, S, B, F>(
         debug!("slot {}: accepted {:?}", id, remote);
     }
     conn.staged.flush(socket);
+    // Whether a message ended in this poll: the one arriving now began in it.
+    let mut completed = false;
     // Ingest and dispatch while the previous replies have gone into the send ring: a peer that
     // does not read its replies stops being read (TCP's window then holds it back).
     while !conn.closing && conn.staged.len == 0 && socket.can_recv() {
@@ -472,6 +474,7 @@ fn serve<H, S, B, F>(
         let staged = &mut conn.staged;
         let closing = &mut conn.closing;
         let received = recv_frames(socket, decoder, |event| {
+            completed = true;
             match event {
                 Event::Frame(msg) => {
                     stats.messages_in = stats.messages_in.saturating_add(1);
@@ -512,8 +515,12 @@ fn serve<H, S, B, F>(
         conn.staged.flush(socket);
     }
     conn.staged.flush(socket);
-    // The frame deadline runs from a message's first byte to its last, whatever the pace.
+    // The frame deadline runs from a message's first byte to its last, whatever the pace; it
+    // restarts with every message, so a peer streaming without pause is never cut.
     if conn.decoder.is_mid_frame() {
+        if completed {
+            conn.frame_since = Some(now);
+        }
         let since = *conn.frame_since.get_or_insert(now);
         if config
             .frame_timeout

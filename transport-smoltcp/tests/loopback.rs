@@ -648,8 +648,9 @@ fn replies_that_arrived_before_the_peer_closed_are_delivered() {
 }
 
 /// A peer that keeps a frame open by trickling its bytes (one every 500 ms, so the idle
-/// timeout never fires) loses its slot at the frame deadline; a peer that sends whole frames
-/// slowly, with pauses between them, keeps its slot.
+/// timeout never fires) loses its slot at the frame deadline. A peer that sends whole frames
+/// slowly keeps its slot, and so does one that streams without pause, whose every poll ends
+/// inside a message (the deadline restarts with each message, not each quiet moment).
 #[test]
 fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
     let mut net = Net::new();
@@ -657,13 +658,21 @@ fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
     let config = ListenerConfig::new(PORT)
         .with_idle_timeout(Some(Duration::from_secs(30)))
         .with_frame_timeout(Some(Duration::from_secs(5)));
-    let mut listener: Echo<2> = echo_listener(&mut net, 256, 256, config);
+    let mut listener: Echo<3> = echo_listener(&mut net, 256, 256, config);
     let slow = net.tcp(256, 256);
     let patient = net.tcp(256, 256);
+    let streamer = net.tcp(256, 256);
     net.dial_raw(slow, 40070);
     net.dial_raw(patient, 40071);
+    net.dial_raw(streamer, 40072);
     let enc = Encoder::<BigEndian<4>>::default();
-    let (mut ticks, mut got, mut started) = (0u32, 0u32, None);
+    // The streamer's bytes: 10-byte frames, sent 5 bytes out of step, 10 bytes a tick.
+    let mut stream = Vec::new();
+    for i in 0..200u8 {
+        stream.extend_from_slice(&[0, 0, 0, 6, i, i, i, i, i, i]);
+    }
+    let (mut ticks, mut got, mut started, mut streamed) = (0u32, 0u32, None, 0usize);
+    let mut cut_at = None;
     run_until(&mut net, 2000, |net| {
         listener.poll(&mut net.sockets, net.now, |_, _| got += 1);
         ticks += 1;
@@ -680,9 +689,21 @@ fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
         if net.socket(patient).may_send() && ticks % 20 == 0 {
             send_frame(net.socket(patient), &enc, b"still here").unwrap();
         }
-        !net.socket(slow).is_open()
+        if net.socket(streamer).may_send() && streamed < stream.len() {
+            let n = if streamed == 0 { 5 } else { 10 };
+            let end = (streamed + n).min(stream.len());
+            streamed += net
+                .socket(streamer)
+                .send_slice(&stream[streamed..end])
+                .unwrap();
+        }
+        if cut_at.is_none() && !net.socket(slow).is_open() {
+            cut_at = Some(net.now);
+        }
+        // Three more seconds after the cut: long enough for a wrong deadline to hit the others.
+        cut_at.is_some_and(|t| (net.now - t).total_millis() >= 3000)
     });
-    let held = (net.now - started.unwrap()).total_millis();
+    let held = (cut_at.unwrap() - started.unwrap()).total_millis();
     assert!(
         (5000..5500).contains(&held),
         "the trickling peer held its slot {held} ms"
@@ -693,5 +714,13 @@ fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
         net.socket(patient).may_send(),
         "the patient peer lost its connection"
     );
-    assert!(got >= 2, "the patient peer's messages were handled");
+    assert!(
+        net.socket(streamer).may_send(),
+        "the streaming peer lost its connection"
+    );
+    assert!(
+        streamed >= 800,
+        "the streamer sent only {streamed} bytes: not a long stream"
+    );
+    assert!(got >= 80, "{got} messages handled");
 }
