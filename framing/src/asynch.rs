@@ -20,11 +20,10 @@ pub struct AsyncFrameReader<R, H, S, B> {
 
 impl<R: core::fmt::Debug, H, S, B: AsMut<[u8]>> core::fmt::Debug for AsyncFrameReader<R, H, S, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AsyncFrameReader")
-            .field("inner", &self.inner)
-            .field("decoder", &self.chunks.decoder)
-            .field("buffered", &self.chunks.buffered())
-            .finish()
+        let mut d = f.debug_struct("AsyncFrameReader");
+        d.field("inner", &self.inner);
+        self.chunks.debug_fields(&mut d);
+        d.finish()
     }
 }
 

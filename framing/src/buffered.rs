@@ -25,6 +25,12 @@ impl<H, S, B> Chunks<H, S, B> {
     pub(crate) fn buffered(&self) -> usize {
         self.end.saturating_sub(self.pos)
     }
+
+    /// `Debug` for the readers: the decoder and how much is buffered.
+    pub(crate) fn debug_fields(&self, d: &mut core::fmt::DebugStruct<'_, '_>) {
+        d.field("decoder", &self.decoder)
+            .field("buffered", &self.buffered());
+    }
 }
 
 impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>> Chunks<H, S, B> {

@@ -106,11 +106,10 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> FrameReader<R, H, S, 
 
 impl<R: core::fmt::Debug, H, S, B: AsMut<[u8]>> core::fmt::Debug for FrameReader<R, H, S, B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("FrameReader")
-            .field("inner", &self.inner)
-            .field("decoder", &self.chunks.decoder)
-            .field("buffered", &self.chunks.buffered())
-            .finish()
+        let mut d = f.debug_struct("FrameReader");
+        d.field("inner", &self.inner);
+        self.chunks.debug_fields(&mut d);
+        d.finish()
     }
 }
 

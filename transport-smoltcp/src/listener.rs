@@ -148,15 +148,17 @@ impl<B: AsMut<[u8]>> Staged<B> {
     ) -> Result<usize, ReplyError> {
         let buf = self.buf.as_mut();
         let free_room = buf.get_mut(self.len..).unwrap_or_default();
-        let free = free_room.len();
-        let needed = encoder.encoded_len(payload.len())?;
+        // One encode: the header is built once, and a refusal says what it needed.
         match encoder.encode(payload, free_room) {
             Ok(n) => {
                 self.len = self.len.saturating_add(n);
                 Ok(n)
             }
-            Err(buffstreams_framing::EncodeError::BufferTooSmall { .. }) => {
-                Err(ReplyError::Full { needed, free })
+            Err(buffstreams_framing::EncodeError::BufferTooSmall { needed, available }) => {
+                Err(ReplyError::Full {
+                    needed,
+                    free: available,
+                })
             }
             Err(e) => Err(ReplyError::Encode(e)),
         }

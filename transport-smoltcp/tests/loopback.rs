@@ -724,3 +724,47 @@ fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
     );
     assert!(got >= 80, "{got} messages handled");
 }
+
+/// A reply that does not fit the slot's reply buffer is refused whole, saying what it needed
+/// and what was free; the replies staged before it still go out.
+#[test]
+fn a_reply_over_the_reply_buffer_is_refused_whole() {
+    let mut net = Net::new();
+    let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 16], 1> = {
+        let slots = [Slot::new(net.tcp(256, 256), vec![0u8; 64], [0u8; 16])];
+        Listener::new(ListenerConfig::new(PORT), slots)
+    };
+    let c = net.tcp(256, 256);
+    net.dial_raw(c, 40080);
+    let enc = Encoder::<BigEndian<4>>::default();
+    let mut dec = Decoder::<BigEndian<4>, _>::new(Config::new(), [0u8; 64]);
+    let (mut sent, mut refused, mut replies) = (false, None, Vec::new());
+    run_until(&mut net, 2000, |net| {
+        listener.poll(&mut net.sockets, net.now, |conn, _| {
+            assert_eq!(conn.reply(b"0123456789"), Ok(14));
+            refused = Some(conn.reply(b"abc"));
+        });
+        let s = net.socket(c);
+        if !sent && s.may_send() {
+            send_frame(s, &enc, b"ask").unwrap();
+            sent = true;
+        }
+        buffstreams_transport_smoltcp::recv_frames(s, &mut dec, |e| {
+            if let buffstreams_framing::Event::Frame(f) = e {
+                replies.push(f.to_vec());
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        !replies.is_empty()
+    });
+    assert_eq!(
+        refused,
+        Some(Err(buffstreams_transport_smoltcp::ReplyError::Full {
+            needed: 7,
+            free: 2
+        }))
+    );
+    assert_eq!(replies, vec![b"0123456789".to_vec()]);
+    assert_eq!(listener.stats().reply_errors, 1);
+}
