@@ -15,12 +15,16 @@
 #[macro_use]
 mod fmt;
 
+mod config;
 mod error;
 mod listener;
 mod socket;
+mod stats;
 mod writer;
 
+pub use config::{ListenerConfig, RetryPolicy, WriterConfig};
 pub use error::{RecvError, ReplyError, SendError};
-pub use listener::{Connection, Listener, ListenerConfig, ListenerStats, Slot};
+pub use listener::{Connection, Listener, Slot};
 pub use socket::{recv_frames, send_frame, send_frames, send_free};
-pub use writer::{RetryPolicy, Status, Writer, WriterConfig, WriterStats};
+pub use stats::{ListenerStats, WriterStats};
+pub use writer::{Status, Writer};

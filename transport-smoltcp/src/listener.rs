@@ -3,112 +3,16 @@
 
 use core::ops::ControlFlow;
 
-use buffstreams_framing::{Config, Decoder, Encoder, Event, LengthPrefix, Storage};
+use buffstreams_framing::{Decoder, Encoder, Event, LengthPrefix, Storage};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 use smoltcp::wire::IpEndpoint;
 
+use crate::config::ListenerConfig;
 use crate::error::{RecvError, ReplyError, SendError};
 use crate::socket::{recv_frames, send_frame};
-
-/// Listener options. Build with the `with_*` methods; every method is `const`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ListenerConfig {
-    port: u16,
-    framing: Config,
-    idle_timeout: Option<Duration>,
-    frame_timeout: Option<Duration>,
-}
-
-impl ListenerConfig {
-    /// Listens on `port`; framing defaults (4096-byte maximum, oversize rejected); idle
-    /// connections closed after 120 s; a message must arrive whole within 10 s of its first
-    /// byte.
-    pub const fn new(port: u16) -> Self {
-        Self {
-            port,
-            framing: Config::new(),
-            idle_timeout: Some(Duration::from_secs(120)),
-            frame_timeout: Some(Duration::from_secs(10)),
-        }
-    }
-
-    /// The framing options: maximum message length, oversize policy, length counting the
-    /// header. The effective maximum is also capped by each slot's storage.
-    pub const fn with_framing(mut self, framing: Config) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// Aborts a connection that has sent nothing for this long (`None`: never). A slot held by
-    /// a silent peer serves nobody else, so firmware should keep a timeout.
-    pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// Aborts a connection whose message has not arrived whole this long after its first byte
-    /// (`None`: never). Unlike the idle timeout, a peer cannot hold it off by trickling bytes:
-    /// without it, one byte every two minutes would keep a slot forever.
-    pub const fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.frame_timeout = timeout;
-        self
-    }
-
-    /// The frame deadline.
-    pub const fn frame_timeout(&self) -> Option<Duration> {
-        self.frame_timeout
-    }
-
-    /// The port.
-    pub const fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The framing options.
-    pub const fn framing(&self) -> Config {
-        self.framing
-    }
-
-    /// The idle timeout.
-    pub const fn idle_timeout(&self) -> Option<Duration> {
-        self.idle_timeout
-    }
-}
-
-/// Counters a listener keeps (read them with [`Listener::stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub struct ListenerStats {
-    /// Complete messages handed to the handler.
-    pub messages_in: u64,
-    /// Payload bytes of those messages.
-    pub bytes_in: u64,
-    /// Replies staged by handlers (and [`Listener::send`] frames).
-    pub messages_out: u64,
-    /// Wire bytes of those replies, headers included.
-    pub bytes_out: u64,
-    /// Connections accepted.
-    pub connections_total: u64,
-    /// Connections aborted because the peer broke the protocol.
-    pub protocol_errors: u64,
-    /// Connections that ended (closed or reset by the peer) inside a frame; the partial frame
-    /// was dropped, never delivered.
-    pub truncated: u64,
-    /// Oversize frames discarded under `Oversize::Skip`.
-    pub skipped: u64,
-    /// Connections aborted by the idle timeout.
-    pub idle_timeouts: u64,
-    /// Connections aborted because a message did not arrive whole within the frame deadline.
-    pub frame_timeouts: u64,
-    /// Replies refused because they did not fit the reply buffer.
-    pub reply_errors: u64,
-    /// Times a socket could not be put back to listening.
-    pub listen_errors: u64,
-}
+use crate::stats::ListenerStats;
 
 /// One socket of a [`Listener`] with the room its connection needs.
 ///
