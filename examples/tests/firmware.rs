@@ -65,7 +65,7 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
     }
 
     // The desktop side: a transport-std listener that echoes every message.
-    let config = ListenerConfig::new().max_message_size(1000);
+    let config = ListenerConfig::new().with_max_frame_len(1000);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).unwrap();
     let port = listener.local_addr().port().to_string();
     let server = listener.spawn_with_reply(|msg, conn| {

@@ -143,7 +143,7 @@ fn inside_the_namespace() {
 
     // Kernel side: a transport-std listener that echoes every message.
     let (seen_tx, seen_rx) = mpsc::channel();
-    let std_config = buffstreams_transport_std::ListenerConfig::new().max_message_size(MAX);
+    let std_config = buffstreams_transport_std::ListenerConfig::new().with_max_frame_len(MAX);
     let std_listener: buffstreams_transport_std::Listener =
         buffstreams_transport_std::Listener::bind("192.168.69.100:5031", std_config).unwrap();
     let echo = std_listener.spawn_with_reply(move |msg, conn| {
@@ -178,7 +178,7 @@ fn inside_the_namespace() {
 
     // Kernel side: a transport-std writer into the smoltcp listener.
     let std_writer = std::thread::spawn(|| {
-        let config = buffstreams_transport_std::WriterConfig::new().max_message_size(MAX);
+        let config = buffstreams_transport_std::WriterConfig::new().with_max_frame_len(MAX);
         let w: buffstreams_transport_std::Writer =
             buffstreams_transport_std::Writer::dial("192.168.69.1:5032", config).unwrap();
         for i in 0..COUNT {

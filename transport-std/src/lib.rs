@@ -3,10 +3,10 @@
 #![deny(missing_docs)]
 
 mod error;
-mod lane;
 mod listener;
 mod manager;
 mod stats;
+mod sync;
 mod writer;
 
 pub use buffstreams_framing as framing;

@@ -2,12 +2,14 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use buffstreams_framing::{BigEndian, LengthPrefix};
 
 use crate::error::{Error, resolve};
 use crate::listener::{CallbackResult, Listener, ListenerConfig, ListenerHandle};
+use crate::stats::WriterStats;
+use crate::sync::relock;
 use crate::writer::{Writer, WriterConfig};
 
 /// Listeners and writers by address; every method takes `&self` and is safe from many threads.
@@ -65,10 +67,6 @@ impl<H: LengthPrefix + Send + 'static> Default for Manager<H> {
             writers: Mutex::new(HashMap::new()),
         }
     }
-}
-
-fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<H: LengthPrefix + Send + 'static> Manager<H> {
@@ -159,7 +157,8 @@ impl<H: LengthPrefix + Send + 'static> Manager<H> {
     /// # Errors
     /// [`Error::NotOpen`] if there is no writer for `addr`.
     pub fn flush(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), Error> {
-        self.writer(addr)?.flush()
+        self.writer(addr)?.flush();
+        Ok(())
     }
 
     /// The writer for `addr`, to write without a map look-up per message or read its counters.
@@ -177,18 +176,28 @@ impl<H: LengthPrefix + Send + 'static> Manager<H> {
             .ok_or(Error::NotOpen(addr))
     }
 
-    /// Flushes and closes the writer for `addr` and forgets it.
+    /// Forgets the writer for `addr` and flushes it. If the manager held the only handle
+    /// (no `Arc` from [`writer`](Self::writer) is alive elsewhere), the writer is closed as
+    /// [`Writer::close`] does and its final counters are returned; otherwise it stays open
+    /// for those handles, closes when the last of them is dropped, and `None` is returned.
     ///
     /// # Errors
     /// [`Error::NotOpen`] if there is none.
-    pub fn close_writer(&self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<(), Error> {
+    pub fn close_writer(
+        &self,
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+    ) -> Result<Option<WriterStats>, Error> {
         let addr = resolve(addr)?;
         let writer = relock(&self.writers)
             .remove(&addr)
             .ok_or(Error::NotOpen(addr))?;
-        // The last `Arc` closes it (flush, join); others held by users close when they drop.
-        drop(writer);
-        Ok(())
+        match Arc::try_unwrap(writer) {
+            Ok(writer) => Ok(Some(writer.close())),
+            Err(shared) => {
+                shared.flush();
+                Ok(None)
+            }
+        }
     }
 
     /// Addresses with a listener.

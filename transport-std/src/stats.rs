@@ -58,7 +58,7 @@ counters! {
         /// Socket errors on connections.
         io_errors,
         /// Reads that busy polling answered, so the connection thread did not sleep
-        /// ([`ListenerConfig::busy_poll`](crate::ListenerConfig::busy_poll)).
+        /// ([`ListenerConfig::with_busy_poll`](crate::ListenerConfig::with_busy_poll)).
         polled_reads,
     }
 }

@@ -80,7 +80,7 @@ fn request_response_with_peer_addr() {
 
 #[test]
 fn oversize_reject_closes_only_that_connection() {
-    let (h, rx) = collecting(ListenerConfig::new().max_message_size(1024));
+    let (h, rx) = collecting(ListenerConfig::new().with_max_frame_len(1024));
     let mut good = raw(h.local_addr());
     let mut bad = raw(h.local_addr());
     send(&mut good, &frame(b"before"));
@@ -98,8 +98,8 @@ fn oversize_reject_closes_only_that_connection() {
 fn oversize_skip_keeps_the_connection_in_sync() {
     let (h, rx) = collecting(
         ListenerConfig::new()
-            .max_message_size(16)
-            .oversize(Oversize::Skip),
+            .with_max_frame_len(16)
+            .with_oversize(Oversize::Skip),
     );
     let mut s = raw(h.local_addr());
     let mut wire = frame(b"one");
@@ -117,7 +117,7 @@ fn buffstreams_negative_length_closes_connection() {
     let (tx, rx) = mpsc::channel();
     let l = Listener::<BuffStreams<3>>::bind(
         "127.0.0.1:0",
-        ListenerConfig::new().oversize(Oversize::Skip),
+        ListenerConfig::new().with_oversize(Oversize::Skip),
     )
     .unwrap();
     let h = l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?));
@@ -136,7 +136,8 @@ fn buffstreams_negative_length_closes_connection() {
 
 #[test]
 fn silent_and_stalled_peers_time_out() {
-    let (h, rx) = collecting(ListenerConfig::new().idle_timeout(Some(Duration::from_millis(200))));
+    let (h, rx) =
+        collecting(ListenerConfig::new().with_idle_timeout(Some(Duration::from_millis(200))));
     let mut silent = raw(h.local_addr());
     let mut stalled = raw(h.local_addr());
     send(&mut stalled, &[0, 0]); // half a header
@@ -160,9 +161,9 @@ fn a_streaming_peer_that_stalls_is_still_timed_out() {
         Duration::from_millis(5),
     ] {
         let config = ListenerConfig::new()
-            .read_buffer(1024)
-            .busy_poll(busy_poll)
-            .idle_timeout(Some(Duration::from_millis(300)));
+            .with_read_buffer(1024)
+            .with_busy_poll(busy_poll)
+            .with_idle_timeout(Some(Duration::from_millis(300)));
         let (h, rx) = collecting(config);
         let mut s = raw(h.local_addr());
         let mut wire = Vec::new();
@@ -190,7 +191,7 @@ fn a_streaming_peer_that_stalls_is_still_timed_out() {
 
 #[test]
 fn connections_over_the_limit_are_refused() {
-    let (h, rx) = collecting(ListenerConfig::new().max_connections(2));
+    let (h, rx) = collecting(ListenerConfig::new().with_max_connections(2));
     let mut a = raw(h.local_addr());
     let mut b = raw(h.local_addr());
     send(&mut a, &frame(b"a"));
@@ -212,8 +213,8 @@ fn connections_over_the_limit_are_refused() {
 fn connections_over_the_limit_wait() {
     let (h, rx) = collecting(
         ListenerConfig::new()
-            .max_connections(1)
-            .over_limit(OverLimit::Wait),
+            .with_max_connections(1)
+            .with_over_limit(OverLimit::Wait),
     );
     let mut a = raw(h.local_addr());
     send(&mut a, &frame(b"a"));
@@ -354,8 +355,8 @@ fn run_blocks_until_shutdown_handle() {
 #[test]
 fn peer_that_never_reads_replies_cannot_hang_shutdown() {
     let config = ListenerConfig::new()
-        .max_message_size(1 << 20)
-        .write_timeout(Some(Duration::from_millis(300)));
+        .with_max_frame_len(1 << 20)
+        .with_write_timeout(Some(Duration::from_millis(300)));
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
     let big = vec![1u8; 1 << 20];
     let h = l.spawn_with_reply(move |_, conn| {

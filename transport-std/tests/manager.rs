@@ -30,13 +30,21 @@ fn open_write_close_reopen() {
     ));
     assert_eq!(m.write(addr, b"hello").unwrap(), 9);
     assert_eq!(rx.recv_timeout(LONG).unwrap(), b"hello");
-    m.close_writer(addr).unwrap();
+    // The manager held the only handle: closed now, with its final counters.
+    let closed = m.close_writer(addr).unwrap().expect("closed at once");
+    assert_eq!(closed.messages_out, 1);
     assert!(matches!(m.close_writer(addr), Err(Error::NotOpen(_))));
     assert!(matches!(m.write(addr, b"x"), Err(Error::NotOpen(_))));
     m.dial(addr, WriterConfig::new()).unwrap();
+    let held = m.writer(addr).unwrap();
     m.write(addr, b"again").unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), b"again");
-    m.close_writer(addr).unwrap();
+    // Another handle is alive: forgotten by the manager and flushed, still open for it.
+    assert!(m.close_writer(addr).unwrap().is_none());
+    assert!(matches!(m.write(addr, b"x"), Err(Error::NotOpen(_))));
+    held.write(b"still open").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), b"still open");
+    drop(held);
     m.close_listener(addr).unwrap();
     assert!(matches!(m.close_listener(addr), Err(Error::NotOpen(_))));
     // The address can be opened again.

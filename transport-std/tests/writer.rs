@@ -62,14 +62,15 @@ fn drop_flushes_everything() {
 #[test]
 fn oversize_write_is_an_error_and_queues_nothing() {
     let (h, rx) = collecting("127.0.0.1:0");
-    let w: Writer = Writer::dial(h.local_addr(), WriterConfig::new().max_message_size(8)).unwrap();
+    let w: Writer =
+        Writer::dial(h.local_addr(), WriterConfig::new().with_max_frame_len(8)).unwrap();
     assert!(matches!(w.write(&[0u8; 9]), Err(Error::Encode(_))));
     assert!(matches!(
         w.write_batch([&b"ok"[..], &[0u8; 9][..]]),
         Err(Error::Encode(_))
     ));
     w.write(b"fits").unwrap();
-    w.flush().unwrap();
+    w.flush();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), b"fits");
     assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
 }
@@ -83,7 +84,7 @@ fn eight_threads_one_writer_never_interleave() {
 /// buffer fills (and is sent by the thread that filled it) every few dozen messages.
 #[test]
 fn eight_threads_sharing_small_buffers_never_interleave() {
-    eight_threads(WriterConfig::new().max_buffer(3 * 1024));
+    eight_threads(WriterConfig::new().with_max_buffer(3 * 1024));
 }
 
 fn eight_threads(config: WriterConfig) {
@@ -112,7 +113,7 @@ fn eight_threads(config: WriterConfig) {
     for t in threads {
         t.join().unwrap();
     }
-    w.flush().unwrap();
+    w.flush();
     let mut next: HashMap<u32, u32> = HashMap::new();
     let mut dup_pending: HashMap<u32, bool> = HashMap::new();
     let expected = 8 * (PER_THREAD + PER_THREAD.div_ceil(3)) as usize;
@@ -142,8 +143,13 @@ fn eight_threads(config: WriterConfig) {
 #[test]
 fn threads_that_exit_leave_nothing_behind() {
     let (h, rx) = collecting("127.0.0.1:0");
-    let w: Arc<Writer> =
-        Arc::new(Writer::dial(h.local_addr(), WriterConfig::new().max_buffer(3 * 1024)).unwrap());
+    let w: Arc<Writer> = Arc::new(
+        Writer::dial(
+            h.local_addr(),
+            WriterConfig::new().with_max_buffer(3 * 1024),
+        )
+        .unwrap(),
+    );
     for round in 0..20u32 {
         let threads: Vec<_> = (0..3u32)
             .map(|t| {
@@ -210,7 +216,7 @@ fn lone_message_is_prompt_while_another_thread_streams() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let streamed = streamer.join().unwrap();
-    w.flush().unwrap();
+    w.flush();
     while rest < streamed {
         let m = rx.recv_timeout(LONG).unwrap();
         assert_eq!(m.len(), 16);
@@ -223,8 +229,9 @@ fn lone_message_is_prompt_while_another_thread_streams() {
 #[test]
 fn a_batch_larger_than_the_buffer_stays_together() {
     let (h, rx) = collecting("127.0.0.1:0");
-    let w: Arc<Writer> =
-        Arc::new(Writer::dial(h.local_addr(), WriterConfig::new().max_message_size(1024)).unwrap());
+    let w: Arc<Writer> = Arc::new(
+        Writer::dial(h.local_addr(), WriterConfig::new().with_max_frame_len(1024)).unwrap(),
+    );
     let other = {
         let w = w.clone();
         thread::spawn(move || {
@@ -244,7 +251,7 @@ fn a_batch_larger_than_the_buffer_stays_together() {
         assert_eq!(w.write_batch(&batch).unwrap(), 1000 * 104);
     }
     other.join().unwrap();
-    w.flush().unwrap();
+    w.flush();
     let (mut singles, mut runs) = (0, 0);
     let mut expect: Option<u32> = None;
     while singles < 20_000 || runs < 5 {
@@ -274,14 +281,15 @@ fn reconnects_and_accounts_for_every_message() {
     let dead = Arc::new(Mutex::new(Vec::new()));
     let dead2 = dead.clone();
     let policy = RetryPolicy::new()
-        .max_attempts(3)
-        .backoff(Duration::from_millis(5), Duration::from_millis(20))
-        .deadline(Some(Duration::from_millis(500)));
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(20))
+        .with_deadline(Some(Duration::from_millis(500)));
     let w: Writer = Writer::dial(
         addr,
         WriterConfig::new()
-            .retry(policy)
-            .dead_letter(move |m| dead2.lock().unwrap().push(m.to_vec())),
+            .with_retry(policy)
+            .with_dead_letter(move |m| dead2.lock().unwrap().push(m.to_vec())),
     )
     .unwrap();
     let mut written = 0u32;
@@ -290,7 +298,7 @@ fn reconnects_and_accounts_for_every_message() {
         w.write(&written.to_le_bytes()).unwrap();
         written += 1;
     }
-    w.flush().unwrap();
+    w.flush();
     for _ in 0..300 {
         delivered.push(rx.recv_timeout(LONG).unwrap());
     }
@@ -301,14 +309,14 @@ fn reconnects_and_accounts_for_every_message() {
         w.write(&written.to_le_bytes()).unwrap();
         written += 1;
     }
-    w.flush().unwrap();
+    w.flush();
 
     let (h, rx) = collecting(&addr.to_string());
     for _ in 0..300 {
         w.write(&written.to_le_bytes()).unwrap();
         written += 1;
     }
-    w.flush().unwrap();
+    w.flush();
     let stats = w.close();
     while let Ok(m) = rx.recv_timeout(Duration::from_millis(500)) {
         delivered.push(m);
@@ -335,13 +343,14 @@ fn reconnect_within_policy_delivers_everything() {
     let (h, rx) = collecting("127.0.0.1:0");
     let addr = h.local_addr();
     let policy = RetryPolicy::new()
-        .max_attempts(1000)
-        .backoff(Duration::from_millis(5), Duration::from_millis(20))
-        .deadline(Some(Duration::from_secs(15)));
+        .with_max_attempts(1000)
+        .with_initial_backoff(Duration::from_millis(5))
+        .with_max_backoff(Duration::from_millis(20))
+        .with_deadline(Some(Duration::from_secs(15)));
     let w = Arc::new(
         Writer::<buffstreams_transport_std::BigEndian<4>>::dial(
             addr,
-            WriterConfig::new().retry(policy),
+            WriterConfig::new().with_retry(policy),
         )
         .unwrap(),
     );
@@ -354,7 +363,7 @@ fn reconnect_within_policy_delivers_everything() {
     // Wait until the writer has noticed and is retrying, then bring the listener back.
     eventually("connect failures", || w.stats().connect_failures > 0);
     let (h2, rx2) = collecting(&addr.to_string());
-    w.flush().unwrap();
+    w.flush();
     for i in 0..100u32 {
         assert_eq!(rx2.recv_timeout(LONG).unwrap(), i.to_le_bytes());
     }
@@ -367,11 +376,12 @@ fn reconnect_within_policy_delivers_everything() {
 fn dead_letter_queue_without_callback() {
     let (h, _rx) = collecting("127.0.0.1:0");
     let addr = h.local_addr();
-    let w: Writer = Writer::dial(addr, WriterConfig::new().retry(RetryPolicy::never())).unwrap();
+    let w: Writer =
+        Writer::dial(addr, WriterConfig::new().with_retry(RetryPolicy::never())).unwrap();
     h.shutdown();
     w.write(b"lost-1").unwrap();
     w.write(b"lost-2").unwrap();
-    w.flush().unwrap();
+    w.flush();
     assert_eq!(
         w.take_dead_letters(),
         vec![b"lost-1".to_vec(), b"lost-2".to_vec()]
@@ -391,8 +401,8 @@ fn dead_letter_callback_may_write_through_the_writer() {
         Writer::dial(
             addr,
             WriterConfig::new()
-                .retry(RetryPolicy::never())
-                .dead_letter(move |m| {
+                .with_retry(RetryPolicy::never())
+                .with_dead_letter(move |m| {
                     if m.starts_with(b"retry-") {
                         return; // dead a second time: give up
                     }
@@ -401,7 +411,7 @@ fn dead_letter_callback_may_write_through_the_writer() {
                     if let Some(w) = slot2.get().and_then(std::sync::Weak::upgrade) {
                         w.write(&again).unwrap();
                         // Would deadlock if callbacks ran under a buffer's send lock.
-                        w.flush().unwrap();
+                        w.flush();
                     }
                     requeued_tx.send(again).unwrap();
                 }),
@@ -412,7 +422,7 @@ fn dead_letter_callback_may_write_through_the_writer() {
     h.shutdown();
     for i in 0..3u8 {
         w.write(&[b'm', i]).unwrap();
-        w.flush().unwrap();
+        w.flush();
     }
     // The flusher may have sent (and dead-lettered) some of them: its callbacks run on its
     // thread, after the send.
@@ -421,7 +431,7 @@ fn dead_letter_callback_may_write_through_the_writer() {
         .collect();
     // The re-queued messages go to a listener on the same port.
     let (h, rx) = collecting(&addr.to_string());
-    w.flush().unwrap();
+    w.flush();
     // A re-queued message is delivered or dead a second time (if the flusher sent it before
     // the listener was back), never stuck or lost.
     let stats = w.stats();
@@ -445,7 +455,7 @@ fn dial_fails_cleanly_when_nobody_listens() {
         .unwrap();
     let r = Writer::<buffstreams_transport_std::BigEndian<4>>::dial(
         port,
-        WriterConfig::new().retry(RetryPolicy::never()),
+        WriterConfig::new().with_retry(RetryPolicy::never()),
     );
     assert!(matches!(r, Err(Error::Io(_))));
 }

@@ -201,8 +201,8 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
     let m2 = mismatches.clone();
     let payload = args.payload;
     let config = ListenerConfig::new()
-        .max_message_size(payload.max(1))
-        .max_connections(args.connections + 8);
+        .with_max_frame_len(payload.max(1))
+        .with_max_connections(args.connections + 8);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
     let server = listener.spawn(move |m: &[u8]| {
         if m.len() != payload {
@@ -224,7 +224,7 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                     return framing_writer(addr, payload, flush_every, &stop);
                 }
                 let w: Writer =
-                    Writer::dial(addr, WriterConfig::new().max_message_size(payload.max(1)))
+                    Writer::dial(addr, WriterConfig::new().with_max_frame_len(payload.max(1)))
                         .expect("dial");
                 let msg = vec![0xa5u8; payload];
                 let n = if batch == 1 && flush_every == 1 {
@@ -236,7 +236,7 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                         |w| {
                             w.send(&msg).expect("send");
                         },
-                        |w| w.flush().expect("flush"),
+                        |w| w.flush(),
                     )
                 } else if batch == 1 {
                     pump(
@@ -246,7 +246,7 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                         |w| {
                             w.write(&msg).expect("write");
                         },
-                        |w| w.flush().expect("flush"),
+                        |w| w.flush(),
                     )
                 } else {
                     let batch: Vec<&[u8]> = vec![&msg[..]; batch];
@@ -256,7 +256,7 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
                             w.write_batch(batch.iter()).expect("write");
                             n += batch.len() as u64;
                             if flush_every > 0 && n % flush_every < batch.len() as u64 {
-                                w.flush().expect("flush");
+                                w.flush();
                             }
                         }
                     }
@@ -310,8 +310,6 @@ fn framing_writer(addr: SocketAddr, payload: usize, flush_every: u64, stop: &Ato
     )
 }
 
-/// The write loop of the unshared peers: one message per `write`, `flush` every
-/// `flush_every` messages (0: only at the end); returns the messages written.
 /// `--cpu`: CPU time per message of every busy thread so far, from `/proc` (Linux; clock
 /// ticks of 10 ms, so runs of a few seconds give about 1 % precision). The sending thread's
 /// figure is what bounds the throughput on two cores.
@@ -349,6 +347,8 @@ fn cpu_report(messages: u64) {
     }
 }
 
+/// The write loop every peer shares: `write` one message at a time until `stop`, `flush`
+/// every `flush_every` messages (0: only at the end); returns the messages written.
 fn pump<W>(
     w: &mut W,
     stop: &AtomicBool,
@@ -556,11 +556,11 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
 fn rtt_writers(args: &Args) -> Vec<Duration> {
     let payload = args.payload;
     let send = args.peer == "writer-send";
-    let config = || ListenerConfig::new().max_message_size(payload.max(1));
+    let config = || ListenerConfig::new().with_max_frame_len(payload.max(1));
     let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(1);
     let client: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
     let client = client.spawn(move |m: &[u8]| Ok(tx.send(m.len())?));
-    let writer_config = || WriterConfig::new().max_message_size(payload.max(1));
+    let writer_config = || WriterConfig::new().with_max_frame_len(payload.max(1));
     let back: Arc<Writer> =
         Arc::new(Writer::dial(client.local_addr(), writer_config()).expect("dial back"));
     let server: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
@@ -598,7 +598,7 @@ fn rtt(args: &Args) -> ExitCode {
     let payload = args.payload;
     let (addr, server): (SocketAddr, Box<dyn FnOnce()>) = match args.peer.as_str() {
         "buffstreams" => {
-            let config = ListenerConfig::new().max_message_size(payload.max(1));
+            let config = ListenerConfig::new().with_max_frame_len(payload.max(1));
             let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
             let h = listener.spawn_with_reply(|m, conn| {
                 conn.reply(m)?;
@@ -717,8 +717,8 @@ fn rss_kib() -> u64 {
 /// Resident memory per idle connection: `n` connected peers that send nothing.
 fn idle_rss(n: usize) -> ExitCode {
     let config = ListenerConfig::new()
-        .max_connections(n + 16)
-        .idle_timeout(None);
+        .with_max_connections(n + 16)
+        .with_idle_timeout(None);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
     let h = listener.spawn(|_: &[u8]| Ok(()));
     let addr = h.local_addr();

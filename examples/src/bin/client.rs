@@ -108,7 +108,7 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> Outcome {
     let max = args.payload.max(4096);
     let writer = Writer::<H>::dial(
         args.addr.as_str(),
-        WriterConfig::new().max_message_size(max),
+        WriterConfig::new().with_max_frame_len(max),
     )?;
     let started = Instant::now();
     for m in messages(args) {

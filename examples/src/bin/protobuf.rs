@@ -81,7 +81,7 @@ fn run(count: u64) -> Result<(), Box<dyn std::error::Error>> {
     for seq in 0..count {
         writer.write(&reading(seq).encode_to_vec())?;
     }
-    writer.flush()?;
+    writer.flush();
     for seq in 0..count {
         let got = rx.recv_timeout(Duration::from_secs(10))?;
         if got != reading(seq) {

@@ -81,7 +81,7 @@ fn main() -> ExitCode {
 fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Error> {
     let listener = Listener::<H>::bind(
         args.addr.as_str(),
-        ListenerConfig::new().max_message_size(args.max),
+        ListenerConfig::new().with_max_frame_len(args.max),
     )?;
     println!("listening on {}", listener.local_addr());
     let print = args.print;

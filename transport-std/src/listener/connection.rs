@@ -1,0 +1,229 @@
+//! One connection: its thread's read loop and the replies it sends.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use buffstreams_framing::{Config, Decoder, Encoder, Event, LengthPrefix};
+
+use super::Handler;
+use super::accept::Shared;
+use super::config::ListenerConfig;
+use crate::error::Error;
+use crate::stats::{add, sub};
+
+/// The connection a message came from, handed to [`Listener::spawn_with_reply`](super::Listener::spawn_with_reply) callbacks.
+pub struct Connection<H> {
+    peer: SocketAddr,
+    stream: Arc<TcpStream>,
+    encoder: Encoder<H>,
+    out: Vec<u8>,
+    shared: Arc<Shared>,
+    /// A reply write failed: part of a frame may be on the wire, so the connection must end.
+    broken: bool,
+}
+
+impl<H> std::fmt::Debug for Connection<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: LengthPrefix> Connection<H> {
+    pub(super) fn new(
+        peer: SocketAddr,
+        stream: Arc<TcpStream>,
+        framing: Config,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            peer,
+            stream,
+            encoder: Encoder::new(framing),
+            out: Vec::new(),
+            shared,
+            broken: false,
+        }
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Queues a reply message on this connection; returns its size on the wire. Replies are
+    /// written when the callback has seen every message of the chunk just read, so pipelined
+    /// requests get their replies in one write and a lone request's reply goes out at once.
+    ///
+    /// # Errors
+    /// [`Error::Encode`] if the reply is longer than the maximum message size.
+    pub fn reply(&mut self, message: &[u8]) -> Result<usize, Error> {
+        let header = self.encoder.header(message.len())?;
+        self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(message);
+        add(&self.shared.counters.messages_out, 1);
+        if self.out.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(header.len() + message.len())
+    }
+
+    /// Writes queued replies now.
+    ///
+    /// # Errors
+    /// The socket's error; the connection is closed after the callback returns.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if self.broken {
+            return Err(Error::Io(io::ErrorKind::BrokenPipe.into()));
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = (&*self.stream).write_all(&self.out);
+        self.broken = r.is_err();
+        add(&self.shared.counters.bytes_out, self.out.len() as u64);
+        self.out.clear();
+        r.map_err(Error::Io)
+    }
+}
+
+/// Reads after shutdown starts are bounded, so a peer that never stops sending cannot hold
+/// the listener open.
+const DRAIN_READS: u32 = 64;
+
+pub(super) fn connection<H: LengthPrefix>(
+    id: u64,
+    stream: Arc<TcpStream>,
+    mut conn: Connection<H>,
+    config: ListenerConfig,
+    shared: Arc<Shared>,
+    handler: Arc<Handler<H>>,
+) {
+    let peer = conn.peer;
+    let counters = &shared.counters;
+    let mut decoder = Decoder::<H, Vec<u8>>::new(config.framing(), Vec::new());
+    let mut buf = vec![0u8; config.read_buffer()];
+    let mut drain = 0u32;
+    let mut streaming = false;
+    loop {
+        let read = if streaming {
+            let polled = &counters.polled_reads;
+            shared
+                .pollers
+                .read(&stream, &mut buf, config.busy_poll(), polled)
+        } else {
+            (&*stream).read(&mut buf)
+        };
+        streaming = read.as_ref().is_ok_and(|&n| n >= buf.len() / 2);
+        let n = match read {
+            Ok(0) => {
+                if decoder.is_mid_frame() {
+                    add(&counters.truncated, 1);
+                    log::info!("{peer}: closed inside a frame; the partial frame is dropped");
+                }
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                add(&counters.idle_timeouts, 1);
+                log::info!(
+                    "{peer}: idle for {:?}, closing",
+                    config.idle_timeout().unwrap_or_default()
+                );
+                break;
+            }
+            Err(e) => {
+                add(&counters.io_errors, 1);
+                log::warn!("{peer}: read failed: {e}");
+                break;
+            }
+        };
+        let mut input = buf.get(..n).unwrap_or_default();
+        // Counted per chunk, not per message: connection threads share these counters.
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        let mut close = false;
+        while !input.is_empty() {
+            let fed = match decoder.feed(input) {
+                Ok(fed) => fed,
+                Err(e) => {
+                    add(&counters.protocol_errors, 1);
+                    log::warn!("{peer}: protocol error, closing: {e}");
+                    close = true;
+                    break;
+                }
+            };
+            input = input.get(fed.consumed..).unwrap_or_default();
+            match fed.event {
+                Some(Event::Frame(message)) => {
+                    match catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn))) {
+                        Ok(Ok(())) => {
+                            messages += 1;
+                            bytes += message.len() as u64;
+                        }
+                        Ok(Err(e)) => {
+                            messages += 1;
+                            bytes += message.len() as u64;
+                            add(&counters.callback_errors, 1);
+                            log::warn!("{peer}: callback error: {e}");
+                        }
+                        Err(_) => {
+                            add(&counters.callback_panics, 1);
+                            log::error!("{peer}: callback panicked; closing this connection");
+                            close = true;
+                            break;
+                        }
+                    }
+                    if conn.broken {
+                        add(&counters.io_errors, 1);
+                        log::warn!("{peer}: reply write failed or timed out, closing");
+                        close = true;
+                        break;
+                    }
+                }
+                Some(Event::Skipped(len)) => {
+                    add(&counters.skipped_frames, 1);
+                    log::warn!("{peer}: skipped a {len}-byte message over the maximum");
+                }
+                Some(_) | None => {}
+            }
+        }
+        add(&counters.messages_in, messages);
+        add(&counters.bytes_in, bytes);
+        if close {
+            break;
+        }
+        if let Err(e) = conn.flush() {
+            add(&counters.io_errors, 1);
+            log::warn!("{peer}: reply failed: {e}");
+            break;
+        }
+        if shared.stopping() {
+            drain += 1;
+            if drain > DRAIN_READS {
+                break;
+            }
+        }
+    }
+    let _ = conn.flush();
+    let mut reg = shared.registry();
+    reg.streams.remove(&id);
+    sub(&counters.connections_open, 1);
+    drop(reg);
+    shared.slot_freed.notify_all();
+    log::debug!("{peer}: connection closed");
+}
+
+impl<H> Drop for Connection<H> {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}

@@ -1,0 +1,325 @@
+//! Per-thread send buffers ("lanes"): the writer's hot path without a lock per message.
+//!
+//! Each thread that writes through a [`Writer`](crate::Writer) claims a lane: a buffer of at
+//! most 64 KiB that only it appends to. It publishes whole frames with one release store (a
+//! plain `mov` on x86); when the next frame does not fit, it sends the published bytes itself
+//! in one `write(2)` of at most 64 KiB, the way a `BufWriter` would. The flusher thread and
+//! `flush` send what is published but not yet sent, holding the lane's send lock.
+//!
+//! Why `unsafe`: the safe alternative is a `Mutex` around the buffer, locked for every message.
+//! Its lock and unlock are full barriers that wait for the message's stores to drain; measured
+//! on the bench (110-byte messages, one connection) that writer made 24 M msgs/s against
+//! 83 M/s for a plain `BufWriter` in the same run. The protocol that makes the shared bytes
+//! sound is small and stated once, on [`Lane`].
+#![allow(unsafe_code)]
+
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::slice;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::Thread;
+
+use buffstreams_framing::{EncodeError, Header, MAX_HEADER_LEN};
+
+use super::barrier;
+
+mod claims;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use claims::Lanes;
+
+/// Largest lane: one `write(2)` of at most this many bytes. Loopback (and TSO on real NICs)
+/// takes 64 KiB in one segment; 65.7 KB writes measured 40 % slower than 64 KiB ones here.
+pub(crate) const LANE_CAP: usize = 64 * 1024;
+
+/// The flusher thread's wake-up handle, shared with every lane.
+#[derive(Debug, Default)]
+pub(crate) struct Waker {
+    thread: OnceLock<Thread>,
+}
+
+impl Waker {
+    pub(crate) fn set(&self, thread: Thread) {
+        let _ = self.thread.set(thread);
+    }
+
+    pub(crate) fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+/// Shared between a lane and the thread-local claim of its owner.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    /// The owner thread has exited: the flusher sends what is left and frees the lane.
+    pub(crate) released: AtomicBool,
+    pub(crate) waker: Arc<Waker>,
+}
+
+/// A byte buffer with one producer at a time and any number of senders.
+///
+/// The protocol:
+/// - The producer (the thread that claimed the lane, or whoever holds the shared lane's
+///   producer lock) writes bytes only at offsets `>= committed` and then publishes them by
+///   storing a larger `committed` with `Release`.
+/// - Senders hold `tx` (the offset sent so far), load `committed` with `Acquire` and read only
+///   bytes in `[sent, committed)`.
+/// - Bytes below `committed` are never written again until `committed` is reset to 0, and the
+///   reset (with the move of the producer's unpublished bytes to the front) happens only
+///   while holding `tx`.
+#[repr(align(128))] // each lane's hot counters on their own cache lines
+pub(crate) struct Lane {
+    committed: AtomicUsize,
+    /// Messages published through this lane (monotonic): the flusher tells a growing lane
+    /// from a quiet one by it.
+    messages: AtomicU64,
+    /// The flusher wants a wake-up when this lane gets a message (it was quiet, or the
+    /// flusher has not looked at it yet: true from the start).
+    pub(crate) wake_me: AtomicBool,
+    /// Mirror of `tx` for lock-free "anything unsent?" checks; may lag, which only costs a
+    /// needless lock.
+    sent_hint: AtomicUsize,
+    claimed: AtomicBool,
+    /// The producer's side of the fence pair is a compiler fence only (`barrier::asymmetric`).
+    asymmetric: bool,
+    cap: usize,
+    buf: OnceLock<Box<[UnsafeCell<u8>]>>,
+    tx: Mutex<usize>,
+    pub(crate) ticket: Arc<Ticket>,
+}
+
+// SAFETY: `buf` is the only field that is not `Sync` by itself; every access to it follows
+// the protocol documented on `Lane`, so no byte is written by one thread while another reads
+// or writes it.
+unsafe impl Sync for Lane {}
+
+/// What one producer call appended.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Appended {
+    pub(crate) messages: u64,
+    pub(crate) bytes: usize,
+    /// The call sent bytes itself (so it may have produced dead letters).
+    pub(crate) sent: bool,
+}
+
+impl Lane {
+    pub(crate) fn new(cap: usize, waker: Arc<Waker>) -> Self {
+        Self {
+            committed: AtomicUsize::new(0),
+            messages: AtomicU64::new(0),
+            wake_me: AtomicBool::new(true),
+            sent_hint: AtomicUsize::new(0),
+            claimed: AtomicBool::new(false),
+            asymmetric: barrier::asymmetric(),
+            cap: cap.clamp(1, LANE_CAP),
+            buf: OnceLock::new(),
+            tx: Mutex::new(0),
+            ticket: Arc::new(Ticket {
+                released: AtomicBool::new(false),
+                waker,
+            }),
+        }
+    }
+
+    /// Makes this thread the lane's producer if nobody is.
+    pub(crate) fn try_claim(&self) -> bool {
+        self.claimed
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The buffer, allocated on first use.
+    #[inline]
+    pub(crate) fn buffer(&self) -> &[UnsafeCell<u8>] {
+        self.buf
+            .get_or_init(|| (0..self.cap).map(|_| UnsafeCell::new(0)).collect())
+    }
+
+    /// After publishing: whether the flusher asked to hear about this lane (the request is
+    /// taken: one wake-up per request). The producer side of the asymmetric fence pair.
+    #[inline]
+    pub(crate) fn take_wake_request(&self) -> bool {
+        if self.asymmetric {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+        self.wake_me.load(Ordering::Relaxed) && self.wake_me.swap(false, Ordering::Relaxed)
+    }
+
+    /// Messages published through this lane so far.
+    #[inline]
+    pub(crate) fn messages(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    /// Bytes published in the current buffer (drops to 0 when it is sent whole).
+    pub(crate) fn committed(&self) -> usize {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Whether published bytes wait to be sent (a stale answer is only ever "yes").
+    pub(crate) fn has_pending(&self) -> bool {
+        // `committed` first: its acquire makes any reset of the mirror visible.
+        let committed = self.committed.load(Ordering::Acquire);
+        committed != self.sent_hint.load(Ordering::Relaxed)
+    }
+
+    fn lock_tx(&self) -> MutexGuard<'_, usize> {
+        // Nothing panics while holding `tx` except `send`, which never leaves it inconsistent.
+        self.tx.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends what is published and not sent yet; returns whether there was anything.
+    pub(crate) fn send_pending(&self, send: impl FnOnce(&[u8])) -> bool {
+        let Some(buf) = self.buf.get() else {
+            return false;
+        };
+        let mut sent = self.lock_tx();
+        let committed = self.committed.load(Ordering::Acquire);
+        if committed <= *sent {
+            return false;
+        }
+        let base = UnsafeCell::raw_get(buf.as_ptr());
+        // SAFETY: `sent <= committed <= buf.len()`. The bytes in `[sent, committed)` were
+        // published by the producer's release store, which the acquire load above observed,
+        // and the producer does not write below `committed` until it resets it, which needs
+        // `tx`: held here until the slice is gone.
+        let bytes = unsafe { slice::from_raw_parts(base.add(*sent), committed - *sent) };
+        send(bytes);
+        *sent = committed;
+        self.sent_hint.store(committed, Ordering::Relaxed);
+        true
+    }
+
+    /// Frees a released lane for the next thread (after its bytes were sent).
+    pub(crate) fn recycle(&self) {
+        let mut sent = self.lock_tx();
+        *sent = 0;
+        self.sent_hint.store(0, Ordering::Relaxed);
+        self.committed.store(0, Ordering::Relaxed);
+        self.ticket.released.store(false, Ordering::Relaxed);
+        drop(sent);
+        self.claimed.store(false, Ordering::Release);
+    }
+
+    /// Appends one frame if it fits without sending anything: the common case, small enough
+    /// to inline. Returns `false` (nothing done) otherwise.
+    ///
+    /// # Safety
+    /// As [`append`](Self::append).
+    #[inline]
+    unsafe fn try_append_one(&self, header: &Header, message: &[u8]) -> bool {
+        let Some(buf) = self.buf.get() else {
+            return false;
+        };
+        let len = self.committed.load(Ordering::Relaxed);
+        // Room for the padded header too: it is copied whole (one fixed-size move) and the
+        // payload then overwrites its padding.
+        if MAX_HEADER_LEN + message.len() > buf.len() - len {
+            return false;
+        }
+        let base = UnsafeCell::raw_get(buf.as_ptr());
+        // SAFETY: `len + MAX_HEADER_LEN + message.len() <= buf.len()` and `len` is
+        // `committed`: unpublished bytes that only the producer (the caller) touches; the
+        // sources are disjoint from `buf`.
+        unsafe {
+            ptr::copy_nonoverlapping(header.padded().as_ptr(), base.add(len), MAX_HEADER_LEN);
+            ptr::copy_nonoverlapping(
+                message.as_ptr(),
+                base.add(len + header.len()),
+                message.len(),
+            );
+        }
+        self.messages.store(self.messages() + 1, Ordering::Relaxed);
+        self.committed
+            .store(len + header.len() + message.len(), Ordering::Release);
+        true
+    }
+
+    /// Appends `messages` as frames and publishes them together. When they do not fit, the
+    /// published bytes are sent first (through `send`, on this thread); a batch larger than
+    /// the lane is sent in one piece from a temporary buffer. Returns what was appended; on
+    /// an encoding error nothing of this call is published or sent.
+    ///
+    /// # Safety
+    /// The caller is the lane's only producer for the whole call: the thread that claimed it,
+    /// or the holder of the shared lane's producer lock. `send` must not append to this lane.
+    pub(crate) unsafe fn append<M: AsRef<[u8]>>(
+        &self,
+        messages: impl IntoIterator<Item = M>,
+        header: impl Fn(usize) -> Result<Header, EncodeError>,
+        mut send: impl FnMut(&[u8]),
+    ) -> Result<Appended, EncodeError> {
+        let buf = self.buffer();
+        let cap = buf.len();
+        let base = UnsafeCell::raw_get(buf.as_ptr());
+        // Only the producer stores `committed` outside `tx`, and we are the producer.
+        let mut start = self.committed.load(Ordering::Relaxed);
+        let mut len = start;
+        let mut spill: Option<Vec<u8>> = None;
+        let mut done = Appended::default();
+        for m in messages {
+            let m = m.as_ref();
+            let h = header(m.len())?;
+            let n = h.len() + m.len();
+            done.messages += 1;
+            done.bytes += n;
+            if let Some(v) = spill.as_mut() {
+                v.extend_from_slice(&h);
+                v.extend_from_slice(m);
+                continue;
+            }
+            if n > cap - len && start > 0 {
+                // Full: the published frames go out in one write, this call's move to the front.
+                let mut sent = self.lock_tx();
+                // SAFETY: `[sent, start)` is published (`start` is `committed`) and nobody
+                // else writes it; we hold `tx`, so no sender reads it meanwhile either.
+                send(unsafe { slice::from_raw_parts(base.add(*sent), start - *sent) });
+                done.sent = true;
+                // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding `tx`, we
+                // may overwrite the published bytes: no sender reads without it.
+                unsafe { ptr::copy(base.add(start), base, len - start) };
+                len -= start;
+                start = 0;
+                *sent = 0;
+                self.sent_hint.store(0, Ordering::Relaxed);
+                self.committed.store(0, Ordering::Relaxed);
+            }
+            if n > cap - len {
+                let mut v = Vec::with_capacity(len + n);
+                // SAFETY: `[0, len)` holds this call's unpublished frames (`start` is 0 here):
+                // written by us and read by nobody else.
+                v.extend_from_slice(unsafe { slice::from_raw_parts(base, len) });
+                v.extend_from_slice(&h);
+                v.extend_from_slice(m);
+                spill = Some(v);
+                len = 0;
+                continue;
+            }
+            // SAFETY: `len + n <= cap` and `len >= committed`: unpublished bytes that only the
+            // producer touches; the sources are the caller's slices, disjoint from `buf`.
+            unsafe {
+                ptr::copy_nonoverlapping(h.as_ptr(), base.add(len), h.len());
+                ptr::copy_nonoverlapping(m.as_ptr(), base.add(len + h.len()), m.len());
+            }
+            len += n;
+        }
+        self.messages
+            .store(self.messages() + done.messages, Ordering::Relaxed);
+        match spill {
+            Some(v) => {
+                // `start` is 0: nothing published waits before these frames.
+                let _sent = self.lock_tx();
+                send(&v);
+                done.sent = true;
+            }
+            None => self.committed.store(len, Ordering::Release),
+        }
+        Ok(done)
+    }
+}

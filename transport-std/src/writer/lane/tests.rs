@@ -1,0 +1,183 @@
+//! The lane protocol under proptest and real threads.
+
+use super::*;
+use buffstreams_framing::{BigEndian, Config, Encoder};
+use proptest::prelude::*;
+use std::sync::mpsc;
+use std::thread;
+
+fn frames(messages: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in messages {
+        out.extend_from_slice(&(m.len() as u32).to_be_bytes());
+        out.extend_from_slice(m);
+    }
+    out
+}
+
+/// Splits `bytes` into whole frames; fails on a cut frame.
+fn whole_frames(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    let mut n = 0;
+    while at < bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4 + len;
+        n += 1;
+    }
+    assert_eq!(at, bytes.len(), "a send cut a frame");
+    n
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(Vec<usize>),
+    SendPending,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec(0usize..200, 1..6).prop_map(Op::Append),
+        1 => Just(Op::SendPending),
+    ]
+}
+
+proptest! {
+    /// Any sequence of appends (single messages and batches, some larger than the lane)
+    /// and sends: the bytes sent are exactly the frames in order, every send holds whole
+    /// frames, and only a batch larger than the lane makes a send larger than the lane.
+    #[test]
+    fn sends_are_the_frames_in_order(ops in prop::collection::vec(op(), 1..60), cap in 16usize..700) {
+        let lanes = Lanes::new(cap, Arc::new(Waker::default()));
+        let enc = Encoder::<BigEndian<4>>::new(Config::new().with_max_frame_len(1000));
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let mut big_batches: Vec<Vec<u8>> = Vec::new();
+        let mut lane_cap = 0;
+        for (k, op) in ops.iter().enumerate() {
+            match op {
+                Op::Append(sizes) => {
+                    let batch: Vec<Vec<u8>> =
+                        sizes.iter().map(|&n| vec![k as u8; n]).collect();
+                    let (done, lane) = lanes
+                        .append(&batch, |n| enc.header(n), |b: &[u8]| sent.push(b.to_vec()))
+                        .unwrap();
+                    lane_cap = lane.cap;
+                    prop_assert_eq!(done.messages, batch.len() as u64);
+                    prop_assert_eq!(done.bytes, frames(&batch).len());
+                    if done.bytes > lane_cap {
+                        big_batches.push(frames(&batch));
+                    }
+                    written.extend(batch);
+                }
+                Op::SendPending => {
+                    for lane in lanes.iter() {
+                        lane.send_pending(|b| sent.push(b.to_vec()));
+                    }
+                }
+            }
+        }
+        for lane in lanes.iter() {
+            lane.send_pending(|b| sent.push(b.to_vec()));
+            prop_assert!(!lane.has_pending());
+        }
+        for s in &sent {
+            whole_frames(s);
+            prop_assert!(s.len() <= lane_cap || big_batches.contains(s));
+        }
+        prop_assert_eq!(sent.concat(), frames(&written));
+        let total: u64 = lanes.iter().map(Lane::messages).sum();
+        prop_assert_eq!(total, written.len() as u64);
+    }
+}
+
+/// A producer and a sender on two threads: every frame arrives once, in order, whole.
+#[test]
+fn concurrent_producer_and_sender() {
+    let lanes = Arc::new(Lanes::new(1024, Arc::new(Waker::default())));
+    let enc = Encoder::<BigEndian<4>>::new(Config::new());
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (lanes, tx, stop) = (lanes.clone(), tx.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                for lane in lanes.iter() {
+                    lane.send_pending(|b| tx.send(b.to_vec()).unwrap());
+                }
+            }
+        })
+    };
+    let mut written = Vec::new();
+    for i in 0..200_000u32 {
+        let m = i.to_le_bytes().repeat(1 + (i % 7) as usize);
+        lanes
+            .append(
+                [&m],
+                |n| enc.header(n),
+                |b: &[u8]| tx.send(b.to_vec()).unwrap(),
+            )
+            .unwrap();
+        written.push(m);
+    }
+    stop.store(true, Ordering::Release);
+    sender.join().unwrap();
+    for lane in lanes.iter() {
+        lane.send_pending(|b| tx.send(b.to_vec()).unwrap());
+    }
+    drop(tx);
+    let sent: Vec<Vec<u8>> = rx.iter().collect();
+    for s in &sent {
+        whole_frames(s);
+    }
+    assert_eq!(sent.concat(), frames(&written));
+}
+
+/// A lane whose thread exited is handed to the next thread once recycled; until then
+/// the next thread gets another lane (or the shared one).
+#[test]
+fn lanes_are_claimed_per_thread_and_recycled() {
+    let lanes = Arc::new(Lanes::new(3 * LANE_CAP, Arc::new(Waker::default())));
+    let enc = Encoder::<BigEndian<4>>::new(Config::new());
+    let index =
+        |lanes: &Lanes, lane: &Lane| lanes.iter().position(|l| std::ptr::eq(l, lane)).unwrap();
+    let claim = |lanes: Arc<Lanes>| {
+        thread::spawn(move || {
+            let (_, lane) = lanes
+                .append([b"m"], |n| enc.header(n), |_: &[u8]| {})
+                .unwrap();
+            index(&lanes, lane)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(lanes.iter().len(), 3);
+    assert_eq!(claim(lanes.clone()), 0);
+    // Lane 0 is released (its thread exited) but not recycled yet.
+    assert!(
+        lanes
+            .iter()
+            .next()
+            .unwrap()
+            .ticket
+            .released
+            .load(Ordering::Acquire)
+    );
+    assert_eq!(claim(lanes.clone()), 1);
+    assert_eq!(
+        claim(lanes.clone()),
+        2,
+        "no lane of its own left: the shared one"
+    );
+    let first = lanes.iter().next().unwrap();
+    first.send_pending(|_| {});
+    first.recycle();
+    assert_eq!(claim(lanes.clone()), 0);
+    // The same thread keeps its lane.
+    let (_, a) = lanes
+        .append([b"a"], |n| enc.header(n), |_: &[u8]| {})
+        .unwrap();
+    let (_, b) = lanes
+        .append([b"b"], |n| enc.header(n), |_: &[u8]| {})
+        .unwrap();
+    assert!(std::ptr::eq(a, b));
+}

@@ -1,0 +1,265 @@
+//! The writer: BuffStreams' `Dial` + `Write`, buffered, shared between threads, reconnecting.
+//!
+//! # Delivery
+//! `write` copies the framed message into a buffer of the calling thread's own (a "lane", see
+//! `lane/mod.rs`), without a lock. A lane that fills up (64 KiB) is written to the socket by the
+//! thread that filled it, like a `BufWriter`. A flusher thread sends the rest: a message
+//! written after a pause at once (the writing thread wakes it), small bursts as they come, so
+//! that batches grow only under load; and the tail of a thread that streams (writes faster
+//! than the flusher can look) once its lane stops growing: looked at after 100 µs, then at
+//! intervals that back off to [`WriterConfig::with_linger`] (default 5 ms) while it streams.
+//! [`Writer::flush`] returns when everything written before it has been handed to the kernel
+//! (or to the dead-letter queue).
+//!
+//! When the connection breaks, the writer reconnects under its [`RetryPolicy`] and sends again
+//! every message the kernel had not fully taken; messages it cannot deliver within the policy
+//! go to the dead-letter callback or queue, never nowhere. Before a batch that follows a pause
+//! (100 µs without one) it checks whether the peer has closed the connection, so a listener
+//! that was shut down and restarted loses nothing. What stays in doubt: messages the kernel
+//! had fully accepted when the peer closed or reset the connection (they sat in the socket's
+//! send buffer, or were written while streaming after the peer had closed); those in the
+//! failing batch are counted in [`WriterStats::in_doubt`].
+
+mod barrier;
+mod config;
+mod flusher;
+mod lane;
+mod retry;
+mod socket;
+
+use std::marker::PhantomData;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Release;
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use buffstreams_framing::{BigEndian, Encoder, LengthPrefix};
+
+use crate::error::{Error, resolve};
+use crate::stats::{WriterCounters, WriterStats};
+use crate::sync::relock;
+use lane::{Lane, Lanes, Waker};
+
+pub use config::{DeadLetterFn, WriterConfig};
+pub use retry::RetryPolicy;
+
+struct Shared<H> {
+    addr: SocketAddr,
+    config: WriterConfig,
+    encoder: Encoder<H>,
+    lanes: Lanes,
+    waker: Arc<Waker>,
+    closed: AtomicBool,
+    conn: Mutex<Link>,
+    counters: WriterCounters,
+    dead: Mutex<Vec<Vec<u8>>>,
+    /// Dead letters wait in `dead` for the callback.
+    dead_waiting: AtomicBool,
+}
+
+/// The connection and when a batch last went out on it.
+struct Link {
+    stream: Option<TcpStream>,
+    last_batch: Instant,
+}
+
+/// A connection to one listener, safe to share between threads (`Arc<Writer>` or `&Writer`).
+/// Dropping it flushes what is buffered and joins its flusher thread.
+///
+/// Each thread writing through it fills a buffer of its own (64 KiB; as many as
+/// [`WriterConfig::with_max_buffer`] allows, then one shared buffer), so concurrent writers do not
+/// contend per message; a full buffer is sent by the thread that filled it. Messages from one
+/// thread arrive in the order it wrote them.
+///
+/// # Examples
+/// ```no_run
+/// use buffstreams_transport_std::{Writer, WriterConfig};
+///
+/// let writer: Writer = Writer::dial("127.0.0.1:5031", WriterConfig::new())?;
+/// let n = writer.write(b"hello")?; // 9: a 4-byte header and the payload
+/// writer.flush();                  // optional: an idle writer sends at once anyway
+/// # Ok::<(), buffstreams_transport_std::Error>(())
+/// ```
+pub struct Writer<H: LengthPrefix + Send + 'static = BigEndian<4>> {
+    shared: Arc<Shared<H>>,
+    flusher: Option<JoinHandle<()>>,
+    _format: PhantomData<fn() -> H>,
+}
+
+impl<H: LengthPrefix + Send + 'static> std::fmt::Debug for Writer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("peer", &self.shared.addr)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: LengthPrefix + Send + 'static> Writer<H> {
+    /// Connects to `addr` (retrying under the policy) and starts the flusher thread.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when no connection could be made within the retry policy.
+    pub fn dial(
+        addr: impl ToSocketAddrs + std::fmt::Debug,
+        config: WriterConfig,
+    ) -> Result<Self, Error> {
+        let addr = resolve(addr)?;
+        barrier::init();
+        let waker = Arc::new(Waker::default());
+        let shared = Arc::new(Shared {
+            addr,
+            encoder: Encoder::<H>::new(config.framing()),
+            lanes: Lanes::new(config.max_buffer(), waker.clone()),
+            config,
+            waker,
+            closed: AtomicBool::new(false),
+            conn: Mutex::new(Link {
+                stream: None,
+                last_batch: Instant::now(),
+            }),
+            counters: WriterCounters::default(),
+            dead: Mutex::new(Vec::new()),
+            dead_waiting: AtomicBool::new(false),
+        });
+        let mut failures = 0;
+        let stream = shared.connect(Instant::now(), &mut failures)?;
+        relock(&shared.conn).stream = Some(stream);
+        log::info!("writer {addr}: connected");
+        let s = shared.clone();
+        let flusher = thread::Builder::new()
+            .name(format!("bs-flush-{addr}"))
+            .spawn(move || s.flusher())?;
+        shared.waker.set(flusher.thread().clone());
+        Ok(Self {
+            shared,
+            flusher: Some(flusher),
+            _format: PhantomData,
+        })
+    }
+
+    /// Queues one message; returns its size on the wire, header included. A message written
+    /// to an idle writer is sent at once by the flusher thread; under load messages coalesce
+    /// into writes of up to 64 KiB, which the writing thread makes itself when its buffer is
+    /// full (that is where `write` blocks when the peer reads slower than we write).
+    ///
+    /// # Errors
+    /// [`Error::Encode`] for a message over the maximum (nothing queued).
+    pub fn write(&self, message: &[u8]) -> Result<usize, Error> {
+        let s = &*self.shared;
+        let header = s.encoder.header(message.len())?;
+        if let Some(lane) = s.lanes.try_append_one(&header, message) {
+            s.wake_if_asked(lane);
+            return Ok(header.len() + message.len());
+        }
+        let (appended, lane) =
+            s.lanes
+                .append([message], |_| Ok(header), |bytes: &[u8]| s.send(bytes))?;
+        s.appended(lane, appended, true);
+        Ok(appended.bytes)
+    }
+
+    /// Queues several messages at once; returns their size on the wire. Messages from other
+    /// threads never land between the bytes of one message, and the messages of one batch
+    /// stay together.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write); a message over the maximum fails the whole batch before any
+    /// of it is queued.
+    pub fn write_batch<I>(&self, messages: I) -> Result<usize, Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.queue(messages, true).map(|(n, _)| n)
+    }
+
+    /// Writes one message and sends it (with whatever this thread queued before) on the
+    /// calling thread, no hand-off to the flusher: the request/response and "flush every
+    /// message" path, like tokio's `SinkExt::send`. Returns its size on the wire.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn send(&self, message: &[u8]) -> Result<usize, Error> {
+        let s = &*self.shared;
+        let (n, lane) = self.queue([message], false)?;
+        lane.send_pending(|bytes| s.send(bytes));
+        s.deliver_dead_letters();
+        Ok(n)
+    }
+
+    /// Appends to this thread's lane; returns the bytes queued and the lane.
+    fn queue<I>(&self, messages: I, wake: bool) -> Result<(usize, &Lane), Error>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let s = &*self.shared;
+        let (appended, lane) = s.lanes.append(
+            messages,
+            |len| s.encoder.header(len),
+            |bytes: &[u8]| s.send(bytes),
+        )?;
+        s.appended(lane, appended, wake);
+        Ok((appended.bytes, lane))
+    }
+
+    /// Returns once every message written before this call (by any thread) has been handed to
+    /// the kernel or to the dead-letter queue. The calling thread sends what is waiting.
+    ///
+    /// It cannot fail: a message that could not be delivered went to the dead-letter callback
+    /// or queue, and is counted in [`WriterStats::dead_lettered`].
+    pub fn flush(&self) {
+        self.shared.flush_all();
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> WriterStats {
+        let mut stats = self.shared.counters.snapshot();
+        // Counted per lane by its producer: no shared write per message.
+        stats.messages_out = self.shared.lanes.iter().map(Lane::messages).sum();
+        stats
+    }
+
+    /// The address this writer sends to.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Takes the messages that could not be delivered (empty when a dead-letter callback is
+    /// set: they went to it).
+    pub fn take_dead_letters(&self) -> Vec<Vec<u8>> {
+        if self.shared.config.dead_letter().is_some() {
+            return Vec::new();
+        }
+        std::mem::take(&mut *relock(&self.shared.dead))
+    }
+
+    /// Flushes, stops the flusher and closes the connection; returns the final counters.
+    pub fn close(mut self) -> WriterStats {
+        self.shutdown();
+        self.stats()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.flush_all();
+        self.shared.closed.store(true, Release);
+        self.shared.waker.wake();
+        if let Some(t) = self.flusher.take() {
+            if t.join().is_err() {
+                log::error!("writer {}: flusher thread panicked", self.shared.addr);
+            }
+        }
+        if let Some(s) = relock(&self.shared.conn).stream.take() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl<H: LengthPrefix + Send + 'static> Drop for Writer<H> {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
