@@ -39,12 +39,19 @@ counters! {
         connections_open,
         /// Connections accepted since the start.
         connections_total,
-        /// Connections closed at once because `max_connections` was reached (`OverLimit::Refuse`).
+        /// Connections closed at once because `max_connections` was reached (under
+        /// `OverLimit::Refuse`, or `Evict` with no connection to evict).
         connections_refused,
+        /// Connections closed to make room for a newcomer (`OverLimit::Evict`).
+        evictions,
+        /// Connections closed at accept because their address had `max_connections_per_ip`.
+        per_ip_refused,
         /// Times accepting paused because `max_connections` was reached (`OverLimit::Wait`).
         accept_waits,
         /// Connections closed for sending nothing within the idle timeout.
         idle_timeouts,
+        /// Connections closed for not completing a frame within the frame timeout.
+        frame_timeouts,
         /// Connections closed for breaking the protocol (oversize under `Reject`, bad header).
         protocol_errors,
         /// Connections that ended inside a frame (the partial frame was dropped).

@@ -191,7 +191,12 @@ fn a_streaming_peer_that_stalls_is_still_timed_out() {
 
 #[test]
 fn connections_over_the_limit_are_refused() {
-    let (h, rx) = collecting(ListenerConfig::new().with_max_connections(2));
+    let (h, rx) = collecting(
+        ListenerConfig::new()
+            .with_max_connections(2)
+            .with_over_limit(OverLimit::Refuse)
+            .with_eviction_grace(Duration::ZERO),
+    );
     let mut a = raw(h.local_addr());
     let mut b = raw(h.local_addr());
     send(&mut a, &frame(b"a"));

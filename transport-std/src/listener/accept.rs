@@ -1,102 +1,18 @@
 //! The accept loop: admitting connections, the limit, shutdown and the backlog drain.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use buffstreams_framing::LengthPrefix;
-use socket2::{Domain, Socket, Type};
 
 use super::Handler;
 use super::config::{ListenerConfig, OverLimit};
 use super::connection::{Connection, connection};
-use super::poll::Pollers;
-use crate::stats::{ListenerCounters, add, sub};
-use crate::sync::relock;
-
-pub(super) struct Registry {
-    pub(super) next_id: u64,
-    pub(super) streams: HashMap<u64, Arc<TcpStream>>,
-    pub(super) threads: Vec<JoinHandle<()>>,
-}
-
-pub(super) struct Shared {
-    pub(super) local: SocketAddr,
-    pub(super) shutting_down: AtomicBool,
-    pub(super) registry: Mutex<Registry>,
-    pub(super) slot_freed: Condvar,
-    pub(super) counters: ListenerCounters,
-    /// Local address of the wake-up connection, once shutdown has made it.
-    pub(super) wake_peer: Mutex<Option<SocketAddr>>,
-    /// Connection threads allowed to busy-poll at once (one fewer than the CPUs).
-    pub(super) pollers: Pollers,
-}
-
-impl Shared {
-    pub(super) fn new(local: SocketAddr) -> Self {
-        Self {
-            local,
-            shutting_down: AtomicBool::new(false),
-            registry: Mutex::new(Registry {
-                next_id: 0,
-                streams: HashMap::new(),
-                threads: Vec::new(),
-            }),
-            slot_freed: Condvar::new(),
-            counters: ListenerCounters::default(),
-            wake_peer: Mutex::new(None),
-            pollers: Pollers::new(),
-        }
-    }
-
-    pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
-        relock(&self.registry)
-    }
-
-    pub(super) fn stopping(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-
-    pub(super) fn signal_shutdown(&self) {
-        if self.shutting_down.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        log::info!("listener {}: shutting down", self.local);
-        self.slot_freed.notify_all();
-        // Wake the accept call with a connection of our own, bound first so that the
-        // backlog drain can tell it from a real peer.
-        let ip = match self.local.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let wake = || -> io::Result<()> {
-            let socket = Socket::new(Domain::for_address(self.local), Type::STREAM, None)?;
-            socket.bind(&SocketAddr::new(ip, 0).into())?;
-            *relock(&self.wake_peer) = socket.local_addr()?.as_socket();
-            socket.connect_timeout(
-                &SocketAddr::new(ip, self.local.port()).into(),
-                Duration::from_secs(1),
-            )
-        };
-        if let Err(e) = wake() {
-            // The accept thread still stops at its next connection or accept error.
-            log::warn!(
-                "listener {}: cannot wake the accept thread: {e}",
-                self.local
-            );
-        }
-    }
-
-    /// Whether `peer` is the connection [`signal_shutdown`](Self::signal_shutdown) made.
-    fn is_wake(&self, peer: SocketAddr) -> bool {
-        *relock(&self.wake_peer) == Some(peer)
-    }
-}
+use super::shared::Shared;
+use crate::stats::{add, sub};
 
 pub(super) fn serve<H: LengthPrefix + 'static>(
     socket: TcpListener,
@@ -111,14 +27,14 @@ pub(super) fn serve<H: LengthPrefix + 'static>(
     loop {
         if config.over_limit() == OverLimit::Wait {
             let mut reg = shared.registry();
-            if reg.streams.len() >= config.max_connections() {
+            if reg.counted() >= config.max_connections() {
                 add(&shared.counters.accept_waits, 1);
                 log::warn!(
                     "listener {local}: {} connections open, new peers wait",
-                    reg.streams.len()
+                    reg.counted()
                 );
             }
-            while reg.streams.len() >= config.max_connections() && !shared.stopping() {
+            while reg.counted() >= config.max_connections() && !shared.stopping() {
                 reg = shared
                     .slot_freed
                     .wait(reg)
@@ -156,9 +72,9 @@ pub(super) fn serve<H: LengthPrefix + 'static>(
     drop(socket);
     let threads = {
         let mut reg = shared.registry();
-        for s in reg.streams.values() {
+        for entry in reg.open.values() {
             // Wakes blocked reads: data already queued is still returned, then end of stream.
-            let _ = s.shutdown(Shutdown::Read);
+            let _ = entry.stream.shutdown(Shutdown::Read);
         }
         std::mem::take(&mut reg.threads)
     };
@@ -186,14 +102,42 @@ fn admit<H: LengthPrefix + 'static>(
     if shared.stopping() && shared.is_wake(peer) {
         return;
     }
+    let accepted = Instant::now();
+    let now = shared.clock(accepted);
     let mut reg = shared.registry();
-    if reg.streams.len() >= config.max_connections() {
-        add(&shared.counters.connections_refused, 1);
-        log::warn!(
-            "listener {local}: refusing {peer}: {} connections open",
-            reg.streams.len()
-        );
-        return;
+    if let Some(cap) = config.max_connections_per_ip() {
+        if reg.open_from(peer.ip()) >= cap {
+            add(&shared.counters.per_ip_refused, 1);
+            log::warn!(
+                "listener {local}: refusing {peer}: {cap} connections from {} open",
+                peer.ip()
+            );
+            return;
+        }
+    }
+    if reg.counted() >= config.max_connections() {
+        let evicted = match config.over_limit() {
+            OverLimit::Evict => reg.evict(now, config.eviction_grace()),
+            _ => None,
+        };
+        match evicted {
+            Some(victim) => {
+                add(&shared.counters.evictions, 1);
+                log::warn!(
+                    "listener {local}: {} connections open; evicting {victim}, the longest \
+                     without a message, to serve {peer}",
+                    reg.open.len()
+                );
+            }
+            None => {
+                add(&shared.counters.connections_refused, 1);
+                log::warn!(
+                    "listener {local}: refusing {peer}: {} connections open",
+                    reg.counted()
+                );
+                return;
+            }
+        }
     }
     // Accepted sockets inherit non-blocking mode from the listener on some systems.
     if let Err(e) = stream
@@ -205,9 +149,7 @@ fn admit<H: LengthPrefix + 'static>(
     }
     // One descriptor per connection, shared by the reader, the replies and shutdown.
     let stream = Arc::new(stream);
-    let id = reg.next_id;
-    reg.next_id += 1;
-    reg.streams.insert(id, stream.clone());
+    let (id, activity) = reg.insert(stream.clone(), peer, now);
     add(&shared.counters.connections_total, 1);
     add(&shared.counters.connections_open, 1);
     log::debug!("listener {local}: accepted {peer}");
@@ -215,12 +157,12 @@ fn admit<H: LengthPrefix + 'static>(
     let (config, shared2, handler2) = (*config, shared.clone(), handler.clone());
     let spawned = thread::Builder::new()
         .name(format!("bs-conn-{peer}"))
-        .spawn(move || connection::<H>(id, stream, conn, config, shared2, handler2));
+        .spawn(move || connection::<H>(id, stream, conn, activity, config, shared2, handler2));
     match spawned {
         Ok(t) => reg.threads.push(t),
         Err(e) => {
             log::error!("listener {local}: cannot spawn a thread for {peer}: {e}");
-            reg.streams.remove(&id);
+            reg.remove(id);
             sub(&shared.counters.connections_open, 1);
         }
     }

@@ -4,27 +4,39 @@ use std::time::Duration;
 
 use buffstreams_framing::{Config, Oversize};
 
-/// What the listener does with a connection beyond `max_connections`.
+/// What the listener does with a new connection when `max_connections` are open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OverLimit {
-    /// Accept and close it at once (counted in `connections_refused`).
+    /// Make room (the default): close the open connection that has gone longest without
+    /// completing a message, and serve the newcomer. Connections that never completed one
+    /// go first (their time counts from the accept); a connection whose thread is handling
+    /// messages (a callback may be running) is never chosen, nor one accepted less than
+    /// [`with_eviction_grace`](ListenerConfig::with_eviction_grace) ago. When none
+    /// qualifies, the newcomer is refused. Counted in `evictions` (and `connections_refused`).
     #[default]
+    Evict,
+    /// Accept the newcomer and close it at once (counted in `connections_refused`).
     Refuse,
     /// Stop accepting until a connection closes; new peers wait in the kernel's backlog.
     Wait,
 }
 
 /// Listener settings. `ListenerConfig::default()` is: max message 4096 bytes, oversize
-/// frames rejected, idle timeout 120 s, reply write timeout 30 s, 1024 connections (refuse
-/// beyond), TCP_NODELAY on, 64 KiB read buffer per connection, busy polling for 20 µs while
-/// a peer streams.
+/// frames rejected, idle timeout 120 s, frame deadline 10 s, reply write timeout 30 s, 1024
+/// connections (beyond them the connection idle longest is evicted, none younger than 1 s),
+/// no cap per peer address, TCP_NODELAY on, 64 KiB read buffer per connection, busy polling
+/// for 20 µs while a peer streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     framing: Config,
     idle_timeout: Option<Duration>,
+    frame_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     max_connections: usize,
     over_limit: OverLimit,
+    eviction_grace: Duration,
+    max_per_ip: Option<usize>,
     nodelay: bool,
     read_buffer: usize,
     busy_poll: Duration,
@@ -35,9 +47,12 @@ impl Default for ListenerConfig {
         Self {
             framing: Config::new(),
             idle_timeout: Some(Duration::from_secs(120)),
+            frame_timeout: Some(Duration::from_secs(10)),
             write_timeout: Some(Duration::from_secs(30)),
             max_connections: 1024,
-            over_limit: OverLimit::Refuse,
+            over_limit: OverLimit::Evict,
+            eviction_grace: Duration::from_secs(1),
+            max_per_ip: None,
             nodelay: true,
             read_buffer: 64 * 1024,
             busy_poll: Duration::from_micros(20),
@@ -74,6 +89,15 @@ impl ListenerConfig {
         self.idle_timeout = timeout.filter(|d| !d.is_zero());
         self
     }
+    /// Close a connection that does not complete a frame within this long of its first byte
+    /// (default 10 s; `None` or zero: never). The deadline restarts with every message that
+    /// completes, so a peer streaming large messages is not cut; a peer that stalls inside a
+    /// header or a body, or trickles one in, is closed (counted in `frame_timeouts`).
+    /// Separate from the idle timeout, which applies between frames.
+    pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
     /// Give up on a peer that does not read its replies for this long (`None` or zero:
     /// never). Also bounds how long a graceful shutdown can wait for a connection blocked in
     /// a reply.
@@ -89,6 +113,19 @@ impl ListenerConfig {
     /// What happens beyond `max_connections`.
     pub fn with_over_limit(mut self, policy: OverLimit) -> Self {
         self.over_limit = policy;
+        self
+    }
+    /// Under [`OverLimit::Evict`], connections accepted less than this long ago are never
+    /// evicted (default 1 s), so a new client gets time to send its first message.
+    pub fn with_eviction_grace(mut self, grace: Duration) -> Self {
+        self.eviction_grace = grace;
+        self
+    }
+    /// At most this many connections from one peer IP address (`None`, the default: no cap);
+    /// more are closed at accept (counted in `per_ip_refused`). Peers behind one NAT share an
+    /// address: size it for them.
+    pub fn with_max_connections_per_ip(mut self, max: Option<usize>) -> Self {
+        self.max_per_ip = max.map(|n| n.max(1));
         self
     }
     /// TCP_NODELAY on accepted connections (default on), so replies go out at once.
@@ -126,6 +163,10 @@ impl ListenerConfig {
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
+    /// The frame deadline (`None`: never).
+    pub fn frame_timeout(&self) -> Option<Duration> {
+        self.frame_timeout
+    }
     /// The reply write timeout (`None`: never).
     pub fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
@@ -137,6 +178,14 @@ impl ListenerConfig {
     /// What happens beyond `max_connections`.
     pub fn over_limit(&self) -> OverLimit {
         self.over_limit
+    }
+    /// How young a connection is safe from eviction.
+    pub fn eviction_grace(&self) -> Duration {
+        self.eviction_grace
+    }
+    /// The cap per peer IP address (`None`: none).
+    pub fn max_connections_per_ip(&self) -> Option<usize> {
+        self.max_per_ip
     }
     /// Whether accepted connections get TCP_NODELAY.
     pub fn nodelay(&self) -> bool {

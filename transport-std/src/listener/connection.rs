@@ -4,12 +4,14 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Instant;
 
 use buffstreams_framing::{Config, Decoder, Encoder, Event, LengthPrefix};
 
 use super::Handler;
-use super::accept::Shared;
 use super::config::ListenerConfig;
+use super::deadline::{Deadlines, Expired};
+use super::shared::{Activity, Shared};
 use crate::error::Error;
 use crate::stats::{add, sub};
 
@@ -98,6 +100,7 @@ pub(super) fn connection<H: LengthPrefix>(
     id: u64,
     stream: Arc<TcpStream>,
     mut conn: Connection<H>,
+    activity: Arc<Activity>,
     config: ListenerConfig,
     shared: Arc<Shared>,
     handler: Arc<Handler<H>>,
@@ -108,6 +111,11 @@ pub(super) fn connection<H: LengthPrefix>(
     let mut buf = vec![0u8; config.read_buffer()];
     let mut drain = 0u32;
     let mut streaming = false;
+    let mut deadlines = Deadlines::new(
+        config.idle_timeout(),
+        config.frame_timeout(),
+        Instant::now(),
+    );
     loop {
         let read = if streaming {
             let polled = &counters.polled_reads;
@@ -118,9 +126,12 @@ pub(super) fn connection<H: LengthPrefix>(
             (&*stream).read(&mut buf)
         };
         streaming = read.as_ref().is_ok_and(|&n| n >= buf.len() / 2);
+        let now = Instant::now();
         let n = match read {
             Ok(0) => {
-                if decoder.is_mid_frame() {
+                if activity.evicted() {
+                    // Counted and logged by the accept thread.
+                } else if decoder.is_mid_frame() {
                     add(&counters.truncated, 1);
                     log::info!("{peer}: closed inside a frame; the partial frame is dropped");
                 }
@@ -134,13 +145,20 @@ pub(super) fn connection<H: LengthPrefix>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                add(&counters.idle_timeouts, 1);
-                log::info!(
-                    "{peer}: idle for {:?}, closing",
-                    config.idle_timeout().unwrap_or_default()
-                );
-                break;
+                if expire(&deadlines, now, &config, &shared, peer) {
+                    break;
+                }
+                // Woke before a deadline (the timeout is rounded down): set what is left.
+                if let Some(timeout) = deadlines.next_timeout(now) {
+                    if let Err(e) = stream.set_read_timeout(timeout) {
+                        add(&counters.io_errors, 1);
+                        log::warn!("{peer}: cannot set the read timeout: {e}");
+                        break;
+                    }
+                }
+                continue;
             }
+            Err(_) if activity.evicted() => break,
             Err(e) => {
                 add(&counters.io_errors, 1);
                 log::warn!("{peer}: read failed: {e}");
@@ -151,6 +169,7 @@ pub(super) fn connection<H: LengthPrefix>(
         // Counted per chunk, not per message: connection threads share these counters.
         let (mut messages, mut bytes) = (0u64, 0u64);
         let mut close = false;
+        activity.set_busy(true);
         while !input.is_empty() {
             let fed = match decoder.feed(input) {
                 Ok(fed) => fed,
@@ -206,6 +225,22 @@ pub(super) fn connection<H: LengthPrefix>(
             log::warn!("{peer}: reply failed: {e}");
             break;
         }
+        if messages > 0 {
+            activity.completed(shared.clock(now));
+        }
+        activity.set_busy(false);
+        deadlines.after_read(now, decoder.is_mid_frame(), messages > 0);
+        // A peer that trickles a frame in never lets the read time out: check here too.
+        if expire(&deadlines, now, &config, &shared, peer) {
+            break;
+        }
+        if let Some(timeout) = deadlines.next_timeout(now) {
+            if let Err(e) = stream.set_read_timeout(timeout) {
+                add(&counters.io_errors, 1);
+                log::warn!("{peer}: cannot set the read timeout: {e}");
+                break;
+            }
+        }
         if shared.stopping() {
             drain += 1;
             if drain > DRAIN_READS {
@@ -213,13 +248,41 @@ pub(super) fn connection<H: LengthPrefix>(
             }
         }
     }
+    activity.set_busy(false);
     let _ = conn.flush();
-    let mut reg = shared.registry();
-    reg.streams.remove(&id);
+    shared.registry().remove(id);
     sub(&counters.connections_open, 1);
-    drop(reg);
     shared.slot_freed.notify_all();
     log::debug!("{peer}: connection closed");
+}
+
+/// Counts and logs a passed deadline; returns whether one has passed (close the connection).
+fn expire(
+    deadlines: &Deadlines,
+    now: Instant,
+    config: &ListenerConfig,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> bool {
+    match deadlines.expired(now) {
+        Some(Expired::Idle) => {
+            add(&shared.counters.idle_timeouts, 1);
+            log::info!(
+                "{peer}: idle for {:?}, closing",
+                config.idle_timeout().unwrap_or_default()
+            );
+            true
+        }
+        Some(Expired::Frame) => {
+            add(&shared.counters.frame_timeouts, 1);
+            log::warn!(
+                "{peer}: a frame not completed within {:?}, closing",
+                config.frame_timeout().unwrap_or_default()
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 impl<H> Drop for Connection<H> {

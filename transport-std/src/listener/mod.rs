@@ -7,7 +7,9 @@
 mod accept;
 mod config;
 mod connection;
+mod deadline;
 mod poll;
+mod shared;
 
 use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
@@ -18,7 +20,8 @@ use buffstreams_framing::{BigEndian, LengthPrefix};
 
 use crate::error::{Error, resolve};
 use crate::stats::ListenerStats;
-use accept::{Shared, serve};
+use accept::serve;
+use shared::Shared;
 
 pub use config::{ListenerConfig, OverLimit};
 pub use connection::Connection;
