@@ -68,10 +68,12 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
     let config = ListenerConfig::new().with_max_frame_len(1000);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).unwrap();
     let port = listener.local_addr().port().to_string();
-    let server = listener.spawn_with_reply(|msg, conn| {
-        conn.reply(msg)?;
-        Ok(())
-    });
+    let server = listener
+        .spawn_with_reply(|msg, conn| {
+            conn.reply(msg)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
 
     let elf = firmware_dir().join("target/thumbv7m-none-eabi/release/firmware");
     let child = Command::new(firmware_dir().join("qemu.sh"))

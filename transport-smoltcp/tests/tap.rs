@@ -146,11 +146,13 @@ fn inside_the_namespace() {
     let std_config = buffstreams_transport_std::ListenerConfig::new().with_max_frame_len(MAX);
     let std_listener: buffstreams_transport_std::Listener =
         buffstreams_transport_std::Listener::bind("192.168.69.100:5031", std_config).unwrap();
-    let echo = std_listener.spawn_with_reply(move |msg, conn| {
-        seen_tx.send(msg.to_vec()).ok();
-        conn.reply(msg)?;
-        Ok(())
-    });
+    let echo = std_listener
+        .spawn_with_reply(move |msg, conn| {
+            seen_tx.send(msg.to_vec()).ok();
+            conn.reply(msg)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
 
     let framing = Config::new().with_max_frame_len(MAX);
     let mut sockets = SocketSet::new(vec![]);

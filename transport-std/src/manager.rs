@@ -79,7 +79,8 @@ impl<H: LengthPrefix + Send + 'static> Manager<H> {
     /// for [`close_listener`](Self::close_listener), and the real port when `addr` asked for 0).
     ///
     /// # Errors
-    /// [`Error::AlreadyOpen`] if this manager already listens there, or the bind error.
+    /// [`Error::AlreadyOpen`] if this manager already listens there; the bind error; an
+    /// [`Error::Io`] if the listener's thread cannot be started.
     pub fn start_listening<F>(
         &self,
         addr: impl ToSocketAddrs + std::fmt::Debug,
@@ -99,7 +100,7 @@ impl<H: LengthPrefix + Send + 'static> Manager<H> {
         if listeners.contains_key(&local) {
             return Err(Error::AlreadyOpen(local));
         }
-        listeners.insert(local, listener.spawn(callback));
+        listeners.insert(local, listener.spawn(callback)?);
         Ok(local)
     }
 

@@ -20,7 +20,9 @@ use common::*;
 fn collecting(config: ListenerConfig) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel();
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
-    let h = l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?));
+    let h = l
+        .spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
+        .expect("spawn the listener");
     (h, rx)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use buffstreams_framing::{BigEndian, Config, Decoder, FrameReader};
 use buffstreams_transport_std::{
-    BuffStreams, Listener, ListenerConfig, ListenerHandle, OverLimit, Oversize,
+    BuffStreams, Error, Listener, ListenerConfig, ListenerHandle, Manager, OverLimit, Oversize,
 };
 use common::*;
 use embedded_io_adapters::std::FromStd;
@@ -17,16 +17,18 @@ use embedded_io_adapters::std::FromStd;
 fn collecting(config: ListenerConfig) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel();
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
-    let h = l.spawn(move |m: &[u8]| {
-        if m == b"panic" {
-            panic!("callback asked to panic");
-        }
-        if m == b"err" {
-            return Err("callback refused".into());
-        }
-        tx.send(m.to_vec())?;
-        Ok(())
-    });
+    let h = l
+        .spawn(move |m: &[u8]| {
+            if m == b"panic" {
+                panic!("callback asked to panic");
+            }
+            if m == b"err" {
+                return Err("callback refused".into());
+            }
+            tx.send(m.to_vec())?;
+            Ok(())
+        })
+        .expect("spawn the listener");
     (h, rx)
 }
 
@@ -54,12 +56,14 @@ fn delivers_every_message_in_order() {
 #[test]
 fn request_response_with_peer_addr() {
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new()).unwrap();
-    let h = l.spawn_with_reply(|m, conn| {
-        let mut out = format!("{}:", conn.peer_addr().ip()).into_bytes();
-        out.extend_from_slice(m);
-        conn.reply(&out)?;
-        Ok(())
-    });
+    let h = l
+        .spawn_with_reply(|m, conn| {
+            let mut out = format!("{}:", conn.peer_addr().ip()).into_bytes();
+            out.extend_from_slice(m);
+            conn.reply(&out)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
     let s = raw(h.local_addr());
     let mut w = s.try_clone().unwrap();
     let mut r = FrameReader::new(
@@ -120,7 +124,9 @@ fn buffstreams_negative_length_closes_connection() {
         ListenerConfig::new().with_oversize(Oversize::Skip),
     )
     .unwrap();
-    let h = l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?));
+    let h = l
+        .spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
+        .expect("spawn the listener");
     let mut good = raw(h.local_addr());
     let mut bad = raw(h.local_addr());
     // Go BuffStreams v2 header for 11 bytes: 16 00 00.
@@ -274,15 +280,17 @@ fn graceful_shutdown_delivers_received_messages_and_releases_the_port() {
     let (started_tx, started_rx) = mpsc::channel();
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new()).unwrap();
     let addr = l.local_addr();
-    let h = l.spawn(move |m: &[u8]| {
-        if m == b"first" {
-            started_tx.send(())?;
-            // Hold the connection thread so the rest piles up in the kernel.
-            gate_rx.lock().unwrap().recv()?;
-        }
-        tx.send(m.to_vec())?;
-        Ok(())
-    });
+    let h = l
+        .spawn(move |m: &[u8]| {
+            if m == b"first" {
+                started_tx.send(())?;
+                // Hold the connection thread so the rest piles up in the kernel.
+                gate_rx.lock().unwrap().recv()?;
+            }
+            tx.send(m.to_vec())?;
+            Ok(())
+        })
+        .expect("spawn the listener");
     let mut s = raw(addr);
     send(&mut s, &frame(b"first"));
     started_rx.recv_timeout(LONG).unwrap();
@@ -364,10 +372,12 @@ fn peer_that_never_reads_replies_cannot_hang_shutdown() {
         .with_write_timeout(Some(Duration::from_millis(300)));
     let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
     let big = vec![1u8; 1 << 20];
-    let h = l.spawn_with_reply(move |_, conn| {
-        conn.reply(&big)?;
-        Ok(())
-    });
+    let h = l
+        .spawn_with_reply(move |_, conn| {
+            conn.reply(&big)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
     let mut s = raw(h.local_addr());
     // Ask for far more reply bytes than the socket buffers hold, and never read them.
     for _ in 0..64 {
@@ -377,4 +387,20 @@ fn peer_that_never_reads_replies_cannot_hang_shutdown() {
     }
     eventually("the blocked reply to time out", || h.stats().io_errors >= 1);
     h.shutdown();
+}
+
+#[test]
+fn a_listener_that_cannot_start_its_thread_says_so() {
+    // A 256 TiB stack is more than the address space: no thread can be started with it.
+    let config = ListenerConfig::new().with_thread_stack(Some(1 << 48));
+    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
+    let addr = l.local_addr();
+    let spawned = l.spawn(|_: &[u8]| Ok(()));
+    assert!(matches!(spawned, Err(Error::Io(_))), "{spawned:?}");
+    // The listener went with the failed start: its port is free again.
+    drop(std::net::TcpListener::bind(addr).expect("the port was released"));
+    let m: Manager = Manager::new();
+    let started = m.start_listening("127.0.0.1:0", config, |_: &[u8]| Ok(()));
+    assert!(matches!(started, Err(Error::Io(_))), "{started:?}");
+    assert!(m.listeners().is_empty());
 }

@@ -16,7 +16,11 @@ fn collecting(addr: &str) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
     let (tx, rx) = mpsc::channel();
     let l = Listener::<buffstreams_transport_std::BigEndian<4>>::bind(addr, ListenerConfig::new())
         .unwrap();
-    (l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?)), rx)
+    (
+        l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
+            .expect("spawn the listener"),
+        rx,
+    )
 }
 
 #[test]

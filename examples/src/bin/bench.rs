@@ -204,12 +204,14 @@ fn run_buffstreams(args: &Args, flush_every: u64) -> Outcome {
         .with_max_frame_len(payload.max(1))
         .with_max_connections(args.connections + 8);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
-    let server = listener.spawn(move |m: &[u8]| {
-        if m.len() != payload {
-            m2.fetch_add(1, Relaxed);
-        }
-        Ok(())
-    });
+    let server = listener
+        .spawn(move |m: &[u8]| {
+            if m.len() != payload {
+                m2.fetch_add(1, Relaxed);
+            }
+            Ok(())
+        })
+        .expect("spawn the listener");
     let addr = server.local_addr();
     let stop = Arc::new(AtomicBool::new(false));
     let batch = args.batch;
@@ -559,19 +561,23 @@ fn rtt_writers(args: &Args) -> Vec<Duration> {
     let config = || ListenerConfig::new().with_max_frame_len(payload.max(1));
     let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(1);
     let client: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
-    let client = client.spawn(move |m: &[u8]| Ok(tx.send(m.len())?));
+    let client = client
+        .spawn(move |m: &[u8]| Ok(tx.send(m.len())?))
+        .expect("spawn the listener");
     let writer_config = || WriterConfig::new().with_max_frame_len(payload.max(1));
     let back: Arc<Writer> =
         Arc::new(Writer::dial(client.local_addr(), writer_config()).expect("dial back"));
     let server: Listener = Listener::bind("127.0.0.1:0", config()).expect("bind");
-    let server = server.spawn(move |m: &[u8]| {
-        if send {
-            back.send(m)?
-        } else {
-            back.write(m)?
-        };
-        Ok(())
-    });
+    let server = server
+        .spawn(move |m: &[u8]| {
+            if send {
+                back.send(m)?
+            } else {
+                back.write(m)?
+            };
+            Ok(())
+        })
+        .expect("spawn the listener");
     let w: Writer = Writer::dial(server.local_addr(), writer_config()).expect("dial");
     let msg = vec![0x5au8; payload];
     let mut samples = Vec::new();
@@ -600,10 +606,12 @@ fn rtt(args: &Args) -> ExitCode {
         "buffstreams" => {
             let config = ListenerConfig::new().with_max_frame_len(payload.max(1));
             let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
-            let h = listener.spawn_with_reply(|m, conn| {
-                conn.reply(m)?;
-                Ok(())
-            });
+            let h = listener
+                .spawn_with_reply(|m, conn| {
+                    conn.reply(m)?;
+                    Ok(())
+                })
+                .expect("spawn the listener");
             (
                 h.local_addr(),
                 Box::new(move || {
@@ -720,7 +728,9 @@ fn idle_rss(n: usize) -> ExitCode {
         .with_max_connections(n + 16)
         .with_idle_timeout(None);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
-    let h = listener.spawn(|_: &[u8]| Ok(()));
+    let h = listener
+        .spawn(|_: &[u8]| Ok(()))
+        .expect("spawn the listener");
     let addr = h.local_addr();
     // Warm up the allocator and the thread machinery with one connection first.
     let warm = TcpStream::connect(addr).expect("connect");

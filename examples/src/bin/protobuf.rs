@@ -72,7 +72,7 @@ fn run(count: u64) -> Result<(), Box<dyn std::error::Error>> {
         // the connection goes on.
         tx.send(Reading::decode(bytes)?)?;
         Ok(())
-    });
+    })?;
     let addr = server.local_addr();
     println!("listening on {addr} (protobuf delimited stream)");
 

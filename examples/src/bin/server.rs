@@ -92,14 +92,14 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Err
             }
             conn.reply(m)?;
             Ok(())
-        })
+        })?
     } else {
         listener.spawn(move |m: &[u8]| {
             if print {
                 println!("{}", String::from_utf8_lossy(m));
             }
             Ok(())
-        })
+        })?
     };
 
     let (stop, stopped) = mpsc::channel::<()>();

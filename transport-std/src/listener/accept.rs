@@ -155,8 +155,8 @@ fn admit<H: LengthPrefix + 'static>(
     log::debug!("listener {local}: accepted {peer}");
     let conn = Connection::new(peer, stream.clone(), config.framing(), shared.clone());
     let (config, shared2, handler2) = (*config, shared.clone(), handler.clone());
-    let spawned = thread::Builder::new()
-        .name(format!("bs-conn-{peer}"))
+    let spawned = config
+        .thread_builder(format!("bs-conn-{peer}"))
         .spawn(move || connection::<H>(id, stream, conn, activity, config, shared2, handler2));
     match spawned {
         Ok(t) => reg.threads.push(t),

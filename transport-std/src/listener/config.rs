@@ -38,6 +38,7 @@ pub struct ListenerConfig {
     eviction_grace: Duration,
     max_per_ip: Option<usize>,
     nodelay: bool,
+    thread_stack: Option<usize>,
     read_buffer: usize,
     busy_poll: Duration,
 }
@@ -54,6 +55,7 @@ impl Default for ListenerConfig {
             eviction_grace: Duration::from_secs(1),
             max_per_ip: None,
             nodelay: true,
+            thread_stack: None,
             read_buffer: 64 * 1024,
             busy_poll: Duration::from_micros(20),
         }
@@ -133,6 +135,14 @@ impl ListenerConfig {
         self.nodelay = on;
         self
     }
+    /// Stack size of the listener's threads, the accept thread and one per connection, where
+    /// callbacks run (`None`, the default: the standard library's, 2 MiB unless
+    /// `RUST_MIN_STACK` says otherwise). Stacks are reserved, not used: an idle connection
+    /// costs the pages its thread touched, not the whole stack.
+    pub fn with_thread_stack(mut self, bytes: Option<usize>) -> Self {
+        self.thread_stack = bytes;
+        self
+    }
     /// Read buffer per connection (default 64 KiB; at least 64 bytes).
     pub fn with_read_buffer(mut self, bytes: usize) -> Self {
         self.read_buffer = bytes.max(64);
@@ -191,6 +201,10 @@ impl ListenerConfig {
     pub fn nodelay(&self) -> bool {
         self.nodelay
     }
+    /// Stack size of the listener's threads (`None`: the standard library's).
+    pub fn thread_stack(&self) -> Option<usize> {
+        self.thread_stack
+    }
     /// Read buffer per connection, in bytes.
     pub fn read_buffer(&self) -> usize {
         self.read_buffer
@@ -198,5 +212,14 @@ impl ListenerConfig {
     /// The busy-polling budget (zero: off).
     pub fn busy_poll(&self) -> Duration {
         self.busy_poll
+    }
+
+    /// A builder for one of the listener's threads.
+    pub(super) fn thread_builder(&self, name: String) -> std::thread::Builder {
+        let builder = std::thread::Builder::new().name(name);
+        match self.thread_stack {
+            Some(bytes) => builder.stack_size(bytes),
+            None => builder,
+        }
     }
 }

@@ -14,7 +14,7 @@ mod shared;
 use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 use buffstreams_framing::{BigEndian, LengthPrefix};
 
@@ -121,7 +121,10 @@ impl<H: LengthPrefix + 'static> Listener<H> {
     }
 
     /// Serves on a background thread (BuffStreams `StartListeningAsync`).
-    pub fn spawn<F>(self, callback: F) -> ListenerHandle
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the accept thread cannot be started (the port is released).
+    pub fn spawn<F>(self, callback: F) -> Result<ListenerHandle, Error>
     where
         F: Fn(&[u8]) -> CallbackResult + Send + Sync + 'static,
     {
@@ -137,30 +140,30 @@ impl<H: LengthPrefix + 'static> Listener<H> {
     /// let echo = listener.spawn_with_reply(|msg, conn| {
     ///     conn.reply(msg)?; // sent when this chunk of requests is done, no flush needed
     ///     Ok(())
-    /// });
+    /// })?;
     /// # Ok::<(), buffstreams_transport_std::Error>(())
     /// ```
-    pub fn spawn_with_reply<F>(self, callback: F) -> ListenerHandle
+    ///
+    /// # Errors
+    /// As [`spawn`](Self::spawn).
+    pub fn spawn_with_reply<F>(self, callback: F) -> Result<ListenerHandle, Error>
     where
         F: Fn(&[u8], &mut Connection<H>) -> CallbackResult + Send + Sync + 'static,
     {
         let shared = self.shared.clone();
-        let thread = thread::Builder::new()
-            .name(format!("bs-listen-{}", shared.local))
-            .spawn(move || self.run_with_reply(callback));
-        match thread {
-            Ok(t) => ListenerHandle {
-                shared,
-                thread: Some(t),
-            },
-            Err(e) => {
-                log::error!("listener {}: cannot spawn accept thread: {e}", shared.local);
-                ListenerHandle {
-                    shared,
-                    thread: None,
-                }
-            }
-        }
+        let local = shared.local;
+        let thread = self
+            .config
+            .thread_builder(format!("bs-listen-{local}"))
+            .spawn(move || self.run_with_reply(callback))
+            .map_err(|e| {
+                log::error!("listener {local}: cannot spawn the accept thread: {e}");
+                Error::Io(e)
+            })?;
+        Ok(ListenerHandle {
+            shared,
+            thread: Some(thread),
+        })
     }
 }
 
