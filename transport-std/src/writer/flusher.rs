@@ -1,5 +1,6 @@
 //! The flusher thread and the hand-off from writing threads to it.
 
+use std::cell::Cell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::thread;
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl<H: LengthPrefix> Shared<H> {
             self.wake_if_asked(lane);
         }
         if appended.sent {
-            self.deliver_dead_letters();
+            self.deliver_deferred();
         }
     }
 
@@ -54,7 +55,7 @@ impl<H: LengthPrefix> Shared<H> {
         for (_, lane) in self.lanes.in_use() {
             lane.send_pending(|bytes| self.send(bytes));
         }
-        self.deliver_dead_letters();
+        self.deliver_deferred();
     }
 
     /// The flusher: sends a quiet lane's messages at once, and a busy lane's tail once it has
@@ -101,7 +102,7 @@ impl<H: LengthPrefix> Shared<H> {
                 }
                 *seen = now;
             }
-            self.deliver_dead_letters();
+            self.deliver_deferred();
             if closing {
                 if !self.lanes.in_use().any(|(_, l)| l.has_pending()) {
                     return;
@@ -150,25 +151,41 @@ impl<H: LengthPrefix> Shared<H> {
         }
     }
 
-    /// Hands queued dead letters to the callback, outside every lock (it may write).
+    /// Emits the log lines and hands over the dead letters that `send` queued, outside every
+    /// lock: a logger or a dead-letter callback may write through this writer. A call made
+    /// from inside one of them leaves the work to the outer call.
     #[inline]
-    pub(super) fn deliver_dead_letters(&self) {
-        if self.dead_waiting.load(Relaxed) {
-            self.deliver_dead_letters_now();
+    pub(super) fn deliver_deferred(&self) {
+        if self.waiting.load(Relaxed) {
+            self.deliver_deferred_now();
         }
     }
 
     #[cold]
-    fn deliver_dead_letters_now(&self) {
-        let Some(f) = self.config.dead_letter() else {
-            return;
-        };
-        if !self.dead_waiting.swap(false, Acquire) {
+    fn deliver_deferred_now(&self) {
+        thread_local! {
+            static DELIVERING: Cell<bool> = const { Cell::new(false) };
+        }
+        if DELIVERING.with(|d| d.replace(true)) {
             return;
         }
-        let letters = std::mem::take(&mut *relock(&self.dead));
-        for letter in &letters {
-            f(letter);
+        // Bounded: a logger whose own writes fail and log could otherwise keep this thread
+        // here forever; what is left waits for the next call.
+        for _ in 0..8 {
+            if !self.waiting.swap(false, Acquire) {
+                break;
+            }
+            let notes = std::mem::take(&mut *relock(&self.notes));
+            for (level, line) in &notes {
+                log::log!(*level, "{line}");
+            }
+            if let Some(f) = self.config.dead_letter() {
+                let letters = std::mem::take(&mut *relock(&self.dead));
+                for letter in &letters {
+                    f(letter);
+                }
+            }
         }
+        DELIVERING.with(|d| d.set(false));
     }
 }

@@ -55,8 +55,10 @@ struct Shared<H> {
     conn: Mutex<Link>,
     counters: WriterCounters,
     dead: Mutex<Vec<Vec<u8>>>,
-    /// Dead letters wait in `dead` for the callback.
-    dead_waiting: AtomicBool,
+    /// Log lines from `send`, emitted once no lock is held.
+    notes: Mutex<Vec<(log::Level, String)>>,
+    /// Log lines wait in `notes`, or dead letters in `dead` for the callback.
+    waiting: AtomicBool,
 }
 
 /// The connection and when a batch last went out on it.
@@ -122,10 +124,13 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             }),
             counters: WriterCounters::default(),
             dead: Mutex::new(Vec::new()),
-            dead_waiting: AtomicBool::new(false),
+            notes: Mutex::new(Vec::new()),
+            waiting: AtomicBool::new(false),
         });
         let mut failures = 0;
-        let stream = shared.connect(Instant::now(), &mut failures)?;
+        let connected = shared.connect(Instant::now(), &mut failures);
+        shared.deliver_deferred();
+        let stream = connected?;
         relock(&shared.conn).stream = Some(stream);
         log::info!("writer {addr}: connected");
         let s = shared.clone();
@@ -186,7 +191,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let s = &*self.shared;
         let (n, lane) = self.queue([message], false)?;
         lane.send_pending(|bytes| s.send(bytes));
-        s.deliver_dead_letters();
+        s.deliver_deferred();
         Ok(n)
     }
 

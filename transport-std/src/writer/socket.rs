@@ -35,22 +35,22 @@ impl<H: LengthPrefix> Shared<H> {
             check = false;
             if !healthy {
                 if conn.take().is_some() {
-                    log::info!(
-                        "writer {}: peer closed the connection, reconnecting",
-                        self.addr
+                    self.note(
+                        log::Level::Info,
+                        format_args!("peer closed the connection, reconnecting"),
                     );
                 }
                 match self.connect(started, &mut failures) {
                     Ok(s) => {
                         add(&self.counters.reconnects, 1);
-                        log::info!("writer {}: reconnected", self.addr);
+                        self.note(log::Level::Info, format_args!("reconnected"));
                         *conn = Some(s);
                     }
                     Err(e) => {
                         let n = self.dead_letter(batch.get(off..).unwrap_or_default());
-                        log::error!(
-                            "writer {}: cannot reconnect ({e}); {n} messages dead-lettered",
-                            self.addr
+                        self.note(
+                            log::Level::Error,
+                            format_args!("cannot reconnect ({e}); {n} messages dead-lettered"),
                         );
                         return;
                     }
@@ -75,23 +75,33 @@ impl<H: LengthPrefix> Shared<H> {
                     // the partial frame when this connection dies.
                     let (restart, whole) = self.frame_boundary(batch, off, off + written);
                     add(&self.counters.in_doubt, whole);
-                    log::warn!(
-                        "writer {}: write failed after {written} bytes: {e}",
-                        self.addr
+                    self.note(
+                        log::Level::Warn,
+                        format_args!("write failed after {written} bytes: {e}"),
                     );
                     off = restart;
                     *conn = None;
                     failures += 1;
                     if self.out_of_budget(started, failures) {
                         let n = self.dead_letter(batch.get(off..).unwrap_or_default());
-                        log::error!(
-                            "writer {}: giving up; {n} messages dead-lettered",
-                            self.addr
+                        self.note(
+                            log::Level::Error,
+                            format_args!("giving up; {n} messages dead-lettered"),
                         );
                         return;
                     }
                 }
             }
+        }
+    }
+
+    /// Queues a log line for [`deliver_deferred`](Self::deliver_deferred): this runs with the
+    /// connection locked and, inside a writing thread's append, its lane half-written, so a
+    /// logger that writes through this very writer must not be called here.
+    fn note(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
+        if level <= log::max_level() {
+            relock(&self.notes).push((level, format!("writer {}: {args}", self.addr)));
+            self.waiting.store(true, Release);
         }
     }
 
@@ -118,9 +128,9 @@ impl<H: LengthPrefix> Shared<H> {
                     if let Some(d) = self.config.retry().deadline() {
                         wait = wait.min(d.saturating_sub(started.elapsed()));
                     }
-                    log::debug!(
-                        "writer {}: connect failed ({e}), retrying in {wait:?}",
-                        self.addr
+                    self.note(
+                        log::Level::Debug,
+                        format_args!("connect failed ({e}), retrying in {wait:?}"),
                     );
                     thread::sleep(wait);
                 }
@@ -161,7 +171,7 @@ impl<H: LengthPrefix> Shared<H> {
             n += 1;
         }
         if n > 0 && self.config.dead_letter().is_some() {
-            self.dead_waiting.store(true, Release);
+            self.waiting.store(true, Release);
         }
         add(&self.counters.dead_lettered, n);
         n
