@@ -3,6 +3,11 @@
 /// The default maximum payload length, 4096 bytes, as Go BuffStreams.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4096;
 
+/// The default longest frame [`Oversize::Skip`] discards, 4 GiB − 1: every length a 1- to
+/// 4-byte header or a `Varint32` can declare. Longer ones (an 8-byte header with its top bit
+/// set, a `Varint64` in the exabytes) are not a message anyone sends: they are an error.
+pub const DEFAULT_MAX_SKIP_LEN: u64 = u32::MAX as u64;
+
 /// What the decoder does with a frame whose declared length exceeds the maximum.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -12,7 +17,10 @@ pub enum Oversize {
     Reject,
     /// Discard exactly that frame's payload bytes without buffering them, report
     /// [`Event::Skipped`](crate::Event::Skipped), and carry on with the next frame
-    /// (Netty's discard mode).
+    /// (Netty's discard mode). A declared length beyond
+    /// [`Config::with_max_skip_len`] is still an error
+    /// ([`DecodeError::TooLongToSkip`](crate::DecodeError::TooLongToSkip)): discarding it
+    /// would swallow the rest of the stream.
     Skip,
 }
 
@@ -27,6 +35,7 @@ pub enum Oversize {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Config {
     max_frame_len: usize,
+    max_skip_len: u64,
     includes_header: bool,
     oversize: Oversize,
 }
@@ -36,6 +45,7 @@ impl Config {
     pub const fn new() -> Self {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_skip_len: DEFAULT_MAX_SKIP_LEN,
             includes_header: false,
             oversize: Oversize::Reject,
         }
@@ -50,6 +60,15 @@ impl Config {
     /// reports the value in force.
     pub const fn with_max_frame_len(mut self, max: usize) -> Self {
         self.max_frame_len = max;
+        self
+    }
+
+    /// The longest frame [`Oversize::Skip`] discards (default [`DEFAULT_MAX_SKIP_LEN`],
+    /// 4 GiB − 1); a header declaring more is
+    /// [`DecodeError::TooLongToSkip`](crate::DecodeError::TooLongToSkip), as Netty reports a
+    /// negative length. No effect under [`Oversize::Reject`].
+    pub const fn with_max_skip_len(mut self, max: u64) -> Self {
+        self.max_skip_len = max;
         self
     }
 
@@ -69,6 +88,11 @@ impl Config {
     /// The configured maximum payload length.
     pub const fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    /// The longest frame `Oversize::Skip` discards.
+    pub const fn max_skip_len(&self) -> u64 {
+        self.max_skip_len
     }
 
     /// Whether the length field counts the header too.

@@ -25,6 +25,14 @@ pub enum DecodeError {
         /// The effective maximum payload length.
         max: usize,
     },
+    /// Under [`Oversize::Skip`](crate::Oversize::Skip), the header declared more than
+    /// [`Config::max_skip_len`](crate::Config::max_skip_len): too long to discard.
+    TooLongToSkip {
+        /// Payload length the header declared (after length adjustment).
+        len: u64,
+        /// The skip limit.
+        limit: u64,
+    },
     /// A varint header ran past its maximum width or overflowed its value range.
     VarintOverflow,
     /// A BuffStreams header declared a negative length.
@@ -44,6 +52,10 @@ impl fmt::Display for DecodeError {
                 write!(f, "frame of {len} bytes exceeds the maximum of {max} bytes")
             }
             Self::VarintOverflow => f.write_str("varint length header is too long or overflows"),
+            Self::TooLongToSkip { len, limit } => write!(
+                f,
+                "frame of {len} bytes is beyond the {limit}-byte limit for skipping oversize frames"
+            ),
             Self::NegativeLength => f.write_str("length header declares a negative length"),
             Self::LengthUnderflow => {
                 f.write_str("length header is shorter than the header it must include")

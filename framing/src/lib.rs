@@ -32,7 +32,7 @@ mod walk;
 
 #[cfg(feature = "async")]
 pub use asynch::{AsyncFrameReader, AsyncFrameWriter};
-pub use config::{Config, DEFAULT_MAX_FRAME_LEN, Oversize};
+pub use config::{Config, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_SKIP_LEN, Oversize};
 pub use decoder::{Decoded, Decoder, Event, Feed, Found};
 pub use encoder::Encoder;
 pub use error::{DecodeError, EncodeError, ReadError, WriteError};

@@ -10,9 +10,17 @@ use libfuzzer_sys::fuzz_target;
 fn check<H: LengthPrefix>(config: Config, stream: &[u8]) {
     let out = run::<H>(config, stream, &[]);
     match config.oversize() {
-        // Skip never fails on length, Reject never skips.
-        Oversize::Skip => assert!(!matches!(out.error, Some(DecodeError::FrameTooLong { .. }))),
-        _ => assert!(!out.items.iter().any(|o| matches!(o, Out::Skipped(_)))),
+        // Skip fails on length only beyond its limit, Reject never skips.
+        Oversize::Skip => {
+            assert!(!matches!(out.error, Some(DecodeError::FrameTooLong { .. })));
+            if let Some(DecodeError::TooLongToSkip { len, limit }) = out.error {
+                assert!(len > limit && limit == config.max_skip_len());
+            }
+        }
+        _ => {
+            assert!(!out.items.iter().any(|o| matches!(o, Out::Skipped(_))));
+            assert!(!matches!(out.error, Some(DecodeError::TooLongToSkip { .. })));
+        }
     }
     for item in &out.items {
         if let Out::Skipped(len) = item {

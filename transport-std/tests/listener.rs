@@ -404,3 +404,34 @@ fn a_listener_that_cannot_start_its_thread_says_so() {
     assert!(matches!(started, Err(Error::Io(_))), "{started:?}");
     assert!(m.listeners().is_empty());
 }
+
+#[test]
+fn skip_closes_a_connection_that_declares_an_impossible_length() {
+    // Under Oversize::Skip, an 8-byte header with its top bit set would have the connection
+    // discard everything it sends for ever; it is a protocol error instead.
+    let (tx, rx) = mpsc::channel();
+    let config = ListenerConfig::new().with_oversize(Oversize::Skip);
+    let l = Listener::<BigEndian<8>>::bind("127.0.0.1:0", config).unwrap();
+    let h = l
+        .spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
+        .expect("spawn the listener");
+    let mut bad = raw(h.local_addr());
+    let mut good = raw(h.local_addr());
+    let mut wire = (1u64 << 63).to_be_bytes().to_vec();
+    wire.extend_from_slice(&5u64.to_be_bytes());
+    wire.extend_from_slice(b"after");
+    send(&mut bad, &wire);
+    wait_closed(&mut bad);
+    let mut ok = 5000u64.to_be_bytes().to_vec(); // over the 4096 maximum: skipped
+    ok.extend_from_slice(&[0; 5000]);
+    ok.extend_from_slice(&2u64.to_be_bytes());
+    ok.extend_from_slice(b"ok");
+    send(&mut good, &ok);
+    assert_eq!(recv(&rx), b"ok");
+    let st = h.stats();
+    assert_eq!((st.protocol_errors, st.skipped_frames), (1, 1), "{st:?}");
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing after the impossible header was delivered"
+    );
+}

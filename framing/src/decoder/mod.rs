@@ -359,6 +359,12 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
                     Oversize::Reject => {
                         Err(self.fail(DecodeError::FrameTooLong { len: declared, max }))
                     }
+                    Oversize::Skip if declared > self.config.max_skip_len() => {
+                        Err(self.fail(DecodeError::TooLongToSkip {
+                            len: declared,
+                            limit: self.config.max_skip_len(),
+                        }))
+                    }
                     Oversize::Skip => Ok(self.skip(input, pos, declared, declared)),
                 };
             }

@@ -200,7 +200,10 @@ fn huge_declared_length_on_any_width() {
             max: 8
         })
     );
-    let cfg = Config::new().with_oversize(Oversize::Skip);
+    // Skipping that much is refused by default (see below); raised, the limit allows it.
+    let cfg = Config::new()
+        .with_oversize(Oversize::Skip)
+        .with_max_skip_len(u64::MAX);
     let mut d = Decoder::<BigEndian<8>, _>::new(cfg, [0u8; 8]);
     assert_eq!(
         d.feed(&[0xff; 12]).unwrap(),
@@ -251,4 +254,43 @@ fn regression_declared_length_is_not_allocated() {
     let storage = d.into_storage();
     assert_eq!(storage.len(), 3);
     assert!(storage.capacity() < 1024);
+}
+
+#[test]
+fn skip_refuses_lengths_beyond_its_limit() {
+    // An 8-byte header with its top bit set (Netty: a negative length) cannot be skipped:
+    // discarding 2^63 bytes would swallow the stream for the rest of its life.
+    let cfg = Config::new()
+        .with_max_frame_len(4)
+        .with_oversize(Oversize::Skip);
+    let mut d = Decoder::<BigEndian<8>, _>::new(cfg, [0u8; 4]);
+    let err = d.feed(&[0x80, 0, 0, 0, 0, 0, 0, 1]).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::TooLongToSkip {
+            len: (1 << 63) + 1,
+            limit: crate::DEFAULT_MAX_SKIP_LEN
+        }
+    );
+    assert_eq!(d.error(), Some(err));
+    // The default limit lets every 4-byte length be skipped.
+    let mut d = Decoder::<BigEndian<8>, _>::new(cfg, [0u8; 4]);
+    let wire = u64::from(u32::MAX).to_be_bytes();
+    let f = d.feed(&wire).unwrap();
+    assert_eq!(f.event, None);
+    assert!(d.is_mid_frame());
+    // A lower limit, exactly at and one over.
+    let cfg = cfg.with_max_skip_len(100);
+    let mut d = Decoder::<BigEndian<4>, _>::new(cfg, [0u8; 4]);
+    let mut wire = 100u32.to_be_bytes().to_vec();
+    wire.extend_from_slice(&[0; 100]);
+    let f = d.feed(&wire).unwrap();
+    assert_eq!((f.consumed, f.event), (104, Some(Event::Skipped(100))));
+    assert_eq!(
+        d.feed(&101u32.to_be_bytes()).unwrap_err(),
+        DecodeError::TooLongToSkip {
+            len: 101,
+            limit: 100
+        }
+    );
 }
