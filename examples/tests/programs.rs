@@ -151,12 +151,38 @@ fn protobuf_example_round_trips_prost_messages() {
 }
 
 #[test]
+fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
+    let o = Command::new(env!("CARGO_BIN_EXE_siege"))
+        .args(["--idle", "60", "--half-header", "20", "--clients", "5"])
+        .args(["--max-connections", "50"])
+        .output()
+        .expect("run siege");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("attacker: 80 connections opened"), "{out}");
+    assert!(out.contains("while held: 50 connections open"), "{out}");
+    assert!(out.contains("5 new clients served"), "{out}");
+    // The attacker's last 30 came while every held connection was inside its grace period:
+    // refused. The newcomers came after it: each was served, evicting where it had to.
+    let closed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("closed by the listener: "))
+        .expect("a closing line");
+    let evicted: u64 = closed.split(' ').next().unwrap().parse().unwrap();
+    assert!(closed.contains(" evicted, 30 refused"), "{out}");
+    assert!((1..=5).contains(&evicted), "{out}");
+    let open = format!("attacker's connections still open: {} of 80", 50 - evicted);
+    assert!(out.contains(&open), "{out}");
+}
+
+#[test]
 fn bad_flags_exit_with_usage() {
     for bin in [
         env!("CARGO_BIN_EXE_server"),
         env!("CARGO_BIN_EXE_client"),
         env!("CARGO_BIN_EXE_manager"),
         env!("CARGO_BIN_EXE_protobuf"),
+        env!("CARGO_BIN_EXE_siege"),
     ] {
         let o = Command::new(bin).arg("--bogus").output().expect("run");
         assert_eq!(o.status.code(), Some(2), "{bin}");

@@ -1,0 +1,192 @@
+//! A listener under a connection-exhaustion attack, with its default configuration: one
+//! peer holds every connection slot (idle connections and half-header ones), then
+//! well-behaved clients arrive and each makes one request/response round trip. Prints how
+//! long each newcomer waited to be served, what the listener closed, and its threads and
+//! resident memory meanwhile (Linux `/proc`).
+//!
+//! ```text
+//! siege [--idle N] [--half-header N] [--clients N] [--max-connections N]
+//! ```
+//!
+//! The defaults hold 2,000 connections (1,500 idle, 500 half-header) against a listener capped
+//! at 1,024 (its default), so the attacker also keeps reconnecting into the cap. Needs about
+//! 2 × the held connections in file descriptors (`ulimit -n`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use buffstreams_examples::cli;
+use buffstreams_transport_std::{Listener, ListenerConfig, ListenerHandle};
+
+const USAGE: &str = "siege [--idle N] [--half-header N] [--clients N] [--max-connections N]";
+
+struct Args {
+    idle: usize,
+    half_header: usize,
+    clients: usize,
+    max_connections: usize,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut p = cli::args(USAGE)?;
+    let bad = cli::bad(USAGE);
+    let a = Args {
+        idle: p
+            .opt_value_from_str("--idle")
+            .map_err(&bad)?
+            .unwrap_or(1500),
+        half_header: p
+            .opt_value_from_str("--half-header")
+            .map_err(&bad)?
+            .unwrap_or(500),
+        clients: p
+            .opt_value_from_str("--clients")
+            .map_err(&bad)?
+            .unwrap_or(20),
+        max_connections: p
+            .opt_value_from_str("--max-connections")
+            .map_err(&bad)?
+            .unwrap_or_else(|| ListenerConfig::new().max_connections()),
+    };
+    cli::finish(p, USAGE)?;
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(msg) => {
+            if msg == USAGE {
+                println!("{msg}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("siege: {msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match siege(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("siege: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let config = ListenerConfig::new().with_max_connections(args.max_connections);
+    let listener: Listener = Listener::bind("127.0.0.1:0", config)?;
+    let server = listener.spawn_with_reply(|m, conn| {
+        conn.reply(m)?;
+        Ok(())
+    })?;
+    let addr = server.local_addr();
+    println!(
+        "listener on {addr}: max_connections {}, eviction grace {:?}, frame deadline {:?}",
+        config.max_connections(),
+        config.eviction_grace(),
+        config.frame_timeout().unwrap_or_default()
+    );
+
+    let started = Instant::now();
+    let mut held = Vec::with_capacity(args.idle + args.half_header);
+    for i in 0..args.idle + args.half_header {
+        let mut s = TcpStream::connect(addr)?;
+        if i >= args.idle {
+            s.write_all(&[0, 0])?; // half a header, then nothing
+        }
+        held.push(s);
+    }
+    println!(
+        "attacker: {} connections opened in {:?} ({} idle, {} half-header)",
+        held.len(),
+        started.elapsed(),
+        args.idle,
+        args.half_header
+    );
+    // Past the grace period, as a real attacker's connections would be.
+    thread::sleep(config.eviction_grace() + Duration::from_millis(200));
+    report("while held", &server);
+
+    let mut waits = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let payload = format!("client {i}");
+        let t = Instant::now();
+        round_trip(addr, payload.as_bytes())?;
+        waits.push(t.elapsed());
+    }
+    waits.sort();
+    let pick = |q: f64| waits[((waits.len() - 1) as f64 * q) as usize];
+    println!(
+        "{} new clients served one after another: connect + request + reply in {:?} median, \
+         {:?} worst",
+        waits.len(),
+        pick(0.5),
+        pick(1.0)
+    );
+    report("after the clients", &server);
+    let stats = server.stats();
+    println!(
+        "closed by the listener: {} evicted, {} refused, {} frame timeouts, {} idle timeouts",
+        stats.evictions, stats.connections_refused, stats.frame_timeouts, stats.idle_timeouts
+    );
+    let still_open = held.iter().filter(|s| !closed(s)).count();
+    println!(
+        "attacker's connections still open: {still_open} of {}",
+        held.len()
+    );
+    drop(held);
+    server.shutdown();
+    Ok(())
+}
+
+/// One request and its echoed reply on a new connection.
+fn round_trip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<()> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    s.write_all(&frame)?;
+    let mut reply = vec![0u8; frame.len()];
+    s.read_exact(&mut reply)?;
+    if reply != frame {
+        return Err(std::io::Error::other("the echo differs from the request"));
+    }
+    Ok(())
+}
+
+/// Whether the listener has closed `s`, without waiting.
+fn closed(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut byte = [0u8; 1];
+    match (&*s).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
+}
+
+/// The process's threads and resident memory (Linux), with the listener's open connections.
+fn report(when: &str, server: &ListenerHandle) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?")
+            .to_string()
+    };
+    println!(
+        "{when}: {} connections open at the listener; process: {} threads, {} kB resident",
+        server.stats().connections_open,
+        field("Threads:"),
+        field("VmRSS:")
+    );
+}
