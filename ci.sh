@@ -55,8 +55,10 @@ install() {
     rustup component add rustfmt clippy llvm-tools
     rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi \
         riscv32imc-unknown-none-elf i686-unknown-linux-gnu x86_64-apple-darwin
+    # nightly: cargo-fuzz, and Miri for the writer's lanes.
+    rustup toolchain install nightly --profile minimal
+    rustup +nightly component add miri rust-src
     if [[ -d fuzz ]]; then
-        rustup toolchain install nightly --profile minimal
         command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
     fi
 }
@@ -92,6 +94,16 @@ count_tests "$LOG_DIR/tests-32bit.log"
 # The transport's non-Linux paths (a fence per message instead of membarrier, a peek instead of
 # poll) must at least compile cleanly.
 step clippy-macos cargo clippy -p buffstreams-transport-std --target x86_64-apple-darwin --locked -- -D warnings
+
+echo "== the writer's lock-free lanes: a loom model (with its mutations) and Miri"
+# The model checks the real lane code (src/writer/lane/loom.rs); loom.sh then weakens one
+# ordering or drops one fence at a time and requires the model to fail on each.
+step loom bash transport-std/loom.sh
+grep -h "^loom:" "$LOG_DIR/loom.log" 2>/dev/null | sed 's/^/      /'
+# Miri runs the lane tests (raw copies, threads, the portable fence pair) for undefined
+# behaviour and data races.
+step miri cargo +nightly miri test -p buffstreams-transport-std --lib --locked writer::lane
+count_tests "$LOG_DIR/miri.log"
 
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
 step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'

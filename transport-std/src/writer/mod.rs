@@ -26,6 +26,7 @@ mod flusher;
 mod lane;
 mod retry;
 mod socket;
+mod sync;
 
 use std::marker::PhantomData;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

@@ -3,14 +3,16 @@
 
 use std::cell::{Cell, RefCell};
 use std::slice;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use buffstreams_framing::{EncodeError, Header};
 
+use super::super::sync::{AtomicUsize, Mutex};
 use super::{Appended, LANE_CAP, Lane, Ticket, Waker};
 
-static NEXT_LANES_ID: AtomicU64 = AtomicU64::new(1);
+/// Ids of `Lanes`, never reused (a plain counter: it orders nothing).
+static NEXT_LANES_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A writer's lanes: one per writing thread while they last; the last one is shared by the
 /// threads that found none free.
@@ -51,11 +53,19 @@ impl Drop for Claims {
     }
 }
 
+#[cfg(not(loom))]
 thread_local! {
     static CLAIMS: RefCell<Claims> = const { RefCell::new(Claims(Vec::new())) };
     /// The claim used last, `(lanes id, lane, exclusive)`: one compare on the hot path (ids
     /// are never reused, so a stale entry never matches).
     static LAST: Cell<(u64, usize, bool)> = const { Cell::new((0, 0, false)) };
+}
+
+// The model's threads share one OS thread: their thread-locals must be the model's.
+#[cfg(loom)]
+loom::thread_local! {
+    static CLAIMS: RefCell<Claims> = RefCell::new(Claims(Vec::new()));
+    static LAST: Cell<(u64, usize, bool)> = Cell::new((0, 0, false));
 }
 
 impl Lanes {
@@ -157,7 +167,7 @@ impl Lanes {
             // Called from a thread-local destructor while the thread exits: share.
             Err(_) => return (self.lanes.len() - 1, false),
         };
-        LAST.set((self.id, lane, exclusive));
+        LAST.with(|last| last.set((self.id, lane, exclusive)));
         (lane, exclusive)
     }
 

@@ -13,19 +13,21 @@
 //! sound is small and stated once, on [`Lane`].
 #![allow(unsafe_code)]
 
-use std::cell::UnsafeCell;
-use std::ptr;
-use std::slice;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
 use buffstreams_framing::{EncodeError, Header, MAX_HEADER_LEN};
 
 use super::barrier;
+use super::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, fence};
+use buf::Buf;
 
+mod buf;
 mod claims;
-#[cfg(test)]
+#[cfg(all(test, loom))]
+mod loom;
+#[cfg(all(test, not(loom)))]
 mod tests;
 
 pub(crate) use claims::Lanes;
@@ -87,14 +89,14 @@ pub(crate) struct Lane {
     /// The producer's side of the fence pair is a compiler fence only (`barrier::asymmetric`).
     asymmetric: bool,
     cap: usize,
-    buf: OnceLock<Box<[UnsafeCell<u8>]>>,
+    buf: OnceLock<Buf>,
     tx: Mutex<usize>,
     pub(crate) ticket: Arc<Ticket>,
 }
 
 // SAFETY: `buf` is the only field that is not `Sync` by itself; every access to it follows
 // the protocol documented on `Lane`, so no byte is written by one thread while another reads
-// or writes it.
+// or writes it (checked by the loom model in `loom.rs`).
 unsafe impl Sync for Lane {}
 
 /// What one producer call appended.
@@ -134,9 +136,8 @@ impl Lane {
 
     /// The buffer, allocated on first use.
     #[inline]
-    pub(crate) fn buffer(&self) -> &[UnsafeCell<u8>] {
-        self.buf
-            .get_or_init(|| (0..self.cap).map(|_| UnsafeCell::new(0)).collect())
+    pub(crate) fn buffer(&self) -> &Buf {
+        self.buf.get_or_init(|| Buf::new(self.cap))
     }
 
     /// After publishing: whether the flusher asked to hear about this lane (the request is
@@ -146,7 +147,7 @@ impl Lane {
         if self.asymmetric {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
-            std::sync::atomic::fence(Ordering::SeqCst);
+            fence(Ordering::SeqCst);
         }
         self.wake_me.load(Ordering::Relaxed) && self.wake_me.swap(false, Ordering::Relaxed)
     }
@@ -184,13 +185,11 @@ impl Lane {
         if committed <= *sent {
             return false;
         }
-        let base = UnsafeCell::raw_get(buf.as_ptr());
         // SAFETY: `sent <= committed <= buf.len()`. The bytes in `[sent, committed)` were
         // published by the producer's release store, which the acquire load above observed,
         // and the producer does not write below `committed` until it resets it, which needs
         // `tx`: held here until the slice is gone.
-        let bytes = unsafe { slice::from_raw_parts(base.add(*sent), committed - *sent) };
-        send(bytes);
+        unsafe { buf.read(*sent, committed - *sent, send) };
         *sent = committed;
         self.sent_hint.store(committed, Ordering::Relaxed);
         true
@@ -223,17 +222,11 @@ impl Lane {
         if MAX_HEADER_LEN + message.len() > buf.len() - len {
             return false;
         }
-        let base = UnsafeCell::raw_get(buf.as_ptr());
         // SAFETY: `len + MAX_HEADER_LEN + message.len() <= buf.len()` and `len` is
-        // `committed`: unpublished bytes that only the producer (the caller) touches; the
-        // sources are disjoint from `buf`.
+        // `committed`: unpublished bytes that only the producer (the caller) touches.
         unsafe {
-            ptr::copy_nonoverlapping(header.padded().as_ptr(), base.add(len), MAX_HEADER_LEN);
-            ptr::copy_nonoverlapping(
-                message.as_ptr(),
-                base.add(len + header.len()),
-                message.len(),
-            );
+            buf.write(len, header.padded());
+            buf.write(len + header.len(), message);
         }
         self.messages.store(self.messages() + 1, Ordering::Relaxed);
         self.committed
@@ -257,7 +250,6 @@ impl Lane {
     ) -> Result<Appended, EncodeError> {
         let buf = self.buffer();
         let cap = buf.len();
-        let base = UnsafeCell::raw_get(buf.as_ptr());
         // Only the producer stores `committed` outside `tx`, and we are the producer.
         let mut start = self.committed.load(Ordering::Relaxed);
         let mut len = start;
@@ -279,11 +271,11 @@ impl Lane {
                 let mut sent = self.lock_tx();
                 // SAFETY: `[sent, start)` is published (`start` is `committed`) and nobody
                 // else writes it; we hold `tx`, so no sender reads it meanwhile either.
-                send(unsafe { slice::from_raw_parts(base.add(*sent), start - *sent) });
+                unsafe { buf.read(*sent, start - *sent, &mut send) };
                 done.sent = true;
                 // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding `tx`, we
                 // may overwrite the published bytes: no sender reads without it.
-                unsafe { ptr::copy(base.add(start), base, len - start) };
+                unsafe { buf.move_to_front(start, len - start) };
                 len -= start;
                 start = 0;
                 *sent = 0;
@@ -294,7 +286,7 @@ impl Lane {
                 let mut v = Vec::with_capacity(len + n);
                 // SAFETY: `[0, len)` holds this call's unpublished frames (`start` is 0 here):
                 // written by us and read by nobody else.
-                v.extend_from_slice(unsafe { slice::from_raw_parts(base, len) });
+                unsafe { buf.read(0, len, |b| v.extend_from_slice(b)) };
                 v.extend_from_slice(&h);
                 v.extend_from_slice(m);
                 spill = Some(v);
@@ -302,10 +294,10 @@ impl Lane {
                 continue;
             }
             // SAFETY: `len + n <= cap` and `len >= committed`: unpublished bytes that only the
-            // producer touches; the sources are the caller's slices, disjoint from `buf`.
+            // producer touches.
             unsafe {
-                ptr::copy_nonoverlapping(h.as_ptr(), base.add(len), h.len());
-                ptr::copy_nonoverlapping(m.as_ptr(), base.add(len + h.len()), m.len());
+                buf.write(len, &h);
+                buf.write(len + h.len(), m);
             }
             len += n;
         }

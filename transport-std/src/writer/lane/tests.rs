@@ -41,7 +41,16 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Under Miri every step is interpreted: fewer cases and shorter runs there, the same checks.
+const MIRI: bool = cfg!(miri);
+
 proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if MIRI { 4 } else { 256 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
     /// Any sequence of appends (single messages and batches, some larger than the lane)
     /// and sends: the bytes sent are exactly the frames in order, every send holds whole
     /// frames, and only a batch larger than the lane makes a send larger than the lane.
@@ -108,7 +117,7 @@ fn concurrent_producer_and_sender() {
         })
     };
     let mut written = Vec::new();
-    for i in 0..200_000u32 {
+    for i in 0..if MIRI { 300 } else { 200_000u32 } {
         let m = i.to_le_bytes().repeat(1 + (i % 7) as usize);
         lanes
             .append(
