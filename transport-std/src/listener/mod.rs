@@ -40,11 +40,12 @@ pub(crate) type Handler<H> = dyn Fn(&[u8], &mut Connection<H>) -> CallbackResult
 /// ```no_run
 /// use buffstreams_transport_std::{Listener, ListenerConfig};
 ///
-/// let listener: Listener = Listener::bind("127.0.0.1:5031", ListenerConfig::new().with_max_frame_len(1 << 16))?;
+/// let config = ListenerConfig::new().with_max_frame_len(1 << 16);
+/// let listener: Listener = Listener::bind("127.0.0.1:5031", config)?;
 /// let handle = listener.spawn(|msg: &[u8]| {
 ///     println!("got {} bytes", msg.len());
 ///     Ok(())
-/// });
+/// })?;
 /// // ... later: stop accepting, finish callbacks, join every thread, release the port.
 /// handle.shutdown();
 /// # Ok::<(), buffstreams_transport_std::Error>(())
