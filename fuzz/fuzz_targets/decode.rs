@@ -19,7 +19,10 @@ fn check<H: LengthPrefix>(config: Config, stream: &[u8]) {
         }
         _ => {
             assert!(!out.items.iter().any(|o| matches!(o, Out::Skipped(_))));
-            assert!(!matches!(out.error, Some(DecodeError::TooLongToSkip { .. })));
+            assert!(!matches!(
+                out.error,
+                Some(DecodeError::TooLongToSkip { .. })
+            ));
         }
     }
     for item in &out.items {
