@@ -3,7 +3,7 @@
 //! messages and checks their size; a mismatch fails the run.
 //!
 //! ```text
-//! bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N]
+//! bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt [--connections N]
 //!       [--payload BYTES] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu]
 //! bench --rtt --peer buffstreams|raw|writer|writer-send [--payload BYTES] [--seconds S]
 //!                                                                         round trip p50/p99
@@ -11,13 +11,17 @@
 //! ```
 //!
 //! `framing` sends with the framing crate's unshared `FrameWriter` into the same `Listener`.
+//! `tokio` is tokio-util's `Framed` + `LengthDelimitedCodec` on both ends; `tokio-framing` the
+//! framing crate's `AsyncFrameWriter` / `AsyncFrameReader` on the same tokio runtime (2 worker
+//! threads) through `embedded-io-adapters`, with the same flush policy.
 //! `std-baseline` frames every message with a plain `BufWriter` (`write_all` of the 4-byte
 //! header, then of the payload) and reads with a `BufReader`; `std-prebuilt` writes one frame
 //! built once before the loop (less work than framing each message: a reference, not a peer).
 //! `--cpu` prints each thread's CPU time per message at the end of the window.
 //!
 //! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
-//! (never: the writer's flusher sends on its own), tokio 64 (`feed` + `flush` every 64),
+//! (never: the writer's flusher sends on its own), tokio and tokio-framing 64 (`feed` /
+//! `write_frame` + `flush` every 64),
 //! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). buffstreams with 1 uses
 //! `Writer::send` (write + flush on the caller's thread), tokio with 1 uses `SinkExt::send`.
 //! `--batch N` (buffstreams): hand N messages to `Writer::write_batch` per call instead of one
@@ -86,7 +90,7 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-const USAGE: &str = "bench --peer buffstreams|framing|tokio|std-baseline|std-prebuilt [--connections N] \
+const USAGE: &str = "bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt [--connections N] \
 [--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw|writer|writer-send \
 | --idle-connections N";
 
@@ -116,12 +120,12 @@ fn main() -> ExitCode {
         return rtt(&args);
     }
     let flush_every = args.flush_every.unwrap_or(match args.peer.as_str() {
-        "tokio" => 64,
+        "tokio" | "tokio-framing" => 64,
         _ => 0,
     });
     let outcome = match args.peer.as_str() {
         "buffstreams" | "framing" => run_buffstreams(&args, flush_every),
-        "tokio" => run_tokio(&args, flush_every.max(1)),
+        "tokio" | "tokio-framing" => run_tokio(&args, flush_every.max(1)),
         "std-baseline" | "std-prebuilt" => run_std(&args, flush_every),
         other => {
             eprintln!("unknown peer {other}\n{USAGE}");
@@ -459,11 +463,17 @@ fn run_std(args: &Args, flush_every: u64) -> Outcome {
     }
 }
 
+/// `tokio`: tokio-util's `Framed` + `LengthDelimitedCodec` on both ends. `tokio-framing`: the
+/// framing crate's `AsyncFrameWriter` / `AsyncFrameReader` on the same runtime, over the same
+/// sockets through `embedded-io-adapters` (`FromTokio`), with the same flush policy.
 fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
+    use buffstreams_framing::{AsyncFrameReader, AsyncFrameWriter};
     use bytes::Bytes;
+    use embedded_io_adapters::tokio_1::FromTokio;
     use futures_util::{SinkExt, StreamExt};
     use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
 
+    let ours = args.peer == "tokio-framing";
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -473,6 +483,7 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
     let received = Arc::new(AtomicU64::new(0));
     let mismatches = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let config = Config::new().with_max_frame_len(payload.max(1));
     let codec = move || {
         LengthDelimitedCodec::builder()
             .max_frame_length(payload.max(1))
@@ -491,15 +502,30 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
                 let (stream, _) = listener.accept().await.expect("accept");
                 let (received, mismatches) = (received.clone(), mismatches.clone());
                 readers.push(tokio::spawn(async move {
-                    let mut frames = FramedRead::with_capacity(stream, codec(), 64 * 1024);
                     let mut local = 0u64;
-                    while let Some(Ok(f)) = frames.next().await {
-                        if f.len() != payload {
+                    let mut count = |len: usize| {
+                        if len != payload {
                             mismatches.fetch_add(1, Relaxed);
                         }
                         local += 1;
                         if local % 1024 == 0 {
                             received.fetch_add(1024, Relaxed);
+                        }
+                    };
+                    if ours {
+                        let decoder = Decoder::<BigEndian<4>, _>::new(config, Vec::new());
+                        let mut frames = AsyncFrameReader::new(
+                            FromTokio::new(stream),
+                            decoder,
+                            vec![0u8; 64 * 1024],
+                        );
+                        while let Ok(Some(f)) = frames.read_frame().await {
+                            count(f.len());
+                        }
+                    } else {
+                        let mut frames = FramedRead::with_capacity(stream, codec(), 64 * 1024);
+                        while let Some(Ok(f)) = frames.next().await {
+                            count(f.len());
                         }
                     }
                     received.fetch_add(local % 1024, Relaxed);
@@ -516,23 +542,43 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
             rt.spawn(async move {
                 let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
-                let mut sink = Framed::new(stream, codec());
-                let msg = Bytes::from(vec![0xa5u8; payload]);
                 let mut n = 0u64;
-                while !stop.load(Relaxed) {
-                    for _ in 0..256 {
-                        if flush_every == 1 {
-                            sink.send(msg.clone()).await.expect("send");
-                        } else {
-                            sink.feed(msg.clone()).await.expect("feed");
-                            if (n + 1) % flush_every == 0 {
-                                SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                if ours {
+                    let encoder = Encoder::<BigEndian<4>>::new(config);
+                    let mut sink = AsyncFrameWriter::new(
+                        FromTokio::new(stream),
+                        encoder,
+                        vec![0u8; 64 * 1024],
+                    );
+                    let msg = vec![0xa5u8; payload];
+                    while !stop.load(Relaxed) {
+                        for _ in 0..256 {
+                            sink.write_frame(&msg).await.expect("write");
+                            n += 1;
+                            if n % flush_every == 0 {
+                                sink.flush().await.expect("flush");
                             }
                         }
-                        n += 1;
                     }
+                    sink.flush().await.expect("flush");
+                } else {
+                    let mut sink = Framed::new(stream, codec());
+                    let msg = Bytes::from(vec![0xa5u8; payload]);
+                    while !stop.load(Relaxed) {
+                        for _ in 0..256 {
+                            if flush_every == 1 {
+                                sink.send(msg.clone()).await.expect("send");
+                            } else {
+                                sink.feed(msg.clone()).await.expect("feed");
+                                if (n + 1) % flush_every == 0 {
+                                    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                                }
+                            }
+                            n += 1;
+                        }
+                    }
+                    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
                 }
-                SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
                 n
             })
         })
