@@ -176,6 +176,20 @@ fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
 }
 
 #[test]
+fn tokio_example_echoes_and_checks_every_message() {
+    let o = Command::new(env!("CARGO_BIN_EXE_tokio"))
+        .args(["--count", "20000", "--payload", "300"])
+        .output()
+        .expect("run tokio");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("20000 messages of 300 bytes echoed and checked"),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_flags_exit_with_usage() {
     for bin in [
         env!("CARGO_BIN_EXE_server"),
@@ -183,6 +197,7 @@ fn bad_flags_exit_with_usage() {
         env!("CARGO_BIN_EXE_manager"),
         env!("CARGO_BIN_EXE_protobuf"),
         env!("CARGO_BIN_EXE_siege"),
+        env!("CARGO_BIN_EXE_tokio"),
     ] {
         let o = Command::new(bin).arg("--bogus").output().expect("run");
         assert_eq!(o.status.code(), Some(2), "{bin}");

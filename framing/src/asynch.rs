@@ -75,6 +75,14 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
         }
     }
 
+    /// Bytes read from the inner reader that no frame has taken yet. When it is 0, the next
+    /// read waits for the peer: the moment for a server to flush the replies to what it has
+    /// read (a peer that waits for replies has sent its requests whole, so bytes still
+    /// buffered are frames, or the rest of one on its way).
+    pub fn buffered(&self) -> usize {
+        self.chunks.buffered()
+    }
+
     /// The decoder.
     pub fn decoder(&self) -> &Decoder<H, S> {
         &self.chunks.decoder
