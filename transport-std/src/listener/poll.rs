@@ -2,10 +2,13 @@
 
 use std::io::{self, Read};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(target_os = "linux")]
+use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::thread;
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
 use crate::stats::add;
 
 /// Busy polling of connection sockets (see [`ListenerConfig::with_busy_poll`](super::ListenerConfig::with_busy_poll)), with a limit on
