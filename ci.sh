@@ -124,6 +124,9 @@ done
 
 echo "== firmware on QEMU mps2-an385 (Cortex-M3)"
 # The framing crate's checks on the emulated 32-bit core (prints "N passed, M failed").
+# The async path on a microcontroller: the framing crate's async reader and writer over an
+# embassy-net TcpSocket, built for a Cortex-M4F (the host runs the same code over TAP in the tests).
+step no_std-embassy-thumbv7em-none-eabihf cargo build -p buffstreams-embassy-example --lib --target thumbv7em-none-eabihf --locked
 step firmware-framing-tests bash -c 'cd examples/firmware && cargo test --release --locked --test framing'
 fw_line=$(grep -h "framing on the emulated Cortex-M3" "$LOG_DIR/firmware-framing-tests.log" 2>/dev/null)
 echo "      $fw_line"

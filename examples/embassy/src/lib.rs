@@ -1,0 +1,142 @@
+//! The framing crate's `AsyncFrameWriter` / `AsyncFrameReader` over embassy-net's
+//! `TcpSocket`: what firmware on an async stack runs. `#![no_std]`, no allocation: the socket
+//! buffers, the decoder's storage and the I/O buffers are the caller's (or fixed arrays here).
+//! CI builds it for `thumbv7em-none-eabihf`; on the host, `src/bin/embassy_tap.rs` runs the same
+//! functions over a TAP device against transport-std.
+//!
+//! The wiring on a microcontroller, with the board's embassy-net driver `Eth` (the executor,
+//! time driver and `static_cell` as the board's embassy examples set them up):
+//!
+//! ```text
+//! #[embassy_executor::task]
+//! async fn net_task(mut runner: embassy_net::Runner<'static, Eth>) -> ! {
+//!     runner.run().await
+//! }
+//!
+//! #[embassy_executor::main]
+//! async fn main(spawner: Spawner) {
+//!     let eth: Eth = /* the board's driver */;
+//!     let config = embassy_net::Config::ipv4_static(embassy_net::StaticConfigV4 { .. });
+//!     static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+//!     let (stack, runner) = embassy_net::new(eth, config, RESOURCES.init(StackResources::new()), seed);
+//!     spawner.spawn(net_task(runner).unwrap());
+//!     stack.wait_config_up().await;
+//!
+//!     let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
+//!     let server = (Ipv4Address::new(192, 168, 69, 100), 5031);
+//!     buffstreams_embassy_example::send_to(stack, server, &mut rx, &mut tx, 1000).await.unwrap();
+//! }
+//! ```
+//!
+//! The differences from the poll-based `transport-smoltcp` are in the project README.
+#![no_std]
+
+use buffstreams_framing::{
+    AsyncFrameReader, AsyncFrameWriter, BigEndian, Config, Decoder, Encoder, ReadError, WriteError,
+};
+use embassy_net::tcp::{AcceptError, ConnectError, Error as TcpError, TcpSocket};
+use embassy_net::{IpEndpoint, IpListenEndpoint, Stack};
+
+/// Longest message exchanged.
+pub const MAX: usize = 1000;
+
+/// The framing both sides use: tokio-util's and transport-std's default header.
+pub type Header = BigEndian<4>;
+
+/// The framing configuration: messages up to [`MAX`] bytes.
+pub const CONFIG: Config = Config::new().with_max_frame_len(MAX);
+
+/// Message `i`: 0 to [`MAX`] bytes, every byte depending on `i` and its position, written
+/// into `buf`.
+pub fn message(i: u32, buf: &mut [u8; MAX]) -> &[u8] {
+    let len = (i as usize).wrapping_mul(37) % (MAX + 1);
+    for (j, b) in buf.iter_mut().take(len).enumerate() {
+        *b = (i as usize).wrapping_mul(131).wrapping_add(j) as u8;
+    }
+    &buf[..len]
+}
+
+/// What went wrong in an exchange.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The connection could not be made.
+    Connect(ConnectError),
+    /// No connection was accepted.
+    Accept(AcceptError),
+    /// Writing a frame failed.
+    Write(WriteError<TcpError>),
+    /// Reading a frame failed (I/O, an invalid frame, or the stream cut inside one).
+    Read(ReadError<TcpError>),
+    /// Message `index` arrived with other bytes than were sent.
+    Differs {
+        /// Which message.
+        index: u32,
+    },
+    /// The peer closed after this many messages, fewer than expected.
+    Short(u32),
+}
+
+/// Dials `server` and sends messages `0..count` through an `AsyncFrameWriter`, then closes
+/// the connection and waits until the peer has acknowledged everything.
+///
+/// # Errors
+/// [`Error::Connect`] or [`Error::Write`].
+pub async fn send_to(
+    stack: Stack<'_>,
+    server: impl Into<IpEndpoint>,
+    rx: &mut [u8],
+    tx: &mut [u8],
+    count: u32,
+) -> Result<(), Error> {
+    let mut socket = TcpSocket::new(stack, rx, tx);
+    socket.connect(server).await.map_err(Error::Connect)?;
+    let mut out = AsyncFrameWriter::new(socket, Encoder::<Header>::new(CONFIG), [0u8; 1536]);
+    let mut buf = [0u8; MAX];
+    for i in 0..count {
+        out.write_frame(message(i, &mut buf))
+            .await
+            .map_err(Error::Write)?;
+    }
+    out.flush().await.map_err(Error::Write)?;
+    let mut socket = out.into_inner();
+    socket.close();
+    // Returns once the FIN and everything before it are acknowledged.
+    socket
+        .flush()
+        .await
+        .map_err(|e| Error::Write(WriteError::Io(e)))
+}
+
+/// Accepts one connection on `port` and reads frames through an `AsyncFrameReader` until
+/// the peer closes, checking each against [`message`]; returns how many arrived.
+///
+/// # Errors
+/// [`Error::Accept`], [`Error::Read`], [`Error::Differs`], or [`Error::Short`] when fewer
+/// than `count` arrived.
+pub async fn receive_on(
+    stack: Stack<'_>,
+    port: u16,
+    rx: &mut [u8],
+    tx: &mut [u8],
+    count: u32,
+) -> Result<u32, Error> {
+    let mut socket = TcpSocket::new(stack, rx, tx);
+    socket
+        .accept(IpListenEndpoint { addr: None, port })
+        .await
+        .map_err(Error::Accept)?;
+    let decoder = Decoder::<Header, _>::new(CONFIG, [0u8; MAX]);
+    let mut frames = AsyncFrameReader::new(socket, decoder, [0u8; 2048]);
+    let mut want = [0u8; MAX];
+    let mut n = 0u32;
+    while let Some(frame) = frames.read_frame().await.map_err(Error::Read)? {
+        if frame != message(n, &mut want) {
+            return Err(Error::Differs { index: n });
+        }
+        n += 1;
+    }
+    if n < count {
+        return Err(Error::Short(n));
+    }
+    Ok(n)
+}
