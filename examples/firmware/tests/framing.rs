@@ -228,9 +228,20 @@ fn lengths_over_u32(t: &mut Tally) {
         "BigEndian<8> 2^32+5 is too long, not 5",
         r == Err(DecodeError::FrameTooLong { len: big, max: 16 }),
     );
-    let mut d =
-        Decoder::<LittleEndian<8>, _>::new(unlimited.with_oversize(Oversize::Skip), [0u8; 16]);
+    // Skipping it is beyond the default skip limit (4 GiB - 1): an error, not a 5-byte frame.
+    let skip = unlimited.with_oversize(Oversize::Skip);
+    let mut d = Decoder::<LittleEndian<8>, _>::new(skip, [0u8; 16]);
     wire[..8].copy_from_slice(&big.to_le_bytes());
+    let r = d.feed(&wire);
+    t.check(
+        "LittleEndian<8> 2^32+5 too long to skip, not a 5-byte frame",
+        r == Err(DecodeError::TooLongToSkip {
+            len: big,
+            limit: u64::from(u32::MAX),
+        }),
+    );
+    // With the limit raised, it is skipped whole.
+    let mut d = Decoder::<LittleEndian<8>, _>::new(skip.with_max_skip_len(u64::MAX), [0u8; 16]);
     let r = d.feed(&wire);
     t.check(
         "LittleEndian<8> 2^32+5 skipped, not a 5-byte frame",
