@@ -303,9 +303,9 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
         &self.config
     }
 
-    /// The effective maximum message length of slot `id` (the configured one, capped by what
+    /// The effective `max_frame_len` (longest message) of slot `id` (the configured one, capped by what
     /// the header can express and by the slot's storage).
-    pub fn max_message_len(&self, id: usize) -> Option<usize> {
+    pub fn max_frame_len(&self, id: usize) -> Option<usize> {
         self.conns.get(id).map(|c| c.decoder.max_frame_len())
     }
 
