@@ -303,8 +303,8 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
         &self.config
     }
 
-    /// The effective `max_frame_len` (longest message) of slot `id` (the configured one, capped by what
-    /// the header can express and by the slot's storage).
+    /// The effective `max_frame_len` (longest message) of slot `id`: the configured one,
+    /// capped by what the header can express and by the slot's storage.
     pub fn max_frame_len(&self, id: usize) -> Option<usize> {
         self.conns.get(id).map(|c| c.decoder.max_frame_len())
     }
