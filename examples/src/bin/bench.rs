@@ -21,7 +21,8 @@
 //!
 //! `--flush-every N`: flush after every N messages (1 = after each). Defaults: buffstreams 0
 //! (never: the writer's flusher sends on its own), tokio and tokio-framing 64 (`feed` /
-//! `write_frame` + `flush` every 64),
+//! `write_frame` + `flush` every 64; with 0 each writes when its own buffer is full: 8 KiB for
+//! `Framed`, 64 KiB for `AsyncFrameWriter`),
 //! std-baseline 0 (a 64 KiB `BufWriter` flushes when full). buffstreams with 1 uses
 //! `Writer::send` (write + flush on the caller's thread), tokio with 1 uses `SinkExt::send`.
 //! `--batch N` (buffstreams): hand N messages to `Writer::write_batch` per call instead of one
@@ -125,7 +126,7 @@ fn main() -> ExitCode {
     });
     let outcome = match args.peer.as_str() {
         "buffstreams" | "framing" => run_buffstreams(&args, flush_every),
-        "tokio" | "tokio-framing" => run_tokio(&args, flush_every.max(1)),
+        "tokio" | "tokio-framing" => run_tokio(&args, flush_every),
         "std-baseline" | "std-prebuilt" => run_std(&args, flush_every),
         other => {
             eprintln!("unknown peer {other}\n{USAGE}");
@@ -555,7 +556,7 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
                         for _ in 0..256 {
                             sink.write_frame(&msg).await.expect("write");
                             n += 1;
-                            if n % flush_every == 0 {
+                            if flush_every > 0 && n % flush_every == 0 {
                                 sink.flush().await.expect("flush");
                             }
                         }
@@ -570,7 +571,7 @@ fn run_tokio(args: &Args, flush_every: u64) -> Outcome {
                                 sink.send(msg.clone()).await.expect("send");
                             } else {
                                 sink.feed(msg.clone()).await.expect("feed");
-                                if (n + 1) % flush_every == 0 {
+                                if flush_every > 0 && (n + 1) % flush_every == 0 {
                                     SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
                                 }
                             }
