@@ -85,7 +85,7 @@ step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --a
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
 
 echo "== tests"
-rm -f target/tmp/firmware-figures.txt
+rm -f target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt
 step tests cargo test --workspace --locked
 count_tests "$LOG_DIR/tests.log"
 # The decoder must not panic or wrap on a 32-bit usize either (8-byte headers, huge lengths).
@@ -127,6 +127,9 @@ echo "== firmware on QEMU mps2-an385 (Cortex-M3)"
 # The async path on a microcontroller: the framing crate's async reader and writer over an
 # embassy-net TcpSocket, built for a Cortex-M4F (the host runs the same code over TAP in the tests).
 step no_std-embassy-thumbv7em-none-eabihf cargo build -p buffstreams-embassy-example --lib --target thumbv7em-none-eabihf --locked
+# ... and the whole embassy firmware (executor, time driver, LAN9118 driver, embassy-net) for it;
+# the tests run it on QEMU's Cortex-M3.
+step embassy-firmware-thumbv7em bash -c 'cd examples/firmware && cargo build --release --locked --bin embassy --target thumbv7em-none-eabihf'
 step firmware-framing-tests bash -c 'cd examples/firmware && cargo test --release --locked --test framing'
 fw_line=$(grep -h "framing on the emulated Cortex-M3" "$LOG_DIR/firmware-framing-tests.log" 2>/dev/null)
 echo "      $fw_line"
@@ -135,7 +138,7 @@ if [[ $fw_line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 fi
 # The network firmware against a transport-std listener runs in the workspace tests
 # (examples/tests/firmware.rs), which leave its figures here:
-sed 's/^/      /' target/tmp/firmware-figures.txt 2>/dev/null || true
+sed 's/^/      /' target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt 2>/dev/null || true
 firmware_size() {
     set -e
     cd examples/firmware

@@ -5,6 +5,11 @@
 //! echoed reply. The firmware's exit status (semihosting) and the listener's counters must
 //! both say every message made it.
 //!
+//!
+//! The embassy twin (`examples/firmware/src/embassy.rs`: embassy's executor and embassy-net on
+//! the same board and driver, the framing crate's async writer) streams to a transport-std
+//! `Listener` that checks every message byte for byte.
+//!
 //! Needs `qemu-system-arm` and the `thumbv7m-none-eabi` target (CI installs both); without
 //! them the test says why it skips, and with `BUFFSTREAMS_NO_SKIP` set (CI) it fails instead.
 
@@ -46,39 +51,36 @@ fn cargo(args: &[&str]) -> Output {
         .expect("run cargo")
 }
 
-#[test]
-fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
+/// Builds firmware `bin`; `false` (after saying why) when this machine cannot run it.
+fn build(bin: &str) -> bool {
     if Command::new("qemu-system-arm")
         .arg("--version")
         .output()
         .is_err()
     {
-        return skip("qemu-system-arm is not installed");
+        skip("qemu-system-arm is not installed");
+        return false;
     }
-    let build = cargo(&["build", "--release", "--locked", "--bin", "firmware"]);
+    let build = cargo(&["build", "--release", "--locked", "--bin", bin]);
     if !build.status.success() {
         let err = String::from_utf8_lossy(&build.stderr);
         if err.contains("thumbv7m-none-eabi") && err.contains("target may not be installed") {
-            return skip("the thumbv7m-none-eabi target is not installed");
+            skip("the thumbv7m-none-eabi target is not installed");
+            return false;
         }
-        panic!("firmware build failed:\n{err}");
+        panic!("{bin} build failed:\n{err}");
     }
+    true
+}
 
-    // The desktop side: a transport-std listener that echoes every message.
-    let config = ListenerConfig::new().with_max_frame_len(1000);
-    let listener: Listener = Listener::bind("127.0.0.1:0", config).unwrap();
-    let port = listener.local_addr().port().to_string();
-    let server = listener
-        .spawn_with_reply(|msg, conn| {
-            conn.reply(msg)?;
-            Ok(())
-        })
-        .expect("spawn the listener");
-
-    let elf = firmware_dir().join("target/thumbv7m-none-eabi/release/firmware");
+/// Runs firmware `bin` on QEMU with its network forwarded to 127.0.0.1:`port`; its output.
+fn run(bin: &str, port: u16) -> Output {
+    let elf = firmware_dir()
+        .join("target/thumbv7m-none-eabi/release")
+        .join(bin);
     let child = Command::new(firmware_dir().join("qemu.sh"))
         .arg(&elf)
-        .env("FIRMWARE_HOST_PORT", &port)
+        .env("FIRMWARE_HOST_PORT", port.to_string())
         .env("FIRMWARE_TIMEOUT", "120")
         .output();
     let (tx, rx) = mpsc::channel();
@@ -87,10 +89,32 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
         .recv_timeout(Duration::from_secs(150))
         .expect("qemu did not end (its own timeout is 120 s)")
         .expect("run qemu.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for line in stdout.lines() {
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
         println!("  | {line}");
     }
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+#[test]
+fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
+    if !build("firmware") {
+        return;
+    }
+
+    // The desktop side: a transport-std listener that echoes every message.
+    let config = ListenerConfig::new().with_max_frame_len(1000);
+    let listener: Listener = Listener::bind("127.0.0.1:0", config).unwrap();
+    let port = listener.local_addr().port();
+    let server = listener
+        .spawn_with_reply(|msg, conn| {
+            conn.reply(msg)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
+
+    let out = run("firmware", port);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     // The figures, for CI's summary (cargo captures a passing test's output).
     let figures: String = stdout
         .lines()
@@ -101,7 +125,6 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firmware-figures.txt"),
         figures,
     );
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "firmware failed: {:?}", out.status);
     assert!(
         stdout.contains(&format!("{COUNT} messages echoed and checked")),
@@ -114,4 +137,60 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
     );
     assert_eq!(stats.messages_out, COUNT, "replies it sent");
     assert_eq!(stats.protocol_errors, 0);
+}
+
+#[test]
+fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_message() {
+    use buffstreams_embassy_example::{CONFIG, MAX, message};
+    use std::sync::{Arc, Mutex};
+
+    if !build("embassy") {
+        return;
+    }
+    // The desktop side checks each message against what the firmware generates.
+    let seen = Arc::new(Mutex::new((0u32, None::<u32>)));
+    let listener: Listener =
+        Listener::bind("127.0.0.1:0", ListenerConfig::new().with_framing(CONFIG)).unwrap();
+    let port = listener.local_addr().port();
+    let server = {
+        let seen = seen.clone();
+        listener
+            .spawn(move |m: &[u8]| {
+                let mut s = seen.lock().unwrap();
+                let mut want = [0u8; MAX];
+                if s.1.is_none() && m != message(s.0, &mut want) {
+                    s.1 = Some(s.0);
+                }
+                s.0 += 1;
+                Ok(())
+            })
+            .expect("spawn the listener")
+    };
+    let out = run("embassy", port);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let figures: String = stdout
+        .lines()
+        .filter(|l| l.contains("messages/s"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("embassy-firmware-figures.txt"),
+        figures,
+    );
+    assert!(
+        out.status.success(),
+        "embassy firmware failed: {:?}",
+        out.status
+    );
+    assert!(
+        stdout.contains("2000 messages sent and acknowledged"),
+        "{stdout}"
+    );
+    let stats = server.shutdown();
+    let (arrived, first_bad) = *seen.lock().unwrap();
+    assert_eq!(first_bad, None, "first message that differs");
+    assert_eq!(
+        (arrived, stats.messages_in, stats.protocol_errors),
+        (2000, 2000, 0)
+    );
 }

@@ -4,29 +4,11 @@
 //! CI builds it for `thumbv7em-none-eabihf`; on the host, `src/bin/embassy_tap.rs` runs the same
 //! functions over a TAP device against transport-std.
 //!
-//! The wiring on a microcontroller, with the board's embassy-net driver `Eth` (the executor,
-//! time driver and `static_cell` as the board's embassy examples set them up):
-//!
-//! ```text
-//! #[embassy_executor::task]
-//! async fn net_task(mut runner: embassy_net::Runner<'static, Eth>) -> ! {
-//!     runner.run().await
-//! }
-//!
-//! #[embassy_executor::main]
-//! async fn main(spawner: Spawner) {
-//!     let eth: Eth = /* the board's driver */;
-//!     let config = embassy_net::Config::ipv4_static(embassy_net::StaticConfigV4 { .. });
-//!     static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
-//!     let (stack, runner) = embassy_net::new(eth, config, RESOURCES.init(StackResources::new()), seed);
-//!     spawner.spawn(net_task(runner).unwrap());
-//!     stack.wait_config_up().await;
-//!
-//!     let (mut rx, mut tx) = ([0u8; 2048], [0u8; 2048]);
-//!     let server = (Ipv4Address::new(192, 168, 69, 100), 5031);
-//!     buffstreams_embassy_example::send_to(stack, server, &mut rx, &mut tx, 1000).await.unwrap();
-//! }
-//! ```
+//! The whole wiring on a microcontroller is `examples/firmware/src/embassy.rs`: QEMU's
+//! mps2-an385 with a LAN9118 driver implementing `embassy_net_driver::Driver`, a SysTick time
+//! driver for embassy-time, embassy's executor in a loop that sleeps with `wfi`, and
+//! [`send_to`] streaming to a desktop server. CI builds it for `thumbv7em-none-eabihf` and runs
+//! it on the emulated Cortex-M3 against a transport-std `Listener` that checks every message.
 //!
 //! The differences from the poll-based `transport-smoltcp` are in the project README.
 #![no_std]

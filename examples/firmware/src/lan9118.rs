@@ -2,7 +2,15 @@
 //! (at 0x4020_0000; QEMU's `hw/net/lan9118.c` is the model), implementing smoltcp's
 //! `phy::Device`. No interrupts and no DMA: received frames are read out of the RX data FIFO
 //! when smoltcp asks for one, frames to send are written into the TX data FIFO.
+//!
+//! The same driver serves embassy-net (`embassy_net_driver::Driver`): with no interrupt to wake
+//! the stack when a frame arrives, it registers the stack's waker when it finds none, and the
+//! program's loop calls [`wake_receiver`] on every clock tick.
 
+use core::cell::RefCell;
+use core::task::{Context, Waker};
+
+use critical_section::Mutex;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
@@ -212,8 +220,8 @@ impl Lan9118 {
     }
 }
 
-/// A received frame, handed to smoltcp.
-pub struct RxToken<'a>(&'a [u8]);
+/// A received frame, handed to smoltcp or embassy-net.
+pub struct RxToken<'a>(&'a mut [u8]);
 
 /// Room for one frame to send.
 pub struct TxToken<'a> {
@@ -249,7 +257,7 @@ impl phy::Device for Lan9118 {
             ..
         } = self;
         let len = regs.receive(rx, rx_errors)?;
-        Some((RxToken(&rx[..len]), TxToken { regs, tx }))
+        Some((RxToken(&mut rx[..len]), TxToken { regs, tx }))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
@@ -265,5 +273,74 @@ impl phy::Device for Lan9118 {
         caps.max_transmission_unit = MTU;
         caps.max_burst_size = Some(1);
         caps
+    }
+}
+
+/// The embassy-net stack's waker, registered when it found no frame waiting.
+static RX_WAKER: Mutex<RefCell<Option<Waker>>> = Mutex::new(RefCell::new(None));
+
+/// Wakes the embassy-net stack if it waits for a frame: call it on every clock tick (this
+/// driver has no receive interrupt).
+pub fn wake_receiver() {
+    if let Some(w) = critical_section::with(|cs| RX_WAKER.borrow(cs).borrow_mut().take()) {
+        w.wake();
+    }
+}
+
+impl embassy_net_driver::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl embassy_net_driver::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        phy::TxToken::consume(self, len, f)
+    }
+}
+
+impl embassy_net_driver::Driver for Lan9118 {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, cx: &mut Context) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let Self {
+            regs,
+            rx,
+            tx,
+            rx_errors,
+            ..
+        } = self;
+        match regs.receive(rx, rx_errors) {
+            Some(len) => Some((RxToken(&mut rx[..len]), TxToken { regs, tx })),
+            None => {
+                critical_section::with(|cs| {
+                    *RX_WAKER.borrow(cs).borrow_mut() = Some(cx.waker().clone());
+                });
+                None
+            }
+        }
+    }
+
+    fn transmit(&mut self, _: &mut Context) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            regs: &self.regs,
+            tx: &mut self.tx,
+        })
+    }
+
+    fn link_state(&mut self, _: &mut Context) -> embassy_net_driver::LinkState {
+        embassy_net_driver::LinkState::Up
+    }
+
+    fn capabilities(&self) -> embassy_net_driver::Capabilities {
+        let mut caps = embassy_net_driver::Capabilities::default();
+        caps.max_transmission_unit = MTU;
+        caps.max_burst_size = Some(1);
+        caps
+    }
+
+    fn hardware_address(&self) -> embassy_net_driver::HardwareAddress {
+        embassy_net_driver::HardwareAddress::Ethernet(self.mac)
     }
 }

@@ -27,6 +27,11 @@ pub fn clock_init(mut syst: SYST) {
     syst.enable_interrupt();
 }
 
+/// Milliseconds since [`clock_init`] (wraps after 49 days).
+pub fn millis() -> u32 {
+    MILLIS.load(Ordering::Relaxed)
+}
+
 /// Milliseconds since [`clock_init`], as smoltcp's clock.
 pub fn now() -> Instant {
     Instant::from_millis(i64::from(MILLIS.load(Ordering::Relaxed)))
