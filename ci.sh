@@ -108,6 +108,9 @@ count_tests "$LOG_DIR/miri.log"
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
 step bench-smoke bash -c 'out=$(cargo run --release --locked -p buffstreams-examples --bin bench -- --peer buffstreams --connections 1 --payload 110 --seconds 1 --json) && echo "$out" && grep -q "\"ok\":true" <<<"$out"'
 grep -h '"peer"' "$LOG_DIR/bench-smoke.log" 2>/dev/null | sed 's/^/      /'
+# The framing crate's async reader/writer on tokio beside tokio-util's Framed, one short round.
+step tokio-bench-smoke cargo run --release --locked -p buffstreams-examples --bin bench -- --peer tokio,tokio-framing --seconds 1 --rounds 1
+grep -hE "^(peer|tokio)" "$LOG_DIR/tokio-bench-smoke.log" 2>/dev/null | sed 's/^/      /'
 # smoltcp on phy::Loopback beside the raw-byte run; exits non-zero if a message is lost or wrong.
 step smoltcp-bench-smoke cargo run --release --locked -p buffstreams-examples --bin smoltcp -- --seconds 0.5 --rounds 1
 grep -h "^| " "$LOG_DIR/smoltcp-bench-smoke.log" 2>/dev/null | sed 's/^/      /'

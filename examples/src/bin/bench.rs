@@ -3,12 +3,16 @@
 //! messages and checks their size; a mismatch fails the run.
 //!
 //! ```text
-//! bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt [--connections N]
-//!       [--payload BYTES] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu]
+//! bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt[,PEER..]
+//!       [--rounds R] [--connections N] [--payload BYTES] [--seconds S] [--flush-every N]
+//!       [--batch N] [--json] [--cpu]
 //! bench --rtt --peer buffstreams|raw|writer|writer-send [--payload BYTES] [--seconds S]
 //!                                                                         round trip p50/p99
 //! bench --idle-connections N                                              RSS per idle connection
 //! ```
+//!
+//! Several peers (`--peer tokio,tokio-framing`) run side by side: each in turn, `--rounds`
+//! times (default 3), then one table of medians and per-round ratios to the first peer.
 //!
 //! `framing` sends with the framing crate's unshared `FrameWriter` into the same `Listener`.
 //! `tokio` is tokio-util's `Framed` + `LengthDelimitedCodec` on both ends; `tokio-framing` the
@@ -52,6 +56,7 @@ struct Args {
     rtt: bool,
     cpu: bool,
     idle_connections: Option<usize>,
+    rounds: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -86,12 +91,17 @@ fn parse() -> Result<Args, String> {
         rtt: p.contains("--rtt"),
         cpu: p.contains("--cpu"),
         idle_connections: p.opt_value_from_str("--idle-connections").map_err(&bad)?,
+        rounds: p
+            .opt_value_from_str::<_, usize>("--rounds")
+            .map_err(&bad)?
+            .unwrap_or(3)
+            .max(1),
     };
     cli::finish(p, USAGE)?;
     Ok(a)
 }
 
-const USAGE: &str = "bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt [--connections N] \
+const USAGE: &str = "bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt[,PEER..] [--rounds R] [--connections N] \
 [--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw|writer|writer-send \
 | --idle-connections N";
 
@@ -120,22 +130,16 @@ fn main() -> ExitCode {
     if args.rtt {
         return rtt(&args);
     }
-    let flush_every = args.flush_every.unwrap_or(match args.peer.as_str() {
-        "tokio" | "tokio-framing" => 64,
-        _ => 0,
-    });
-    let outcome = match args.peer.as_str() {
-        "buffstreams" | "framing" => run_buffstreams(&args, flush_every),
-        "tokio" | "tokio-framing" => run_tokio(&args, flush_every),
-        "std-baseline" | "std-prebuilt" => run_std(&args, flush_every),
-        other => {
-            eprintln!("unknown peer {other}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    if args.peer.contains(',') {
+        return side_by_side(&args);
+    }
+    let Some((outcome, flush_every)) = run_peer(&args) else {
+        eprintln!("unknown peer {}\n{USAGE}", args.peer);
+        return ExitCode::from(2);
     };
     let rate = outcome.in_window as f64 / outcome.elapsed.as_secs_f64();
     let mb = rate * args.payload as f64 / 1e6;
-    let ok = outcome.mismatches == 0 && outcome.sent == outcome.received;
+    let ok = outcome.ok();
     if args.json {
         println!(
             "{{\"peer\":\"{}\",\"connections\":{},\"payload\":{},\"flush_every\":{},\"batch\":{},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"ok\":{}}}",
@@ -164,6 +168,94 @@ fn main() -> ExitCode {
         );
         ExitCode::FAILURE
     }
+}
+
+impl Outcome {
+    /// Every message written arrived, with the right size.
+    fn ok(&self) -> bool {
+        self.mismatches == 0 && self.sent == self.received
+    }
+}
+
+/// Runs `args.peer` once; `None` for an unknown peer. Returns the flush policy in force too.
+fn run_peer(args: &Args) -> Option<(Outcome, u64)> {
+    let flush_every = args.flush_every.unwrap_or(match args.peer.as_str() {
+        "tokio" | "tokio-framing" => 64,
+        _ => 0,
+    });
+    let outcome = match args.peer.as_str() {
+        "buffstreams" | "framing" => run_buffstreams(args, flush_every),
+        "tokio" | "tokio-framing" => run_tokio(args, flush_every),
+        "std-baseline" | "std-prebuilt" => run_std(args, flush_every),
+        _ => return None,
+    };
+    Some((outcome, flush_every))
+}
+
+/// `--peer a,b,..`: each peer in turn, `--rounds` times, then one table: the median rate of
+/// each and its per-round ratio to the first peer (a round runs every peer back to back, so
+/// they share the machine's state).
+fn side_by_side(args: &Args) -> ExitCode {
+    let peers: Vec<&str> = args.peer.split(',').map(str::trim).collect();
+    println!(
+        "side by side: {} rounds of {} s each, {} B messages, {} connection(s): {}",
+        args.rounds,
+        args.seconds,
+        args.payload,
+        args.connections,
+        peers.join(", ")
+    );
+    let mut rates = vec![Vec::new(); peers.len()];
+    for round in 1..=args.rounds {
+        for (i, peer) in peers.iter().enumerate() {
+            eprintln!("round {round}/{}: {peer}", args.rounds);
+            let one = Args {
+                peer: (*peer).to_string(),
+                ..args.clone()
+            };
+            let Some((outcome, _)) = run_peer(&one) else {
+                eprintln!("unknown peer {peer}\n{USAGE}");
+                return ExitCode::from(2);
+            };
+            if !outcome.ok() {
+                eprintln!(
+                    "FAILED: {peer}: {} sent, {} received, {} size mismatches",
+                    outcome.sent, outcome.received, outcome.mismatches
+                );
+                return ExitCode::FAILURE;
+            }
+            rates[i].push(outcome.in_window as f64 / outcome.elapsed.as_secs_f64());
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    println!(
+        "{:<16} {:>12} {:>10} {:>22}",
+        "peer",
+        "M msgs/s",
+        "MB/s",
+        format!("vs {}", peers[0])
+    );
+    for (i, peer) in peers.iter().enumerate() {
+        let rate = median(rates[i].clone());
+        let ratio = median(
+            rates[i]
+                .iter()
+                .zip(&rates[0])
+                .map(|(a, b)| a / b.max(1.0))
+                .collect(),
+        );
+        println!(
+            "{:<16} {:>12.2} {:>10.1} {:>21.2}x",
+            peer,
+            rate / 1e6,
+            rate * args.payload as f64 / 1e6,
+            ratio
+        );
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints the live rate once a second until `stop`; returns messages counted in the window.
