@@ -6,7 +6,29 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 QUICK=0
-[[ "${1:-}" == "--quick" ]] && QUICK=1
+case "${1:-}" in
+    "") ;;
+    --quick) QUICK=1 ;;
+    -h | --help)
+        cat <<'HELP'
+./ci.sh [--quick]: every check of the project, as CI runs it.
+
+Installs what the checks need first (Debian packages gcc-multilib, qemu-system-arm, iproute2;
+rustup components and targets; a nightly toolchain with Miri and cargo-fuzz), then runs:
+formatting and clippy, rustdoc, all tests (the network-namespace tests and the QEMU firmware
+need root and qemu-system-arm; with CI set they fail instead of skipping), a 32-bit run, the
+loom model of transport-std's writer and its mutations, Miri, bench smoke runs, no_std builds,
+the firmware's checks on QEMU, and (not with --quick) every fuzz target for FUZZ_SECONDS
+(default 30) seconds. Logs go to target/ci-logs (LOG_DIR); it ends with "N passed, M failed"
+and exits non-zero if anything failed. About 20 minutes on 2 cores.
+HELP
+        exit 0
+        ;;
+    *)
+        echo "ci.sh: unknown argument ${1} (try --help)" >&2
+        exit 2
+        ;;
+esac
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 LOG_DIR="${LOG_DIR:-$PWD/target/ci-logs}"
 mkdir -p "$LOG_DIR"
@@ -20,6 +42,8 @@ step() {
     local name="$1"; shift
     local log="$LOG_DIR/${name//[^A-Za-z0-9_.-]/_}.log"
     local start=$SECONDS
+    # Shown while it runs (a terminal sees it replaced by the result line).
+    [[ -t 1 ]] && printf '..    %s\r' "$name"
     if ( "$@" ) >"$log" 2>&1; then
         passed=$((passed + 1))
         echo "ok    $name ($((SECONDS - start))s)"
@@ -191,7 +215,9 @@ if [[ -d fuzz ]]; then
     echo "== fuzz"
     step fuzz-check bash -c 'cd fuzz && cargo check --locked --bins'
     if [[ $QUICK == 0 ]]; then
-        step fuzz-build bash -c 'cd fuzz && cargo +nightly fuzz build --release'
+        # The flags `fuzz run` uses (release, with debug assertions and overflow checks), so the
+        # runs below reuse this build instead of making their own.
+        step fuzz-build bash -c 'cd fuzz && cargo +nightly fuzz build'
         for target in $(cd fuzz && cargo +nightly fuzz list); do
             step "fuzz-run-$target" bash -c "cd fuzz && mkdir -p corpus/$target && cargo +nightly fuzz run $target corpus/$target -- -max_total_time=$FUZZ_SECONDS -print_final_stats=1"
             grep -hE "stat::number_of_executed_units|stat::average_exec_per_sec" "$LOG_DIR/fuzz-run-$target.log" | sed "s/^/      $target /"
