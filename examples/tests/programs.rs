@@ -116,6 +116,29 @@ fn echo_server_and_request_client_speak_go_buffstreams_framing() {
 }
 
 #[test]
+fn print_shows_text_escaped_and_binary_as_a_preview() {
+    let (srv, addr, out) = server(&["--print", "--exit-after", "3"]);
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    for m in [
+        &b"plain text"[..],
+        b"bell\x07and\ttab",
+        &[0, 1, 2, 0xff][..],
+    ] {
+        s.write_all(&(m.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(m).unwrap();
+    }
+    drop(s);
+    let (status, rest) = server_rest(srv, out);
+    assert!(status.status.success(), "{rest}");
+    assert!(rest.lines().any(|l| l == "plain text"), "{rest}");
+    assert!(rest.contains("bell\\u{7}and\\ttab"), "{rest}");
+    assert!(
+        rest.contains("[4 bytes, not UTF-8] \\x00\\x01\\x02\\xff"),
+        "{rest}"
+    );
+}
+
+#[test]
 fn manager_example_delivers_everything_and_shows_the_typed_errors() {
     let o = Command::new(env!("CARGO_BIN_EXE_manager"))
         .args(["--messages", "2000"])

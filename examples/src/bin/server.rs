@@ -9,7 +9,8 @@
 //! `--format buffstreams` talks to Go BuffStreams (its 3-byte header, so `--max` up to
 //! 65535); the default is the 4-byte big-endian header of tokio-util's
 //! `LengthDelimitedCodec`. `--echo` sends every message back on its connection
-//! (request/response), `--print` prints each one as text. The server stops after
+//! (request/response), `--print` prints each one: as text when it is UTF-8 (control characters
+//! escaped), else as an escaped preview of its first 64 bytes. The server stops after
 //! `--exit-after` messages, after `--seconds`, or when Enter is pressed on a terminal, and
 //! shuts down gracefully: every message received in full is handled first.
 
@@ -88,7 +89,7 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Err
     let server = if args.echo {
         listener.spawn_with_reply(move |m, conn| {
             if print {
-                println!("{}: {}", conn.peer_addr(), String::from_utf8_lossy(m));
+                println!("{}: {}", conn.peer_addr(), preview(m));
             }
             conn.reply(m)?;
             Ok(())
@@ -96,7 +97,7 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Err
     } else {
         listener.spawn(move |m: &[u8]| {
             if print {
-                println!("{}", String::from_utf8_lossy(m));
+                println!("{}", preview(m));
             }
             Ok(())
         })?
@@ -157,4 +158,22 @@ fn summary(s: &ListenerStats) {
         s.truncated,
         s.skipped_frames,
     );
+}
+
+/// A message for the terminal: its text when it is UTF-8 (control characters escaped, so
+/// binary never reaches the terminal raw), else the first 64 bytes escaped and its length.
+fn preview(m: &[u8]) -> String {
+    match std::str::from_utf8(m) {
+        Ok(text) => text.escape_debug().to_string(),
+        Err(_) => {
+            let head: String = m
+                .iter()
+                .take(64)
+                .flat_map(|b| b.escape_ascii())
+                .map(char::from)
+                .collect();
+            let more = if m.len() > 64 { "…" } else { "" };
+            format!("[{} bytes, not UTF-8] {head}{more}", m.len())
+        }
+    }
 }
