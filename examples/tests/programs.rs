@@ -72,6 +72,11 @@ fn server_counts_every_message_the_client_streams() {
     let c = finish(client, "client");
     assert!(c.status.success(), "client: {}", stdout(&c));
     assert!(stdout(&c).contains("sent 20000 messages (6080000 bytes on the wire)"));
+    assert!(
+        stdout(&c).contains("0 dead-lettered, 0 in doubt"),
+        "client: {}",
+        stdout(&c)
+    );
     let (s, rest) = server_rest(srv, out);
     assert!(s.status.success());
     assert!(

@@ -119,15 +119,24 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> Outcome {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "sent {} messages ({} bytes on the wire) in {:.3} s: {:.0} msgs/s, {} batches, \
-         {} reconnects, {} dead-lettered",
+         {} reconnects, {} failed connects, {} socket errors, {} dead-lettered, {} in doubt",
         stats.messages_out,
         stats.bytes_out,
         secs,
         stats.messages_out as f64 / secs,
         stats.batches,
         stats.reconnects,
+        stats.connect_failures,
+        stats.io_errors,
         stats.dead_lettered,
+        stats.in_doubt,
     );
+    if stats.in_doubt > 0 {
+        println!(
+            "in doubt: the kernel had taken these messages when the connection broke; they may \
+             or may not have reached the server (only the server's counters can tell)"
+        );
+    }
     if stats.dead_lettered > 0 {
         return Err("some messages were not delivered".into());
     }
