@@ -167,7 +167,7 @@ pub(super) fn connection<H: LengthPrefix>(
         };
         let mut input = buf.get(..n).unwrap_or_default();
         // Counted per chunk, not per message: connection threads share these counters.
-        let (mut messages, mut bytes) = (0u64, 0u64);
+        let (mut messages, mut bytes, mut skipped) = (0u64, 0u64, 0u64);
         let mut close = false;
         activity.set_busy(true);
         while !input.is_empty() {
@@ -210,6 +210,7 @@ pub(super) fn connection<H: LengthPrefix>(
                 }
                 Some(Event::Skipped(len)) => {
                     add(&counters.skipped_frames, 1);
+                    skipped += 1;
                     log::warn!("{peer}: skipped a {len}-byte message over the maximum");
                 }
                 Some(_) | None => {}
@@ -229,7 +230,8 @@ pub(super) fn connection<H: LengthPrefix>(
             activity.completed(shared.clock(now));
         }
         activity.set_busy(false);
-        deadlines.after_read(now, decoder.is_mid_frame(), messages > 0);
+        // A skipped oversize frame is a frame completed too (under `Oversize::Skip`).
+        deadlines.after_read(now, decoder.is_mid_frame(), messages + skipped > 0);
         // A peer that trickles a frame in never lets the read time out: check here too.
         if expire(&deadlines, now, &config, &shared, peer) {
             break;
