@@ -145,16 +145,10 @@ pub(super) fn connection<H: LengthPrefix>(
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if expire(&deadlines, now, &config, &shared, peer) {
+                // Either a deadline passed, or the read woke before it (the timeout is rounded
+                // down) and waits again for what is left.
+                if over_deadline(&mut deadlines, now, &stream, &config, &shared, peer) {
                     break;
-                }
-                // Woke before a deadline (the timeout is rounded down): set what is left.
-                if let Some(timeout) = deadlines.next_timeout(now) {
-                    if let Err(e) = stream.set_read_timeout(timeout) {
-                        add(&counters.io_errors, 1);
-                        log::warn!("{peer}: cannot set the read timeout: {e}");
-                        break;
-                    }
                 }
                 continue;
             }
@@ -233,15 +227,8 @@ pub(super) fn connection<H: LengthPrefix>(
         // A skipped oversize frame is a frame completed too (under `Oversize::Skip`).
         deadlines.after_read(now, decoder.is_mid_frame(), messages + skipped > 0);
         // A peer that trickles a frame in never lets the read time out: check here too.
-        if expire(&deadlines, now, &config, &shared, peer) {
+        if over_deadline(&mut deadlines, now, &stream, &config, &shared, peer) {
             break;
-        }
-        if let Some(timeout) = deadlines.next_timeout(now) {
-            if let Err(e) = stream.set_read_timeout(timeout) {
-                add(&counters.io_errors, 1);
-                log::warn!("{peer}: cannot set the read timeout: {e}");
-                break;
-            }
         }
         if shared.stopping() {
             drain += 1;
@@ -258,10 +245,12 @@ pub(super) fn connection<H: LengthPrefix>(
     log::debug!("{peer}: connection closed");
 }
 
-/// Counts and logs a passed deadline; returns whether one has passed (close the connection).
-fn expire(
-    deadlines: &Deadlines,
+/// Whether the connection must close at `now`: a deadline passed (counted and logged), or
+/// the socket's read timeout could not be set to the next one.
+fn over_deadline(
+    deadlines: &mut Deadlines,
     now: Instant,
+    stream: &TcpStream,
     config: &ListenerConfig,
     shared: &Shared,
     peer: SocketAddr,
@@ -283,7 +272,17 @@ fn expire(
             );
             true
         }
-        None => false,
+        None => match deadlines
+            .next_timeout(now)
+            .map(|t| stream.set_read_timeout(t))
+        {
+            Some(Err(e)) => {
+                add(&shared.counters.io_errors, 1);
+                log::warn!("{peer}: cannot set the read timeout: {e}");
+                true
+            }
+            Some(Ok(())) | None => false,
+        },
     }
 }
 
