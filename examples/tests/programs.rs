@@ -218,6 +218,40 @@ fn tokio_example_echoes_and_checks_every_message() {
 }
 
 #[test]
+fn bench_without_arguments_runs_every_peer_side_by_side() {
+    // The default run, shortened: one round of one second per peer.
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--rounds", "1", "--seconds", "1"])
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("side by side: 1 rounds of 1 s per peer"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("vs std-baseline") && lines[1].contains("vs tokio"),
+        "{out}"
+    );
+    for (line, peer) in lines[2..].iter().zip([
+        "std-baseline",
+        "buffstreams",
+        "framing",
+        "tokio",
+        "tokio-framing",
+    ]) {
+        assert!(line.starts_with(peer), "{out}");
+    }
+    assert_eq!(lines.len(), 7, "{out}");
+    assert!(
+        lines[2].split_whitespace().nth(3) == Some("1.00x"),
+        "the baseline against itself: {out}"
+    );
+}
+
+#[test]
 fn bad_flags_exit_with_usage() {
     for bin in [
         env!("CARGO_BIN_EXE_server"),
@@ -226,6 +260,7 @@ fn bad_flags_exit_with_usage() {
         env!("CARGO_BIN_EXE_protobuf"),
         env!("CARGO_BIN_EXE_siege"),
         env!("CARGO_BIN_EXE_tokio"),
+        env!("CARGO_BIN_EXE_bench"),
     ] {
         let o = Command::new(bin).arg("--bogus").output().expect("run");
         assert_eq!(o.status.code(), Some(2), "{bin}");

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Several peers (`--peer tokio,tokio-framing`) run side by side: each in turn, `--rounds`
-//! times (default 3), then one table of medians and per-round ratios to the first peer.
+//! times (default 3, 2 s each), then one table of medians and per-round ratios to the first
+//! peer and to tokio-util. Without `--peer` (or with `--peer all`) every throughput peer runs
+//! that way, the std baseline first: about 40 s.
 //!
 //! `framing` sends with the framing crate's unshared `FrameWriter` into the same `Listener`.
 //! `tokio` is tokio-util's `Framed` + `LengthDelimitedCodec` on both ends; `tokio-framing` the
@@ -63,10 +65,11 @@ fn parse() -> Result<Args, String> {
     let mut p = cli::args(USAGE)?;
     let bad = cli::bad(USAGE);
     let a = Args {
-        peer: p
-            .opt_value_from_str("--peer")
-            .map_err(&bad)?
-            .unwrap_or_else(|| "buffstreams".into()),
+        peer: match p.opt_value_from_str::<_, String>("--peer").map_err(&bad)? {
+            None => ALL.into(),
+            Some(all) if all == "all" => ALL.into(),
+            Some(peer) => peer,
+        },
         connections: p
             .opt_value_from_str::<_, usize>("--connections")
             .map_err(&bad)?
@@ -79,8 +82,7 @@ fn parse() -> Result<Args, String> {
         seconds: p
             .opt_value_from_str::<_, u64>("--seconds")
             .map_err(&bad)?
-            .unwrap_or(5)
-            .max(1),
+            .unwrap_or(0),
         flush_every: p.opt_value_from_str("--flush-every").map_err(&bad)?,
         batch: p
             .opt_value_from_str::<_, usize>("--batch")
@@ -98,10 +100,19 @@ fn parse() -> Result<Args, String> {
             .max(1),
     };
     cli::finish(p, USAGE)?;
+    let mut a = a;
+    // Side by side, each run is shorter: the whole default run stays well under a minute.
+    if a.seconds == 0 {
+        a.seconds = if a.peer.contains(',') { 2 } else { 5 };
+    }
     Ok(a)
 }
 
-const USAGE: &str = "bench --peer buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt[,PEER..] [--rounds R] [--connections N] \
+/// `--peer all`, the default: every throughput peer, the std baseline first (the ratios are to
+/// it and to tokio-util).
+const ALL: &str = "std-baseline,buffstreams,framing,tokio,tokio-framing";
+
+const USAGE: &str = "bench [--peer all|buffstreams|framing|tokio|tokio-framing|std-baseline|std-prebuilt[,PEER..]] [--rounds R] [--connections N] \
 [--payload B] [--seconds S] [--flush-every N] [--batch N] [--json] [--cpu] | --rtt --peer buffstreams|raw|writer|writer-send \
 | --idle-connections N";
 
@@ -197,14 +208,18 @@ fn run_peer(args: &Args) -> Option<(Outcome, u64)> {
 /// they share the machine's state).
 fn side_by_side(args: &Args) -> ExitCode {
     let peers: Vec<&str> = args.peer.split(',').map(str::trim).collect();
-    println!(
-        "side by side: {} rounds of {} s each, {} B messages, {} connection(s): {}",
-        args.rounds,
-        args.seconds,
-        args.payload,
-        args.connections,
-        peers.join(", ")
-    );
+    if !args.json {
+        println!(
+            "side by side: {} rounds of {} s per peer, {} B messages, {} connection(s), about {} s \
+             in all: {}",
+            args.rounds,
+            args.seconds,
+            args.payload,
+            args.connections,
+            args.rounds * peers.len() * args.seconds as usize,
+            peers.join(", ")
+        );
+    }
     let mut rates = vec![Vec::new(); peers.len()];
     for round in 1..=args.rounds {
         for (i, peer) in peers.iter().enumerate() {
@@ -231,29 +246,47 @@ fn side_by_side(args: &Args) -> ExitCode {
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
-    println!(
-        "{:<16} {:>12} {:>10} {:>22}",
-        "peer",
-        "M msgs/s",
-        "MB/s",
-        format!("vs {}", peers[0])
-    );
-    for (i, peer) in peers.iter().enumerate() {
-        let rate = median(rates[i].clone());
-        let ratio = median(
+    // Ratios to the first peer, and to tokio-util when it ran and is not the first.
+    let mut bases = vec![0];
+    if let Some(t) = peers.iter().position(|p| *p == "tokio").filter(|&t| t != 0) {
+        bases.push(t);
+    }
+    let ratio = |i: usize, base: usize| {
+        median(
             rates[i]
                 .iter()
-                .zip(&rates[0])
+                .zip(&rates[base])
                 .map(|(a, b)| a / b.max(1.0))
                 .collect(),
-        );
-        println!(
-            "{:<16} {:>12.2} {:>10.1} {:>21.2}x",
-            peer,
-            rate / 1e6,
-            rate * args.payload as f64 / 1e6,
-            ratio
-        );
+        )
+    };
+    if !args.json {
+        let mut head = format!("{:<16} {:>10} {:>10}", "peer", "M msgs/s", "MB/s");
+        for &b in &bases {
+            head += &format!(" {:>18}", format!("vs {}", peers[b]));
+        }
+        println!("{head}");
+    }
+    for (i, peer) in peers.iter().enumerate() {
+        let rate = median(rates[i].clone());
+        let mb = rate * args.payload as f64 / 1e6;
+        if args.json {
+            let ratios: Vec<String> = bases
+                .iter()
+                .map(|&b| format!("\"vs_{}\":{:.3}", peers[b], ratio(i, b)))
+                .collect();
+            println!(
+                "{{\"peer\":\"{peer}\",\"rounds\":{},\"msgs_per_sec\":{rate:.0},\"mb_per_sec\":{mb:.1},{}}}",
+                args.rounds,
+                ratios.join(",")
+            );
+        } else {
+            let mut line = format!("{:<16} {:>10.2} {:>10.1}", peer, rate / 1e6, mb);
+            for &b in &bases {
+                line += &format!(" {:>17.2}x", ratio(i, b));
+            }
+            println!("{line}");
+        }
     }
     ExitCode::SUCCESS
 }
