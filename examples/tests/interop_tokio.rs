@@ -1,0 +1,211 @@
+//! transport-std's `Listener` and `Writer` against tokio-util's `LengthDelimitedCodec` over real
+//! tokio sockets on 127.0.0.1: every header width tokio-util has, both byte orders, and the
+//! length counting the header (`length_adjustment`), with the edge cases: an empty payload,
+//! one byte, the largest allowed frame, and one byte over it (refused on both sides, the
+//! listener's other connections unaffected). A failure names the case and the first byte that
+//! differs.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use buffstreams_transport_std::{
+    BigEndian, Config, Error, LengthPrefix, Listener, ListenerConfig, LittleEndian, Writer,
+    WriterConfig,
+};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The messages of every case: the edges first, then sizes across the range.
+fn messages(max: usize) -> Vec<Vec<u8>> {
+    let mut sizes = vec![0, 1, max - 1, max];
+    sizes.extend((0..200).map(|i| (i * 97) % (max + 1)));
+    sizes
+        .into_iter()
+        .enumerate()
+        .map(|(i, len)| (0..len).map(|j| (i * 31 + j * 7) as u8).collect())
+        .collect()
+}
+
+/// Panics naming the case, the message and the first differing byte, if `got` is not `want`.
+fn same(case: &str, index: usize, got: &[u8], want: &[u8]) {
+    if got == want {
+        return;
+    }
+    let at = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    panic!(
+        "{case}: message {index} differs at byte {at} (got {} bytes, want {})",
+        got.len(),
+        want.len()
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One case: tokio-util into our `Listener<H>`, then our `Writer<H>` into tokio-util.
+fn case<H: LengthPrefix + Send + 'static>(width: usize, little: bool, includes_header: bool) {
+    // One below what the header can express, so that one byte over the maximum can be sent.
+    let max = usize::try_from(H::MAX_VALUE)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(if includes_header { width } else { 0 })
+        .saturating_sub(1)
+        .min(1000);
+    let name = format!(
+        "width {width}, {}, length {} the header, max {max}",
+        if little {
+            "little-endian"
+        } else {
+            "big-endian"
+        },
+        if includes_header {
+            "counting"
+        } else {
+            "without"
+        }
+    );
+    let codec = move || {
+        let mut b = LengthDelimitedCodec::builder();
+        // tokio-util checks its maximum against the length field itself, which counts the
+        // header when `length_adjustment` says so.
+        let field_max = max + 1 + if includes_header { width } else { 0 };
+        b.length_field_length(width).max_frame_length(field_max);
+        if little {
+            b.little_endian();
+        }
+        if includes_header {
+            b.length_adjustment(-(width as isize));
+        }
+        b.new_codec()
+    };
+    let framing = Config::new()
+        .with_max_frame_len(max)
+        .with_length_includes_header(includes_header);
+    let want = messages(max);
+    let rt = runtime();
+
+    // tokio-util → Listener<H>; then one frame over the maximum on that connection, while a
+    // second connection keeps going.
+    let (tx, rx) = mpsc::channel();
+    let listener =
+        Listener::<H>::bind("127.0.0.1:0", ListenerConfig::new().with_framing(framing)).unwrap();
+    let server = listener
+        .spawn_with_reply(move |m, conn| Ok(tx.send((conn.peer_addr(), m.to_vec()))?))
+        .unwrap();
+    let addr = server.local_addr();
+    let (first, second) = rt.block_on(async {
+        let a = TcpStream::connect(addr).await.unwrap();
+        let b = TcpStream::connect(addr).await.unwrap();
+        let (first, second) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let mut a = FramedWrite::new(a, codec());
+        for m in &want {
+            a.send(Bytes::from(m.clone())).await.unwrap();
+        }
+        a.send(Bytes::from(vec![9u8; max + 1])).await.unwrap();
+        a.send(Bytes::from_static(b"after the oversize frame"))
+            .await
+            .unwrap();
+        let mut b = FramedWrite::new(b, codec());
+        b.send(Bytes::from_static(b"other connection"))
+            .await
+            .unwrap();
+        SinkExt::<Bytes>::close(&mut a).await.unwrap();
+        SinkExt::<Bytes>::close(&mut b).await.unwrap();
+        (first, second)
+    });
+    let mut from_first = Vec::new();
+    let mut from_second = Vec::new();
+    while from_first.len() < want.len() || from_second.is_empty() {
+        let (peer, m) = rx
+            .recv_timeout(LONG)
+            .unwrap_or_else(|_| panic!("{name}: tokio-util -> Listener: messages missing"));
+        if peer == first {
+            from_first.push(m);
+        } else {
+            assert_eq!(peer, second, "{name}");
+            from_second.push(m);
+        }
+    }
+    for (i, (got, want)) in from_first.iter().zip(&want).enumerate() {
+        same(&format!("{name}, tokio-util -> Listener"), i, got, want);
+    }
+    assert_eq!(from_second, [b"other connection".to_vec()], "{name}");
+    let stats = server.shutdown();
+    assert!(
+        rx.try_iter().next().is_none(),
+        "{name}: something after the oversize frame was delivered"
+    );
+    assert_eq!(stats.protocol_errors, 1, "{name}: {stats:?}");
+    assert_eq!(
+        stats.messages_in,
+        want.len() as u64 + 1,
+        "{name}: {stats:?}"
+    );
+
+    // Writer<H> → tokio-util.
+    let tcp = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let reader = rt.spawn(async move {
+        let (stream, _) = tcp.accept().await.unwrap();
+        let mut frames = FramedRead::new(stream, codec());
+        let mut got = Vec::new();
+        while let Some(frame) = frames.next().await {
+            got.push(frame.unwrap().to_vec());
+        }
+        got
+    });
+    let writer = Writer::<H>::dial(addr, WriterConfig::new().with_framing(framing)).unwrap();
+    for m in &want {
+        writer.write(m).unwrap();
+    }
+    assert!(
+        matches!(writer.write(&vec![9u8; max + 1]), Err(Error::Encode(_))),
+        "{name}: the Writer accepted a message over the maximum"
+    );
+    let stats = writer.close();
+    assert_eq!(stats.messages_out, want.len() as u64, "{name}");
+    let got = rt.block_on(reader).unwrap();
+    assert_eq!(got.len(), want.len(), "{name}: Writer -> tokio-util");
+    for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+        same(&format!("{name}, Writer -> tokio-util"), i, got, want);
+    }
+}
+
+#[test]
+fn big_endian_every_width() {
+    case::<BigEndian<1>>(1, false, false);
+    case::<BigEndian<2>>(2, false, false);
+    case::<BigEndian<3>>(3, false, false);
+    case::<BigEndian<4>>(4, false, false);
+    case::<BigEndian<8>>(8, false, false);
+}
+
+#[test]
+fn little_endian_every_width() {
+    case::<LittleEndian<1>>(1, true, false);
+    case::<LittleEndian<2>>(2, true, false);
+    case::<LittleEndian<3>>(3, true, false);
+    case::<LittleEndian<4>>(4, true, false);
+    case::<LittleEndian<8>>(8, true, false);
+}
+
+#[test]
+fn length_counting_the_header() {
+    case::<BigEndian<1>>(1, false, true);
+    case::<BigEndian<2>>(2, false, true);
+    case::<BigEndian<4>>(4, false, true);
+    case::<LittleEndian<4>>(4, true, true);
+    case::<BigEndian<8>>(8, false, true);
+}
