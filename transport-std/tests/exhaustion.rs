@@ -7,28 +7,11 @@ mod common;
 
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::BigEndian;
-use buffstreams_transport_std::{
-    Listener, ListenerConfig, ListenerHandle, RetryPolicy, Writer, WriterConfig,
-};
+use buffstreams_transport_std::{ListenerConfig, RetryPolicy, Writer, WriterConfig};
 use common::*;
-
-fn collecting(config: ListenerConfig) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
-    let (tx, rx) = mpsc::channel();
-    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
-    let h = l
-        .spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
-        .expect("spawn the listener");
-    (h, rx)
-}
-
-fn recv(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
-    rx.recv_timeout(LONG).expect("message not delivered")
-}
 
 /// Whether the server has closed `s` (EOF or reset), without waiting.
 fn closed_by_server(s: &TcpStream) -> bool {
@@ -61,6 +44,7 @@ fn idle_and_half_header_attackers_do_not_lock_out_new_clients() {
     const CAP: usize = 200;
     let grace = Duration::from_millis(300);
     let (h, rx) = collecting(
+        "127.0.0.1:0",
         ListenerConfig::new()
             .with_max_connections(CAP)
             .with_eviction_grace(grace),
@@ -119,7 +103,10 @@ fn idle_and_half_header_attackers_do_not_lock_out_new_clients() {
 #[test]
 fn the_frame_deadline_closes_stalled_and_trickling_peers_only() {
     let limit = Duration::from_millis(500);
-    let (h, rx) = collecting(ListenerConfig::new().with_frame_timeout(Some(limit)));
+    let (h, rx) = collecting(
+        "127.0.0.1:0",
+        ListenerConfig::new().with_frame_timeout(Some(limit)),
+    );
     let addr = h.local_addr();
     let mut stalled = attackers(addr, 100, &[0, 0]);
     let idle = raw(addr);
@@ -172,7 +159,10 @@ fn the_frame_deadline_closes_stalled_and_trickling_peers_only() {
 
 #[test]
 fn a_cap_per_address_refuses_only_that_address() {
-    let (h, rx) = collecting(ListenerConfig::new().with_max_connections_per_ip(Some(5)));
+    let (h, rx) = collecting(
+        "127.0.0.1:0",
+        ListenerConfig::new().with_max_connections_per_ip(Some(5)),
+    );
     let addr = h.local_addr();
     let _five = attackers(addr, 5, &[]);
     eventually("five connections", || h.stats().connections_open == 5);
@@ -195,6 +185,7 @@ fn a_cap_per_address_refuses_only_that_address() {
 fn an_evicted_writer_reconnects_and_loses_nothing() {
     let grace = Duration::from_millis(100);
     let (h, rx) = collecting(
+        "127.0.0.1:0",
         ListenerConfig::new()
             .with_max_connections(1)
             .with_eviction_grace(grace),
@@ -235,6 +226,7 @@ fn an_evicted_writer_reconnects_and_loses_nothing() {
 fn a_connection_younger_than_the_grace_period_is_not_evicted() {
     let grace = Duration::from_millis(600);
     let (h, rx) = collecting(
+        "127.0.0.1:0",
         ListenerConfig::new()
             .with_max_connections(1)
             .with_eviction_grace(grace),

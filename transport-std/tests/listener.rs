@@ -32,10 +32,6 @@ fn collecting(config: ListenerConfig) -> (ListenerHandle, mpsc::Receiver<Vec<u8>
     (h, rx)
 }
 
-fn recv(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
-    rx.recv_timeout(LONG).expect("message not delivered")
-}
-
 #[test]
 fn delivers_every_message_in_order() {
     let (h, rx) = collecting(ListenerConfig::new());

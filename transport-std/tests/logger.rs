@@ -9,9 +9,7 @@ use std::sync::{Arc, OnceLock, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use buffstreams_transport_std::{
-    BigEndian, Listener, ListenerConfig, ListenerHandle, RetryPolicy, Writer, WriterConfig,
-};
+use buffstreams_transport_std::{ListenerConfig, RetryPolicy, Writer, WriterConfig};
 use common::*;
 
 static SHIP: OnceLock<Arc<Writer>> = OnceLock::new();
@@ -39,13 +37,6 @@ impl log::Log for ShippingLogger {
     fn flush(&self) {}
 }
 
-fn collecting(addr: &str) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
-    let (tx, rx) = mpsc::channel();
-    let l = Listener::<BigEndian<4>>::bind(addr, ListenerConfig::new()).unwrap();
-    let h = l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?)).unwrap();
-    (h, rx)
-}
-
 fn message(i: u32) -> String {
     format!("m{i:05}{}", ".".repeat(3000))
 }
@@ -54,7 +45,7 @@ fn message(i: u32) -> String {
 fn a_logger_may_write_through_the_writer_it_logs() {
     log::set_logger(&ShippingLogger).unwrap();
     log::set_max_level(log::LevelFilter::Debug);
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let policy = RetryPolicy::new()
         .with_max_attempts(1000)
@@ -81,7 +72,7 @@ fn a_logger_may_write_through_the_writer_it_logs() {
     });
     // Enough failed attempts, each logged, to fill a buffer with log lines.
     eventually("connect failures", || w.stats().connect_failures >= 40);
-    let (h2, rx2) = collecting(&addr.to_string());
+    let (h2, rx2) = collecting(&addr.to_string(), ListenerConfig::new());
     finished
         .recv_timeout(LONG)
         .expect("a write never returned: deadlock");

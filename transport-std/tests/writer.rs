@@ -7,25 +7,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
-use buffstreams_transport_std::{
-    Error, Listener, ListenerConfig, ListenerHandle, RetryPolicy, Writer, WriterConfig,
-};
+use buffstreams_transport_std::{Error, ListenerConfig, RetryPolicy, Writer, WriterConfig};
 use common::*;
-
-fn collecting(addr: &str) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
-    let (tx, rx) = mpsc::channel();
-    let l = Listener::<buffstreams_transport_std::BigEndian<4>>::bind(addr, ListenerConfig::new())
-        .unwrap();
-    (
-        l.spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
-            .expect("spawn the listener"),
-        rx,
-    )
-}
 
 #[test]
 fn lone_message_goes_out_without_flush() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w = Writer::<buffstreams_transport_std::BigEndian<4>>::dial(
         h.local_addr(),
         WriterConfig::new(),
@@ -40,7 +27,7 @@ fn lone_message_goes_out_without_flush() {
 
 #[test]
 fn send_is_write_plus_flush() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Writer = Writer::dial(h.local_addr(), WriterConfig::new()).unwrap();
     for i in 0..500u32 {
         assert_eq!(w.send(&i.to_be_bytes()).unwrap(), 8);
@@ -51,7 +38,7 @@ fn send_is_write_plus_flush() {
 
 #[test]
 fn drop_flushes_everything() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Writer = Writer::dial(h.local_addr(), WriterConfig::new()).unwrap();
     for i in 0..10_000u32 {
         w.write(&i.to_le_bytes()).unwrap();
@@ -65,7 +52,7 @@ fn drop_flushes_everything() {
 
 #[test]
 fn oversize_write_is_an_error_and_queues_nothing() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Writer =
         Writer::dial(h.local_addr(), WriterConfig::new().with_max_frame_len(8)).unwrap();
     assert!(matches!(w.write(&[0u8; 9]), Err(Error::Encode(_))));
@@ -93,7 +80,7 @@ fn eight_threads_sharing_small_buffers_never_interleave() {
 
 fn eight_threads(config: WriterConfig) {
     const PER_THREAD: u32 = 20_000;
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Arc<Writer> = Arc::new(Writer::dial(h.local_addr(), config).unwrap());
     let threads: Vec<_> = (0..8u32)
         .map(|t| {
@@ -146,7 +133,7 @@ fn eight_threads(config: WriterConfig) {
 /// left and hands their buffers to the next threads; nothing waits for `close`.
 #[test]
 fn threads_that_exit_leave_nothing_behind() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Arc<Writer> = Arc::new(
         Writer::dial(
             h.local_addr(),
@@ -191,7 +178,7 @@ fn threads_that_exit_leave_nothing_behind() {
 /// through the same writer (whose own tail may linger).
 #[test]
 fn lone_message_is_prompt_while_another_thread_streams() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Arc<Writer> = Arc::new(Writer::dial(h.local_addr(), WriterConfig::new()).unwrap());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let streamer = {
@@ -232,7 +219,7 @@ fn lone_message_is_prompt_while_another_thread_streams() {
 /// another thread inside it.
 #[test]
 fn a_batch_larger_than_the_buffer_stays_together() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let w: Arc<Writer> = Arc::new(
         Writer::dial(h.local_addr(), WriterConfig::new().with_max_frame_len(1024)).unwrap(),
     );
@@ -280,7 +267,7 @@ fn a_batch_larger_than_the_buffer_stays_together() {
 /// dead-lettered, none is lost or duplicated.
 #[test]
 fn reconnects_and_accounts_for_every_message() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let dead = Arc::new(Mutex::new(Vec::new()));
     let dead2 = dead.clone();
@@ -315,7 +302,7 @@ fn reconnects_and_accounts_for_every_message() {
     }
     w.flush();
 
-    let (h, rx) = collecting(&addr.to_string());
+    let (h, rx) = collecting(&addr.to_string(), ListenerConfig::new());
     for _ in 0..300 {
         w.write(&written.to_le_bytes()).unwrap();
         written += 1;
@@ -344,7 +331,7 @@ fn reconnects_and_accounts_for_every_message() {
 /// The listener comes back within the retry window: nothing is dead-lettered.
 #[test]
 fn reconnect_within_policy_delivers_everything() {
-    let (h, rx) = collecting("127.0.0.1:0");
+    let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let policy = RetryPolicy::new()
         .with_max_attempts(1000)
@@ -366,7 +353,7 @@ fn reconnect_within_policy_delivers_everything() {
     }
     // Wait until the writer has noticed and is retrying, then bring the listener back.
     eventually("connect failures", || w.stats().connect_failures > 0);
-    let (h2, rx2) = collecting(&addr.to_string());
+    let (h2, rx2) = collecting(&addr.to_string(), ListenerConfig::new());
     w.flush();
     for i in 0..100u32 {
         assert_eq!(rx2.recv_timeout(LONG).unwrap(), i.to_le_bytes());
@@ -378,7 +365,7 @@ fn reconnect_within_policy_delivers_everything() {
 
 #[test]
 fn dead_letter_queue_without_callback() {
-    let (h, _rx) = collecting("127.0.0.1:0");
+    let (h, _rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let w: Writer =
         Writer::dial(addr, WriterConfig::new().with_retry(RetryPolicy::never())).unwrap();
@@ -396,7 +383,7 @@ fn dead_letter_queue_without_callback() {
 /// the same writer (here: re-queue each message once).
 #[test]
 fn dead_letter_callback_may_write_through_the_writer() {
-    let (h, _rx) = collecting("127.0.0.1:0");
+    let (h, _rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let slot: Arc<std::sync::OnceLock<std::sync::Weak<Writer>>> = Arc::default();
     let (requeued_tx, requeued_rx) = mpsc::channel::<Vec<u8>>();
@@ -434,7 +421,7 @@ fn dead_letter_callback_may_write_through_the_writer() {
         .map(|_| requeued_rx.recv_timeout(LONG).unwrap())
         .collect();
     // The re-queued messages go to a listener on the same port.
-    let (h, rx) = collecting(&addr.to_string());
+    let (h, rx) = collecting(&addr.to_string(), ListenerConfig::new());
     w.flush();
     // A re-queued message is delivered or dead a second time (if the flusher sent it before
     // the listener was back), never stuck or lost.

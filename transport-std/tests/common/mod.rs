@@ -3,9 +3,27 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use buffstreams_transport_std::{BigEndian, Listener, ListenerConfig, ListenerHandle};
+
 pub const LONG: Duration = Duration::from_secs(20);
+
+/// A `BigEndian<4>` listener on `addr` that sends every message it gets on a channel.
+pub fn collecting(addr: &str, config: ListenerConfig) -> (ListenerHandle, mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel();
+    let l = Listener::<BigEndian<4>>::bind(addr, config).unwrap();
+    let h = l
+        .spawn(move |m: &[u8]| Ok(tx.send(m.to_vec())?))
+        .expect("spawn the listener");
+    (h, rx)
+}
+
+/// The next message from a [`collecting`] listener; fails after `LONG`.
+pub fn recv(rx: &mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+    rx.recv_timeout(LONG).expect("message not delivered")
+}
 
 /// A raw client, for peers that misbehave on purpose.
 pub fn raw(addr: SocketAddr) -> TcpStream {
