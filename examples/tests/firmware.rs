@@ -141,14 +141,14 @@ fn firmware_streams_to_a_transport_std_listener_and_checks_every_reply() {
 
 #[test]
 fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_message() {
-    use buffstreams_embassy_example::{CONFIG, MAX, message};
+    use buffstreams_embassy_example::{CONFIG, Expected};
     use std::sync::{Arc, Mutex};
 
     if !build("embassy") {
         return;
     }
     // The desktop side checks each message against what the firmware generates.
-    let seen = Arc::new(Mutex::new((0u32, None::<u32>)));
+    let seen = Arc::new(Mutex::new(Expected::default()));
     let listener: Listener =
         Listener::bind("127.0.0.1:0", ListenerConfig::new().with_framing(CONFIG)).unwrap();
     let port = listener.local_addr().port();
@@ -156,12 +156,7 @@ fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_messag
         let seen = seen.clone();
         listener
             .spawn(move |m: &[u8]| {
-                let mut s = seen.lock().unwrap();
-                let mut want = [0u8; MAX];
-                if s.1.is_none() && m != message(s.0, &mut want) {
-                    s.1 = Some(s.0);
-                }
-                s.0 += 1;
+                seen.lock().unwrap().check(m);
                 Ok(())
             })
             .expect("spawn the listener")
@@ -187,7 +182,10 @@ fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_messag
         "{stdout}"
     );
     let stats = server.shutdown();
-    let (arrived, first_bad) = *seen.lock().unwrap();
+    let (arrived, first_bad) = {
+        let seen = seen.lock().unwrap();
+        (seen.count(), seen.first_wrong())
+    };
     assert_eq!(first_bad, None, "first message that differs");
     assert_eq!(
         (arrived, stats.messages_in, stats.protocol_errors),

@@ -38,6 +38,37 @@ pub fn message(i: u32, buf: &mut [u8; MAX]) -> &[u8] {
     &buf[..len]
 }
 
+/// Checks arriving messages against [`message`], in order: the receiving side of every
+/// exchange (here, in the host program and in the firmware test).
+#[derive(Debug, Default)]
+pub struct Expected {
+    next: u32,
+    first_wrong: Option<u32>,
+}
+
+impl Expected {
+    /// Checks `m` as the next message; whether it is right.
+    pub fn check(&mut self, m: &[u8]) -> bool {
+        let mut want = [0u8; MAX];
+        let right = m == message(self.next, &mut want);
+        if !right && self.first_wrong.is_none() {
+            self.first_wrong = Some(self.next);
+        }
+        self.next += 1;
+        right
+    }
+
+    /// Messages checked so far.
+    pub fn count(&self) -> u32 {
+        self.next
+    }
+
+    /// The index of the first message that differed, if one did.
+    pub fn first_wrong(&self) -> Option<u32> {
+        self.first_wrong
+    }
+}
+
 /// What went wrong in an exchange.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error {
@@ -109,16 +140,16 @@ pub async fn receive_on(
         .map_err(Error::Accept)?;
     let decoder = Decoder::<Header, _>::new(CONFIG, [0u8; MAX]);
     let mut frames = AsyncFrameReader::new(socket, decoder, [0u8; 2048]);
-    let mut want = [0u8; MAX];
-    let mut n = 0u32;
+    let mut expected = Expected::default();
     while let Some(frame) = frames.read_frame().await.map_err(Error::Read)? {
-        if frame != message(n, &mut want) {
-            return Err(Error::Differs { index: n });
+        if !expected.check(frame) {
+            return Err(Error::Differs {
+                index: expected.count() - 1,
+            });
         }
-        n += 1;
     }
-    if n < count {
-        return Err(Error::Short(n));
+    if expected.count() < count {
+        return Err(Error::Short(expected.count()));
     }
-    Ok(n)
+    Ok(expected.count())
 }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buffstreams_embassy_example::{CONFIG, Error, MAX, message, receive_on, send_to};
+use buffstreams_embassy_example::{CONFIG, Error, Expected, MAX, message, receive_on, send_to};
 use buffstreams_transport_std::{
     BigEndian, Listener, ListenerConfig, RetryPolicy, Writer, WriterConfig,
 };
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
 fn run(count: u32) -> Result<(), String> {
     let started = Instant::now();
     // transport-std's Listener on the kernel's side, checking every message in order.
-    let checked = Arc::new(Mutex::new((0u32, None::<u32>)));
+    let checked = Arc::new(Mutex::new(Expected::default()));
     let listener =
         Listener::<BigEndian<4>>::bind((KERNEL, 0), ListenerConfig::new().with_framing(CONFIG))
             .map_err(|e| format!("cannot listen on {KERNEL}: {e}"))?;
@@ -101,12 +101,7 @@ fn run(count: u32) -> Result<(), String> {
         let checked = checked.clone();
         listener
             .spawn(move |m: &[u8]| {
-                let mut c = checked.lock().unwrap_or_else(|e| e.into_inner());
-                let mut want = [0u8; MAX];
-                if c.1.is_none() && m != message(c.0, &mut want) {
-                    c.1 = Some(c.0);
-                }
-                c.0 += 1;
+                checked.lock().unwrap_or_else(|e| e.into_inner()).check(m);
                 Ok(())
             })
             .map_err(|e| format!("cannot start the listener: {e}"))?
@@ -163,7 +158,10 @@ fn run(count: u32) -> Result<(), String> {
         return Err(format!("the writer did not deliver everything: {writer:?}"));
     }
     let stats = server.shutdown();
-    let (arrived, first_bad) = *checked.lock().unwrap_or_else(|e| e.into_inner());
+    let (arrived, first_bad) = {
+        let checked = checked.lock().unwrap_or_else(|e| e.into_inner());
+        (checked.count(), checked.first_wrong())
+    };
     println!("embassy → transport-std Listener: send_to {sent:?}, {arrived} of {count} arrived");
     println!("both ways in {:?}", started.elapsed());
     if let Some(i) = first_bad {
