@@ -5,6 +5,8 @@
 //! listener's other connections unaffected). A failure names the case and the first byte that
 //! differs.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use buffstreams_transport_std::{
     WriterConfig,
 };
 use bytes::Bytes;
+use common::runtime;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -45,14 +48,6 @@ fn same(case: &str, index: usize, got: &[u8], want: &[u8]) {
         got.len(),
         want.len()
     );
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// One case: tokio-util into our `Listener<H>`, then our `Writer<H>` into tokio-util.

@@ -3,6 +3,8 @@
 //! tokio-util's `LengthDelimitedCodec`: every byte checked, every header width tokio-util has,
 //! both byte orders, and the typed errors a hostile peer gets.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use buffstreams_framing::{
 };
 use buffstreams_transport_std::{Listener, ListenerConfig, Writer, WriterConfig};
 use bytes::Bytes;
+use common::runtime;
 use embedded_io_adapters::tokio_1::FromTokio;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWriteExt;
@@ -25,14 +28,6 @@ const COUNT: u32 = 5_000;
 fn message(i: u32, max: usize) -> Vec<u8> {
     let len = (i as usize * 37) % (max + 1);
     (0..len).map(|j| (i as usize * 131 + j) as u8).collect()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Frames over a tokio socket in, as many as `COUNT`, each checked; `Err` at the first
