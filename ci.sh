@@ -13,14 +13,15 @@ case "${1:-}" in
         cat <<'HELP'
 ./ci.sh [--quick]: every check of the project, as CI runs it.
 
-Installs what the checks need first (Debian packages gcc-multilib, qemu-system-arm, iproute2;
+Installs what the checks need first (Debian packages gcc-multilib, qemu-system-arm, iproute2,
+and the interop peers golang-go, python3-protobuf, libprotobuf-java, openjdk-17-jdk-headless;
 rustup components and targets; a nightly toolchain with Miri and cargo-fuzz), then runs:
 formatting and clippy, rustdoc, all tests (the network-namespace tests and the QEMU firmware
-need root and qemu-system-arm; with CI set they fail instead of skipping), a 32-bit run, the
-loom model of transport-std's writer and its mutations, Miri, bench smoke runs, no_std builds,
-the firmware's checks on QEMU, and (not with --quick) every fuzz target for FUZZ_SECONDS
-(default 30) seconds. Logs go to target/ci-logs (LOG_DIR); it ends with "N passed, M failed"
-and exits non-zero if anything failed. About 20 minutes on 2 cores.
+need root and qemu-system-arm, the interop tests the Go, Python and Java peers; with CI set
+they fail instead of skipping), a 32-bit run, the loom model of transport-std's writer and its
+mutations, Miri, bench smoke runs, no_std builds, the firmware's checks on QEMU, and (not with
+--quick) every fuzz target for FUZZ_SECONDS (default 30) seconds. Logs go to target/ci-logs
+(LOG_DIR); it ends with "N passed, M failed" and exits non-zero if anything failed. About 20 minutes on 2 cores.
 HELP
         exit 0
         ;;
@@ -69,8 +70,10 @@ tests_failed=0
 install() {
     set -e
     # gcc-multilib links the 32-bit (i686) test run; qemu-system-arm runs the firmware
-    # (mps2-an385); iproute2 makes the network namespace and TAP device of the smoltcp test.
-    local pkgs=(gcc-multilib qemu-system-arm iproute2) missing=()
+    # (mps2-an385); iproute2 makes the network namespace and TAP device of the smoltcp test;
+    # the interop tests' peers (examples/peers): Go, Python protobuf, protobuf-java and a JDK.
+    local pkgs=(gcc-multilib qemu-system-arm iproute2 golang-go python3-protobuf libprotobuf-java
+        openjdk-17-jdk-headless) missing=()
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get update
@@ -102,6 +105,8 @@ SMOLTCP=buffstreams-transport-smoltcp
 echo "== static checks"
 step fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check) && (cd framing/nostd-check && cargo fmt --check) && (cd examples/firmware && cargo fmt --check)'
 # transport-smoltcp's `log` and `defmt` features exclude each other: one clippy run each.
+# The interop peers in Go and Python: formatted and vetted as their languages expect.
+step peers-lint bash -c 'test -z "$(gofmt -l examples/peers)" && (cd examples/peers && go vet peer.go) && /usr/bin/python3 -c "import ast; ast.parse(open('"'"'examples/peers/peer.py'"'"').read())"'
 step clippy cargo clippy --workspace --exclude "$SMOLTCP" --all-targets --all-features --locked -- -D warnings
 step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
 step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings

@@ -2,22 +2,24 @@
 //! tokio sockets on 127.0.0.1: every header width tokio-util has, both byte orders, and the
 //! length counting the header (`length_adjustment`), with the edge cases: an empty payload,
 //! one byte, the largest allowed frame, and one byte over it (refused on both sides, the
-//! listener's other connections unaffected). A failure names the case and the first byte that
-//! differs.
-
-mod common;
+//! listener's other connections unaffected), and a connection cut in the middle of a frame. A
+//! failure names the case and the first byte that differs.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
+use buffstreams_framing::{Decoder, FrameReader};
 use buffstreams_transport_std::{
     BigEndian, Config, Error, LengthPrefix, Listener, ListenerConfig, LittleEndian, Writer,
     WriterConfig,
 };
 use bytes::Bytes;
-use common::runtime;
+use embedded_io_adapters::std::FromStd;
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::common::runtime;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -203,4 +205,65 @@ fn length_counting_the_header() {
     case::<BigEndian<4>>(4, false, true);
     case::<LittleEndian<4>>(4, true, true);
     case::<BigEndian<8>>(8, false, true);
+}
+
+/// A tokio-util connection cut in the middle of a frame: our `Listener` delivers what came
+/// before and counts the cut frame as truncated; tokio-util reading the same cut stream stops
+/// with an error where our decoder does.
+#[test]
+fn cut_mid_frame() {
+    let rt = runtime();
+    let (tx, rx) = mpsc::channel();
+    let server = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new())
+        .unwrap()
+        .spawn(move |m| Ok(tx.send(m.to_vec())?))
+        .unwrap();
+    let addr = server.local_addr();
+    let cut: &[u8] = &[0, 0, 0, 10, 1, 2, 3];
+    rt.block_on(async {
+        let mut framed = FramedWrite::new(
+            TcpStream::connect(addr).await.unwrap(),
+            LengthDelimitedCodec::new(),
+        );
+        framed
+            .send(Bytes::from_static(b"before the cut"))
+            .await
+            .unwrap();
+        let stream = framed.get_mut();
+        stream.write_all(cut).await.unwrap();
+        stream.shutdown().await.unwrap();
+    });
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), b"before the cut");
+    let stats = server.shutdown();
+    assert_eq!((stats.messages_in, stats.truncated), (1, 1), "{stats:?}");
+
+    // The same bytes read by tokio-util and by our decoder.
+    let mut bytes = vec![0, 0, 0, 2, b'o', b'k'];
+    bytes.extend_from_slice(cut);
+    let tcp = rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let theirs = rt.block_on(async {
+        let sent = bytes.clone();
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(&sent).await.unwrap();
+            s.shutdown().await.unwrap();
+        });
+        let (stream, _) = tcp.accept().await.unwrap();
+        let mut frames = FramedRead::new(stream, LengthDelimitedCodec::new());
+        let mut got = Vec::new();
+        while let Some(frame) = frames.next().await {
+            got.push(frame.map(|f| f.to_vec()).map_err(|_| ()));
+        }
+        got
+    });
+    assert_eq!(
+        theirs,
+        [Ok(b"ok".to_vec()), Err(())],
+        "tokio-util on a cut stream"
+    );
+    let decoder = Decoder::<BigEndian<4>, _>::new(Config::new(), Vec::new());
+    let mut ours = FrameReader::new(FromStd::new(&bytes[..]), decoder, [0u8; 64]);
+    assert_eq!(ours.read_frame().unwrap(), Some(&b"ok"[..]));
+    assert!(ours.read_frame().is_err(), "our decoder on a cut stream");
 }
