@@ -11,12 +11,14 @@ mod writer;
 
 pub use buffstreams_framing as framing;
 pub use buffstreams_framing::{
-    BigEndian, BuffStreams, Config, LengthPrefix, LittleEndian, Oversize, Varint32, Varint64,
+    BigEndian, BuffStreams, Config, DecodeError, LengthPrefix, LittleEndian, Oversize, Varint32,
+    Varint64,
 };
 pub use error::Error;
 pub use listener::{
-    CallbackResult, Connection, Listener, ListenerConfig, ListenerHandle, OverLimit, ShutdownHandle,
+    CallbackResult, Connection, Listener, ListenerConfig, ListenerHandle, OverLimit,
+    ProtocolErrorFn, ShutdownHandle,
 };
 pub use manager::Manager;
 pub use stats::{ListenerStats, WriterStats};
-pub use writer::{DeadLetterFn, RetryPolicy, Writer, WriterConfig};
+pub use writer::{DeadLetterFn, ReplyFn, RetryPolicy, Writer, WriterConfig};

@@ -90,6 +90,11 @@ counters! {
         in_doubt,
         /// Socket write errors.
         io_errors,
+        /// Messages read back from the listener
+        /// ([`WriterConfig::with_on_reply`](crate::WriterConfig::with_on_reply)).
+        replies,
+        /// Reply streams that broke the framing or failed (each closed its connection).
+        reply_errors,
     }
 }
 

@@ -431,3 +431,39 @@ fn skip_closes_a_connection_that_declares_an_impossible_length() {
         "nothing after the impossible header was delivered"
     );
 }
+
+#[test]
+fn on_protocol_error_names_the_peer_and_the_error() {
+    let (tx, errors) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let h = Listener::<BigEndian<4>>::bind("127.0.0.1:0", ListenerConfig::new())
+        .unwrap()
+        .on_protocol_error(move |peer, e| {
+            tx.lock().unwrap().send((peer, *e)).unwrap();
+            // A panicking hook only loses itself: the connection closes as it would anyway.
+            panic!("the hook panicked");
+        })
+        .spawn(|_: &[u8]| Ok(()))
+        .unwrap();
+    let mut bad = raw(h.local_addr());
+    // 0x6b 0x5c 0x00 0x00: 1.8 GB declared.
+    send(&mut bad, &[0x6b, 0x5c, 0x00, 0x00]);
+    wait_closed(&mut bad);
+    let (peer, e) = errors.recv_timeout(LONG).expect("the hook was not called");
+    assert_eq!(peer, bad.local_addr().unwrap());
+    assert_eq!(
+        e,
+        buffstreams_transport_std::DecodeError::FrameTooLong {
+            len: 0x6b5c_0000,
+            max: 4096
+        }
+    );
+    let mut good = raw(h.local_addr());
+    send(&mut good, &frame(b"still serving"));
+    let stats = h.shutdown();
+    assert_eq!(
+        (stats.protocol_errors, stats.messages_in),
+        (1, 1),
+        "{stats:?}"
+    );
+}

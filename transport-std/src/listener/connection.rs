@@ -14,6 +14,7 @@ use super::deadline::{Deadlines, Expired};
 use super::shared::{Activity, Shared};
 use crate::error::Error;
 use crate::stats::{add, sub};
+use crate::sync::relock;
 
 /// The connection a message came from, handed to [`Listener::spawn_with_reply`](super::Listener::spawn_with_reply) callbacks.
 pub struct Connection<H> {
@@ -170,6 +171,10 @@ pub(super) fn connection<H: LengthPrefix>(
                 Err(e) => {
                     add(&counters.protocol_errors, 1);
                     log::warn!("{peer}: protocol error, closing: {e}");
+                    let hook = relock(&shared.on_protocol_error).clone();
+                    if let Some(hook) = hook {
+                        let _ = catch_unwind(AssertUnwindSafe(|| hook(peer, &e)));
+                    }
                     close = true;
                     break;
                 }

@@ -16,10 +16,11 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use buffstreams_framing::{BigEndian, LengthPrefix};
+use buffstreams_framing::{BigEndian, DecodeError, LengthPrefix};
 
 use crate::error::{Error, resolve};
 use crate::stats::ListenerStats;
+use crate::sync::relock;
 use accept::serve;
 use shared::Shared;
 
@@ -28,6 +29,10 @@ pub use connection::Connection;
 
 /// What a callback returns; an `Err` is logged and counted, the connection stays open.
 pub type CallbackResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Told about each protocol error: the peer and what was wrong
+/// ([`Listener::on_protocol_error`]).
+pub type ProtocolErrorFn = dyn Fn(SocketAddr, &DecodeError) + Send + Sync;
 
 pub(crate) type Handler<H> = dyn Fn(&[u8], &mut Connection<H>) -> CallbackResult + Send + Sync;
 
@@ -90,6 +95,26 @@ impl<H: LengthPrefix + 'static> Listener<H> {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// Calls `f` with the peer and the error whenever a connection is closed for breaking the
+    /// protocol (an oversize or invalid header: what [`ListenerStats::protocol_errors`]
+    /// counts), on that connection's thread, before it closes. For telling the operator at
+    /// once which peer speaks another format; a panic in `f` is caught and ignored.
+    ///
+    /// ```no_run
+    /// use buffstreams_transport_std::{Listener, ListenerConfig};
+    ///
+    /// let listener: Listener = Listener::bind("127.0.0.1:5031", ListenerConfig::new())?
+    ///     .on_protocol_error(|peer, e| eprintln!("{peer}: {e}"));
+    /// # Ok::<(), buffstreams_transport_std::Error>(())
+    /// ```
+    pub fn on_protocol_error(
+        self,
+        f: impl Fn(SocketAddr, &DecodeError) + Send + Sync + 'static,
+    ) -> Self {
+        *relock(&self.shared.on_protocol_error) = Some(Arc::new(f));
+        self
     }
 
     /// A handle that stops a listener running on another thread with [`run`](Self::run).
@@ -215,6 +240,26 @@ impl ListenerHandle {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
+    }
+
+    /// Calls `f` with the peer and the error whenever a connection is closed for breaking the
+    /// protocol (an oversize or invalid header: what [`ListenerStats::protocol_errors`]
+    /// counts), on that connection's thread, before it closes. For telling the operator at
+    /// once which peer speaks another format; a panic in `f` is caught and ignored.
+    ///
+    /// ```no_run
+    /// use buffstreams_transport_std::{Listener, ListenerConfig};
+    ///
+    /// let listener: Listener = Listener::bind("127.0.0.1:5031", ListenerConfig::new())?
+    ///     .on_protocol_error(|peer, e| eprintln!("{peer}: {e}"));
+    /// # Ok::<(), buffstreams_transport_std::Error>(())
+    /// ```
+    pub fn on_protocol_error(
+        self,
+        f: impl Fn(SocketAddr, &DecodeError) + Send + Sync + 'static,
+    ) -> Self {
+        *relock(&self.shared.on_protocol_error) = Some(Arc::new(f));
+        self
     }
 
     /// Current counters.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
+use super::ProtocolErrorFn;
 use super::poll::Pollers;
 use crate::stats::ListenerCounters;
 use crate::sync::relock;
@@ -168,6 +169,8 @@ pub(super) struct Shared {
     wake_peer: Mutex<Option<SocketAddr>>,
     /// Connection threads allowed to busy-poll at once (one fewer than the CPUs).
     pub(super) pollers: Pollers,
+    /// Told about every protocol error ([`Listener::on_protocol_error`](super::Listener::on_protocol_error)).
+    pub(super) on_protocol_error: Mutex<Option<Arc<ProtocolErrorFn>>>,
 }
 
 impl Shared {
@@ -181,6 +184,7 @@ impl Shared {
             counters: ListenerCounters::default(),
             wake_peer: Mutex::new(None),
             pollers: Pollers::new(),
+            on_protocol_error: Mutex::new(None),
         }
     }
 

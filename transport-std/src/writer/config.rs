@@ -10,9 +10,12 @@ use super::RetryPolicy;
 /// Called with the payload of every message that could not be delivered.
 pub type DeadLetterFn = dyn Fn(&[u8]) + Send + Sync;
 
+/// Called with every message the listener sends back on the writer's connection.
+pub type ReplyFn = dyn Fn(&[u8]) + Send + Sync;
+
 /// Writer settings. Defaults: max message 4096 bytes, TCP_NODELAY on, [`RetryPolicy::default`],
 /// 3 s connect timeout, 30 s write timeout, 4 MiB of buffers (64 KiB per writing thread),
-/// 5 ms linger, dead letters kept in a queue.
+/// 5 ms linger, dead letters kept in a queue, nothing read back from the listener.
 #[derive(Clone)]
 pub struct WriterConfig {
     framing: Config,
@@ -23,6 +26,8 @@ pub struct WriterConfig {
     max_buffer: usize,
     linger: Duration,
     dead_letter: Option<Arc<DeadLetterFn>>,
+    on_reply: Option<Arc<ReplyFn>>,
+    reply_wait: Duration,
 }
 
 impl Default for WriterConfig {
@@ -36,6 +41,8 @@ impl Default for WriterConfig {
             max_buffer: 4 << 20,
             linger: Duration::from_millis(5),
             dead_letter: None,
+            on_reply: None,
+            reply_wait: Duration::from_secs(5),
         }
     }
 }
@@ -54,6 +61,8 @@ impl std::fmt::Debug for WriterConfig {
                 "dead_letter",
                 &self.dead_letter.as_ref().map(|_| "callback"),
             )
+            .field("on_reply", &self.on_reply.as_ref().map(|_| "callback"))
+            .field("reply_wait", &self.reply_wait)
             .finish()
     }
 }
@@ -121,6 +130,29 @@ impl WriterConfig {
         self
     }
 
+    /// Reads what the listener sends back on the connection (its
+    /// [`Connection::reply`](crate::Connection::reply)s) and hands each message to `f`, on a
+    /// thread of its own per connection, with the same framing and limit as the messages
+    /// written. Without it the writer never reads, and a listener that replies (an echo
+    /// server) eventually blocks both sides once the socket buffers are full.
+    ///
+    /// [`Writer::close`](crate::Writer::close) then ends the connection gracefully: it stops
+    /// writing (the listener sees the end of the stream) and waits up to
+    /// [`with_reply_wait`](Self::with_reply_wait) for the listener to finish replying and
+    /// close. Replies are counted in [`WriterStats::replies`](crate::WriterStats::replies); a
+    /// reply stream that breaks the framing closes that connection (the writer reconnects for
+    /// the next batch) and counts in `reply_errors`.
+    pub fn with_on_reply(mut self, f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        self.on_reply = Some(Arc::new(f));
+        self
+    }
+    /// How long [`Writer::close`](crate::Writer::close) waits for the last replies (default
+    /// 5 s; only with [`with_on_reply`](Self::with_on_reply)).
+    pub fn with_reply_wait(mut self, wait: Duration) -> Self {
+        self.reply_wait = wait;
+        self
+    }
+
     /// The framing configuration in force (its `max_frame_len` is the longest message).
     pub fn framing(&self) -> Config {
         self.framing
@@ -152,5 +184,16 @@ impl WriterConfig {
     /// The dead-letter callback, if one is set.
     pub fn dead_letter(&self) -> Option<&DeadLetterFn> {
         self.dead_letter.as_deref()
+    }
+    /// The reply callback, if one is set.
+    pub fn on_reply(&self) -> Option<&ReplyFn> {
+        self.on_reply.as_deref()
+    }
+    /// How long `close` waits for the last replies.
+    pub fn reply_wait(&self) -> Duration {
+        self.reply_wait
+    }
+    pub(super) fn on_reply_arc(&self) -> Option<Arc<ReplyFn>> {
+        self.on_reply.clone()
     }
 }

@@ -24,6 +24,7 @@ mod barrier;
 mod config;
 mod flusher;
 mod lane;
+mod replies;
 mod retry;
 mod socket;
 mod sync;
@@ -42,8 +43,9 @@ use crate::error::{Error, resolve};
 use crate::stats::{WriterCounters, WriterStats};
 use crate::sync::relock;
 use lane::{Lane, Lanes, Waker};
+use replies::Replies;
 
-pub use config::{DeadLetterFn, WriterConfig};
+pub use config::{DeadLetterFn, ReplyFn, WriterConfig};
 pub use retry::RetryPolicy;
 
 struct Shared<H> {
@@ -54,8 +56,10 @@ struct Shared<H> {
     waker: Arc<Waker>,
     closed: AtomicBool,
     conn: Mutex<Link>,
-    counters: WriterCounters,
+    counters: Arc<WriterCounters>,
     dead: Mutex<Vec<Vec<u8>>>,
+    /// The reply threads of the connections so far (with `on_reply`).
+    replies: Mutex<Vec<Replies>>,
     /// Log lines from `send`, emitted once no lock is held.
     notes: Mutex<Vec<(log::Level, String)>>,
     /// Log lines wait in `notes`, or dead letters in `dead` for the callback.
@@ -123,8 +127,9 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
                 stream: None,
                 last_batch: Instant::now(),
             }),
-            counters: WriterCounters::default(),
+            counters: Arc::default(),
             dead: Mutex::new(Vec::new()),
+            replies: Mutex::new(Vec::new()),
             notes: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
         });
@@ -258,7 +263,21 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
                 log::error!("writer {}: flusher thread panicked", self.shared.addr);
             }
         }
-        if let Some(s) = relock(&self.shared.conn).stream.take() {
+        let stream = relock(&self.shared.conn).stream.take();
+        let replies = std::mem::take(&mut *relock(&self.shared.replies));
+        if let Some(s) = &stream {
+            // With replies read, end the stream and let the listener finish replying.
+            let how = if replies.is_empty() {
+                std::net::Shutdown::Both
+            } else {
+                std::net::Shutdown::Write
+            };
+            let _ = s.shutdown(how);
+        }
+        for r in replies {
+            r.finish(self.shared.config.reply_wait());
+        }
+        if let Some(s) = stream {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }

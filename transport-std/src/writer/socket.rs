@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use buffstreams_framing::{Frames, LengthPrefix};
 
 use super::Shared;
+use super::replies::Replies;
 use crate::stats::add;
 use crate::sync::relock;
 
@@ -34,7 +35,8 @@ impl<H: LengthPrefix> Shared<H> {
             let healthy = conn.as_ref().is_some_and(|s| !(check && peer_closed(s)));
             check = false;
             if !healthy {
-                if conn.take().is_some() {
+                if let Some(old) = conn.take() {
+                    let _ = old.shutdown(std::net::Shutdown::Both);
                     self.note(
                         log::Level::Info,
                         format_args!("peer closed the connection, reconnecting"),
@@ -80,7 +82,9 @@ impl<H: LengthPrefix> Shared<H> {
                         format_args!("write failed after {written} bytes: {e}"),
                     );
                     off = restart;
-                    *conn = None;
+                    if let Some(old) = conn.take() {
+                        let _ = old.shutdown(std::net::Shutdown::Both);
+                    }
                     failures += 1;
                     if self.out_of_budget(started, failures) {
                         let n = self.dead_letter(batch.get(off..).unwrap_or_default());
@@ -116,6 +120,7 @@ impl<H: LengthPrefix> Shared<H> {
                 Ok(s) => {
                     s.set_nodelay(self.config.nodelay())?;
                     s.set_write_timeout(self.config.write_timeout())?;
+                    self.read_replies(&s)?;
                     return Ok(s);
                 }
                 Err(e) => {
@@ -136,6 +141,24 @@ impl<H: LengthPrefix> Shared<H> {
                 }
             }
         }
+    }
+
+    /// With `on_reply`, starts the reply thread of a new connection (and forgets those whose
+    /// connection has ended).
+    fn read_replies(&self, stream: &TcpStream) -> io::Result<()> {
+        let Some(on_reply) = self.config.on_reply_arc() else {
+            return Ok(());
+        };
+        let mut replies = relock(&self.replies);
+        replies.retain(|r| !r.is_finished());
+        replies.push(Replies::start::<H>(
+            stream,
+            self.config.framing(),
+            on_reply,
+            self.counters.clone(),
+            self.addr,
+        )?);
+        Ok(())
     }
 
     /// Walks the frames of `batch` from `from` (a frame start): returns the start of the frame
