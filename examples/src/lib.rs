@@ -1,53 +1,92 @@
 //! The project README, compiled and run as doc-tests so its examples stay true.
 #![doc = include_str!("../../README.md")]
 
-/// Command-line parsing shared by the example programs, on top of `pico-args`.
+/// What the example programs share on their command lines (parsed with `clap`).
 pub mod cli {
-    pub use pico_args::Arguments;
+    use std::fmt::Display;
+    use std::process::ExitCode;
 
-    /// This process's arguments; `Err(usage)` when `-h` / `--help` was given.
-    pub fn args(usage: &str) -> Result<Arguments, String> {
-        let mut p = Arguments::from_env();
-        if p.contains(["-h", "--help"]) {
-            return Err(usage.to_string());
+    /// Where `server` listens and `client` dials by default, so the two meet without flags.
+    pub const DEFAULT_ADDR: &str = "127.0.0.1:5031";
+
+    /// The header format of `server` and `client`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+    pub enum Format {
+        /// A 4-byte big-endian length: tokio-util's `LengthDelimitedCodec`, Netty's
+        /// `LengthFieldPrepender(4)`.
+        #[default]
+        Bigendian,
+        /// Go BuffStreams' 3-byte zigzag varint (its default 4096-byte maximum).
+        Buffstreams,
+    }
+
+    impl Format {
+        /// The other format: what a peer probably uses when our header does not parse.
+        pub fn other(self) -> Self {
+            match self {
+                Self::Bigendian => Self::Buffstreams,
+                Self::Buffstreams => Self::Bigendian,
+            }
         }
-        Ok(p)
-    }
 
-    /// Turns a `pico-args` error into a message ending with the usage line.
-    pub fn bad(usage: &str) -> impl Fn(pico_args::Error) -> String + '_ {
-        move |e| format!("{e}\n{usage}")
-    }
-
-    /// Fails if anything is left over (an unknown flag or a stray value).
-    pub fn finish(p: Arguments, usage: &str) -> Result<(), String> {
-        let rest = p.finish();
-        if rest.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("unexpected arguments {rest:?}\n{usage}"))
+        /// The name on the command line.
+        pub fn name(self) -> &'static str {
+            match self {
+                Self::Bigendian => "bigendian",
+                Self::Buffstreams => "buffstreams",
+            }
         }
     }
 
-    /// `--addr HOST:PORT`, where `server` listens and `client` dials (default
-    /// 127.0.0.1:5031, so the two meet without flags).
-    pub fn addr(p: &mut Arguments, usage: &str) -> Result<String, String> {
-        Ok(p.opt_value_from_str("--addr")
-            .map_err(bad(usage))?
-            .unwrap_or_else(|| "127.0.0.1:5031".into()))
+    /// Prints `program: what: why` to stderr and returns exit status 1: the programs' one
+    /// shape of error (no backtrace, no debug formatting).
+    pub fn fail(program: &str, what: impl Display, why: impl Display) -> ExitCode {
+        eprintln!("{program}: {what}: {why}");
+        ExitCode::FAILURE
     }
 
-    /// `--format bigendian|buffstreams`: whether Go BuffStreams headers were asked for
-    /// (default: tokio-util's 4-byte big-endian header).
-    pub fn buffstreams_format(p: &mut Arguments, usage: &str) -> Result<bool, String> {
-        match p
-            .opt_value_from_str::<_, String>("--format")
-            .map_err(bad(usage))?
-        {
-            None => Ok(false),
-            Some(f) if f == "bigendian" => Ok(false),
-            Some(f) if f == "buffstreams" => Ok(true),
-            Some(other) => Err(format!("unknown format {other}\n{usage}")),
+    /// Why an operation of the transport failed, in the words of the OS for socket errors:
+    /// `address already in use`, `connection refused`.
+    pub fn reason(e: &buffstreams_transport_std::Error) -> String {
+        match e {
+            buffstreams_transport_std::Error::Io(io) => io_reason(io),
+            other => other.to_string(),
         }
+    }
+
+    /// An I/O error without its `(os error N)` suffix, starting in lower case.
+    pub fn io_reason(e: &std::io::Error) -> String {
+        let text = e.to_string();
+        let text = text.split(" (os error").next().unwrap_or(&text);
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(first) => first.to_lowercase().chain(chars).collect(),
+            None => text.to_string(),
+        }
+    }
+
+    /// A byte count for people: `1.8 GB`, `4.1 kB`, `12 bytes`.
+    pub fn bytes(n: u64) -> String {
+        match n {
+            0..1_000 => format!("{n} bytes"),
+            1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+            1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+            _ => format!("{:.1} GB", n as f64 / 1e9),
+        }
+    }
+
+    /// A hint for a header that does not parse: what it declared and what the peer may be
+    /// speaking instead. `format` is ours.
+    pub fn format_hint(error: &buffstreams_framing::DecodeError, format: Format) -> String {
+        let declared = match error {
+            buffstreams_framing::DecodeError::FrameTooLong { len, .. } => {
+                format!("a header declaring {}", bytes(*len))
+            }
+            other => format!("a header that does not parse ({other})"),
+        };
+        format!(
+            "{declared}; is it using --format {}?",
+            format.other().name()
+        )
     }
 }

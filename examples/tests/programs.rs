@@ -48,6 +48,7 @@ fn server(args: &[&str]) -> (Child, String, BufReader<ChildStdout>) {
     let addr = line
         .trim()
         .strip_prefix("listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     (child, addr, reader.join().expect("reader"))
@@ -73,7 +74,7 @@ fn server_counts_every_message_the_client_streams() {
     assert!(c.status.success(), "client: {}", stdout(&c));
     assert!(stdout(&c).contains("sent 20000 messages (6080000 bytes on the wire)"));
     assert!(
-        stdout(&c).contains("0 dead-lettered, 0 in doubt"),
+        stdout(&c).contains("0 dead-lettered, 0 in doubt, 0 replies read"),
         "client: {}",
         stdout(&c)
     );
@@ -228,7 +229,9 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
     assert!(o.status.success(), "{out}");
     let lines: Vec<&str> = out.lines().collect();
     assert!(
-        lines[0].starts_with("side by side: 1 rounds of 1 s per peer"),
+        lines[0].starts_with(
+            "side by side: std-baseline, buffstreams, framing, tokio, tokio-framing; 1 round(s) of 1 s"
+        ),
         "{out}"
     );
     assert!(
@@ -244,26 +247,291 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
     ]) {
         assert!(line.starts_with(peer), "{out}");
     }
-    assert_eq!(lines.len(), 7, "{out}");
+    assert_eq!(lines.len(), 8, "{out}");
+    assert!(lines[7].starts_with("(medians of 1 round(s)"), "{out}");
     assert!(
         lines[2].split_whitespace().nth(3) == Some("1.00x"),
         "the baseline against itself: {out}"
     );
+    // The live rate went to stderr, one line per peer and second.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.trim_start().starts_with("tokio-framing")),
+        "{err}"
+    );
 }
 
 #[test]
-fn bad_flags_exit_with_usage() {
-    for bin in [
-        env!("CARGO_BIN_EXE_server"),
-        env!("CARGO_BIN_EXE_client"),
-        env!("CARGO_BIN_EXE_manager"),
-        env!("CARGO_BIN_EXE_protobuf"),
-        env!("CARGO_BIN_EXE_siege"),
-        env!("CARGO_BIN_EXE_tokio"),
-        env!("CARGO_BIN_EXE_bench"),
+fn bench_rtt_shows_percentiles_beside_raw() {
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--rtt", "--peer", "buffstreams", "--seconds", "1"])
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("round trips: raw, buffstreams;"),
+        "{out}"
+    );
+    for head in ["p50", "p90", "p99", "p99.9", "vs raw"] {
+        assert!(lines[1].contains(head), "{out}");
+    }
+    assert!(
+        lines[2].starts_with("raw") && lines[2].ends_with("1.00x"),
+        "{out}"
+    );
+    assert!(lines[3].starts_with("buffstreams"), "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
+}
+
+/// Every program, as users find them.
+const PROGRAMS: [(&str, &str); 8] = [
+    ("server", env!("CARGO_BIN_EXE_server")),
+    ("client", env!("CARGO_BIN_EXE_client")),
+    ("manager", env!("CARGO_BIN_EXE_manager")),
+    ("protobuf", env!("CARGO_BIN_EXE_protobuf")),
+    ("siege", env!("CARGO_BIN_EXE_siege")),
+    ("tokio", env!("CARGO_BIN_EXE_tokio")),
+    ("smoltcp", env!("CARGO_BIN_EXE_smoltcp")),
+    ("bench", env!("CARGO_BIN_EXE_bench")),
+];
+
+#[test]
+fn help_goes_to_stdout_with_every_default() {
+    for (name, bin) in PROGRAMS {
+        let o = Command::new(bin).arg("--help").output().expect("run");
+        let out = stdout(&o);
+        assert_eq!(o.status.code(), Some(0), "{name}: {out}");
+        assert!(o.stderr.is_empty(), "{name}");
+        assert!(out.contains(&format!("Usage: {name}")), "{name}: {out}");
+        // Every flag that takes a value says its default (or why it has none).
+        for line in out.lines().filter(|l| l.trim_start().starts_with("--")) {
+            let flag = line.split_whitespace().next().unwrap();
+            if line.contains(" <")
+                && ![
+                    "--peer",
+                    "--count",
+                    "--exit-after",
+                    "--seconds",
+                    "--flush-every",
+                    "--idle-connections",
+                    "--max-connections",
+                ]
+                .contains(&flag)
+            {
+                let at = out.find(line).unwrap();
+                let rest = &out[at..];
+                let next = rest[line.len()..]
+                    .find("\n  -")
+                    .map_or(rest.len(), |n| n + line.len());
+                assert!(
+                    rest[..next].contains("default"),
+                    "{name} {flag} has no default in --help:\n{out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_values_name_their_flag() {
+    for (name, bin, flag) in [
+        ("server", env!("CARGO_BIN_EXE_server"), "--max"),
+        ("client", env!("CARGO_BIN_EXE_client"), "--count"),
+        ("manager", env!("CARGO_BIN_EXE_manager"), "--threads"),
+        ("protobuf", env!("CARGO_BIN_EXE_protobuf"), "--count"),
+        ("siege", env!("CARGO_BIN_EXE_siege"), "--idle"),
+        ("tokio", env!("CARGO_BIN_EXE_tokio"), "--payload"),
+        ("smoltcp", env!("CARGO_BIN_EXE_smoltcp"), "--rounds"),
+        ("bench", env!("CARGO_BIN_EXE_bench"), "--connections"),
     ] {
+        let o = Command::new(bin)
+            .args([flag, "many"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(
+            err.contains(&format!("'many' for '{flag}")),
+            "{name}: {err}"
+        );
+        assert!(o.stdout.is_empty(), "{name}");
+    }
+    // A value out of its range, and a format that cannot carry the maximum.
+    let o = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--format", "buffstreams", "--max", "70000"])
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max is at most 65535"));
+}
+
+#[test]
+fn errors_name_what_failed_without_a_backtrace() {
+    // An address in use.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--addr", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!("server: cannot listen on {addr}: address already in use")
+    );
+    // Nobody listening.
+    drop(taken);
+    let o = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "1"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "client: cannot connect to {addr}: connection refused (retried for "
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_format_mismatch_is_reported_at_once_with_a_hint() {
+    // The server reads 4-byte big-endian headers; the client sends Go BuffStreams ones.
+    let mut srv = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--exit-after",
+            "1",
+            "--seconds",
+            "20",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let mut out = BufReader::new(srv.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line.split_whitespace().nth(2).unwrap().to_string();
+    let mut err = BufReader::new(srv.stderr.take().unwrap());
+    let c = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "5", "--format", "buffstreams"])
+        .output()
+        .expect("run client");
+    assert!(c.status.success(), "{}", stdout(&c));
+    // Reported while the server runs, not only in its last line.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut first = String::new();
+        err.read_line(&mut first).unwrap();
+        tx.send(first).unwrap();
+    });
+    let first = rx.recv_timeout(LONG).expect("no report on stderr");
+    // `dc 01 00 a5`: the 3-byte header of 110 bytes and the first payload byte, read as one
+    // big-endian length.
+    assert!(
+        first.starts_with("server: peer 127.0.0.1:")
+            && first
+                .trim_end()
+                .ends_with("sent a header declaring 3.7 GB; is it using --format buffstreams?"),
+        "{first}"
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+
+    // The request client, when a reply does not parse.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let (mut s, _) = fake.accept().unwrap();
+        let mut request = [0u8; 4 + 5];
+        s.read_exact(&mut request).unwrap();
+        s.write_all(&[0xdc, 0x01, 0x00]).unwrap();
+        s.write_all(&[0xa5; 110]).unwrap();
+    });
+    let mut c = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &fake_addr, "--request"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let c = finish(c, "client");
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert_eq!(c.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "client: the reply to request 0 does not parse: the server sent a header declaring 3.7 GB; \
+         is it using --format buffstreams?"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_gracefully_with_its_counters() {
+    let (srv, addr, out) = server(&[]);
+    let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+    s.write_all(&[0, 0, 0, 2, b'h', b'i']).unwrap();
+    drop(s);
+    // Wait until it was counted, then ask the server to stop as a service manager would.
+    thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-TERM", &srv.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (o, rest) = server_rest(srv, out);
+    assert_eq!(o.status.code(), Some(0), "{rest}");
+    assert!(rest.contains("stopping (signal)"), "{rest}");
+    assert!(rest.contains("stopped: 1 messages (2 bytes) in"), "{rest}");
+}
+
+#[test]
+fn a_streaming_client_reads_the_echoes_of_an_echo_server() {
+    let (srv, addr, out) = server(&["--echo", "--exit-after", "100000"]);
+    let client = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "100000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let c = finish(client, "client");
+    let said = stdout(&c);
+    assert!(c.status.success(), "client: {said}");
+    assert!(said.contains("sent 100000 messages"), "{said}");
+    assert!(
+        said.contains("0 dead-lettered, 0 in doubt, 100000 replies read"),
+        "{said}"
+    );
+    assert!(
+        said.contains("in doubt: messages the kernel had taken"),
+        "{said}"
+    );
+    let (s, rest) = server_rest(srv, out);
+    assert!(s.status.success(), "{rest}");
+    assert!(rest.contains("100000 replies out"), "{rest}");
+}
+
+#[test]
+fn unknown_flags_exit_with_usage() {
+    for (name, bin) in PROGRAMS {
         let o = Command::new(bin).arg("--bogus").output().expect("run");
-        assert_eq!(o.status.code(), Some(2), "{bin}");
-        assert!(!o.stderr.is_empty(), "{bin}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}");
+        assert!(
+            err.contains("'--bogus'") && err.contains("Usage:"),
+            "{name}: {err}"
+        );
     }
 }

@@ -1,62 +1,52 @@
 //! A BuffStreams client: sends each line of standard input as one message, or `--count`
 //! generated messages, through a [`Writer`]; with `--request` it waits for every reply
-//! (against `server --echo`).
-//!
-//! ```text
-//! client [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] [--count N]
-//!        [--payload BYTES] [--request]
-//! ```
+//! (against `server --echo`). `client --help` lists the flags.
 //!
 //! Without `--request` the `Writer` queues, coalesces and sends on its own (no flush in the
-//! loop); closing it at the end sends the rest. `--request` uses the framing crate's
-//! `FrameWriter` / `FrameReader` on one socket: one request, one reply, with round-trip
-//! percentiles at the end.
+//! loop); closing it at the end sends the rest. It also reads whatever the server sends back
+//! (`WriterConfig::with_on_reply`) and counts it, so an echoing server never blocks it.
+//! `--request` uses the framing crate's `FrameWriter` / `FrameReader` on one socket: one
+//! request, one reply, with round-trip percentiles at the end.
 
 use std::io::BufRead;
 use std::net::TcpStream;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use buffstreams_examples::cli;
-use buffstreams_framing::{Decoder, Encoder, FrameReader, FrameWriter};
+use buffstreams_examples::cli::{self, DEFAULT_ADDR, Format};
+use buffstreams_framing::{Decoder, Encoder, FrameReader, FrameWriter, ReadError};
 use buffstreams_transport_std::{
     BigEndian, BuffStreams, Config, LengthPrefix, Writer, WriterConfig,
 };
+use clap::Parser;
 use embedded_io_adapters::std::FromStd;
 
-const USAGE: &str = "client [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] \
-[--count N] [--payload BYTES] [--request]";
-
+/// A BuffStreams client.
+#[derive(Debug, Parser)]
+#[command(
+    name = "client",
+    about = "A BuffStreams client: every line of stdin is one message, or --count generated ones",
+    after_help = "Exit status: 0 when every message was delivered (and, with --request, every \
+                  reply matched), 1 otherwise."
+)]
 struct Args {
+    /// Address of the server.
+    #[arg(long, default_value = DEFAULT_ADDR)]
     addr: String,
-    buffstreams: bool,
+    /// Header format (the server's).
+    #[arg(long, value_enum, default_value_t = Format::Bigendian)]
+    format: Format,
+    /// Send N generated messages instead of reading stdin.
+    #[arg(long, value_name = "N")]
     count: Option<u64>,
+    /// Bytes per generated message (over 4096 needs `server --max`).
+    #[arg(long, default_value_t = 110)]
     payload: usize,
+    /// Request/response: wait for each reply (against `server --echo`) and time it.
+    #[arg(long)]
     request: bool,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut p = cli::args(USAGE)?;
-    let bad = cli::bad(USAGE);
-    let a = Args {
-        addr: cli::addr(&mut p, USAGE)?,
-        buffstreams: cli::buffstreams_format(&mut p, USAGE)?,
-        count: p.opt_value_from_str("--count").map_err(&bad)?,
-        payload: p
-            .opt_value_from_str("--payload")
-            .map_err(&bad)?
-            .unwrap_or(110),
-        request: p.contains("--request"),
-    };
-    cli::finish(p, USAGE)?;
-    // The server's default maximum; larger messages need `server --max`.
-    if a.payload > 4096 {
-        eprintln!(
-            "note: payloads over 4096 bytes need `server --max {}`",
-            a.payload
-        );
-    }
-    Ok(a)
 }
 
 /// Where the messages come from: generated, or one per line of standard input.
@@ -78,95 +68,170 @@ fn messages(args: &Args) -> Box<dyn Iterator<Item = Vec<u8>>> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let done = match (args.buffstreams, args.request) {
-        (false, false) => stream::<BigEndian<4>>(&args),
-        (true, false) => stream::<BuffStreams<3>>(&args),
-        (false, true) => request::<BigEndian<4>>(&args),
-        (true, true) => request::<BuffStreams<3>>(&args),
-    };
-    match done {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("client: {e}");
-            ExitCode::FAILURE
-        }
+    let args = Args::parse();
+    if args.payload > 4096 && args.count.is_some() {
+        eprintln!(
+            "client: note: payloads over 4096 bytes need `server --max {}`",
+            args.payload
+        );
+    }
+    match (args.format, args.request) {
+        (Format::Bigendian, false) => stream::<BigEndian<4>>(&args),
+        (Format::Buffstreams, false) => stream::<BuffStreams<3>>(&args),
+        (Format::Bigendian, true) => request::<BigEndian<4>>(&args),
+        (Format::Buffstreams, true) => request::<BuffStreams<3>>(&args),
     }
 }
 
-/// What the two modes return.
-type Outcome = Result<(), Box<dyn std::error::Error>>;
-
-/// Fire and forget through the `Writer`.
-fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> Outcome {
+/// Fire and forget through the `Writer`, counting what comes back.
+fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
     let max = args.payload.max(4096);
-    let writer = Writer::<H>::dial(
-        args.addr.as_str(),
-        WriterConfig::new().with_max_frame_len(max),
-    )?;
+    let replies = Arc::new(AtomicU64::new(0));
+    let counted = replies.clone();
+    let config = WriterConfig::new()
+        .with_max_frame_len(max)
+        .with_on_reply(move |_| {
+            counted.fetch_add(1, Relaxed);
+        });
+    let dialled = Instant::now();
+    let writer = match Writer::<H>::dial(args.addr.as_str(), config) {
+        Ok(w) => w,
+        Err(e) => {
+            return cli::fail(
+                "client",
+                format!("cannot connect to {}", args.addr),
+                format!(
+                    "{} (retried for {:.1} s)",
+                    cli::reason(&e),
+                    dialled.elapsed().as_secs_f64()
+                ),
+            );
+        }
+    };
     let started = Instant::now();
     for m in messages(args) {
-        writer.write(&m)?;
+        if let Err(e) = writer.write(&m) {
+            return cli::fail("client", "cannot send a message", cli::reason(&e));
+        }
     }
-    // Flushes, joins the flusher; anything undeliverable would show as dead-lettered.
+    // Flushes, joins the flusher, waits for the server's last replies (if it sends any).
     let stats = writer.close();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "sent {} messages ({} bytes on the wire) in {:.3} s: {:.0} msgs/s, {} batches, \
-         {} reconnects, {} failed connects, {} socket errors, {} dead-lettered, {} in doubt",
+        "sent {} messages ({} bytes on the wire) in {:.3} s: {:.0} msgs/s",
         stats.messages_out,
         stats.bytes_out,
         secs,
         stats.messages_out as f64 / secs,
+    );
+    println!(
+        "writer: {} batches, {} reconnects, {} failed connects, {} socket errors, \
+         {} dead-lettered, {} in doubt, {} replies read, {} bad reply streams",
         stats.batches,
         stats.reconnects,
         stats.connect_failures,
         stats.io_errors,
         stats.dead_lettered,
         stats.in_doubt,
+        stats.replies,
+        stats.reply_errors,
     );
-    if stats.in_doubt > 0 {
+    println!(
+        "(in doubt: messages the kernel had taken when a connection broke; they may or may not \
+         have reached the server, whose counters can tell)"
+    );
+    if stats.replies > 0 && stats.replies != stats.messages_out {
         println!(
-            "in doubt: the kernel had taken these messages when the connection broke; they may \
-             or may not have reached the server (only the server's counters can tell)"
+            "the server sent {} replies for {} messages",
+            stats.replies, stats.messages_out
         );
     }
     if stats.dead_lettered > 0 {
-        return Err("some messages were not delivered".into());
+        return cli::fail(
+            "client",
+            "not delivered",
+            format!(
+                "{} messages could not be sent to {}",
+                stats.dead_lettered, args.addr
+            ),
+        );
     }
-    Ok(())
+    ExitCode::SUCCESS
 }
 
 /// One request, one reply, on a socket of our own.
-fn request<H: LengthPrefix>(args: &Args) -> Outcome {
-    let stream = TcpStream::connect(args.addr.as_str())?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+fn request<H: LengthPrefix>(args: &Args) -> ExitCode {
+    let connect = || -> std::io::Result<(TcpStream, TcpStream)> {
+        let stream = TcpStream::connect(args.addr.as_str())?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok((stream.try_clone()?, stream))
+    };
+    let (sending, receiving) = match connect() {
+        Ok(s) => s,
+        Err(e) => {
+            return cli::fail(
+                "client",
+                format!("cannot connect to {}", args.addr),
+                cli::io_reason(&e),
+            );
+        }
+    };
     let max = args.payload.max(4096);
     let config = Config::new().with_max_frame_len(max);
     let mut tx = FrameWriter::new(
-        FromStd::new(stream.try_clone()?),
+        FromStd::new(sending),
         Encoder::<H>::new(config),
         vec![0u8; max + 16],
     );
     let decoder = Decoder::<H, _>::new(config, vec![0u8; max]);
-    let mut rx = FrameReader::new(FromStd::new(stream), decoder, vec![0u8; 64 * 1024]);
+    let mut rx = FrameReader::new(FromStd::new(receiving), decoder, vec![0u8; 64 * 1024]);
     let interactive = args.count.is_none();
     let mut rtts = Vec::new();
-    for m in messages(args) {
+    for (i, m) in messages(args).enumerate() {
         let t = Instant::now();
-        tx.write_frame(&m)?;
-        tx.flush()?;
-        let reply = rx.read_frame()?.ok_or("the server closed the connection")?;
+        if let Err(e) = tx.write_frame(&m).and_then(|_| tx.flush()) {
+            return cli::fail("client", format!("request {i}"), e);
+        }
+        let reply = match rx.read_frame() {
+            Ok(Some(reply)) => reply,
+            Ok(None) => {
+                return cli::fail(
+                    "client",
+                    format!("request {i}"),
+                    "the server closed the connection",
+                );
+            }
+            Err(ReadError::Decode(e)) => {
+                return cli::fail(
+                    "client",
+                    format!("the reply to request {i} does not parse"),
+                    format!("the server sent {}", cli::format_hint(&e, args.format)),
+                );
+            }
+            Err(ReadError::UnexpectedEof) => {
+                return cli::fail(
+                    "client",
+                    format!("request {i}"),
+                    "the server closed the connection inside a reply",
+                );
+            }
+            Err(ReadError::Io(e)) => {
+                return cli::fail(
+                    "client",
+                    format!("request {i}"),
+                    format!("no reply: {}", cli::io_reason(&e)),
+                );
+            }
+            Err(e) => return cli::fail("client", format!("request {i}"), e),
+        };
         rtts.push(t.elapsed());
         if reply != m.as_slice() {
-            return Err("the reply differs from the request".into());
+            return cli::fail(
+                "client",
+                format!("request {i}"),
+                "the reply differs from the request",
+            );
         }
         if interactive {
             println!("{}", String::from_utf8_lossy(reply));
@@ -180,5 +245,5 @@ fn request<H: LengthPrefix>(args: &Args) -> Outcome {
         pct(50).unwrap_or_default(),
         pct(99).unwrap_or_default()
     );
-    Ok(())
+    ExitCode::SUCCESS
 }

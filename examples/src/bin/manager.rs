@@ -1,9 +1,5 @@
 //! The [`Manager`]: listeners and writers kept by address, used from many threads.
 //!
-//! ```text
-//! manager [--listeners N] [--threads T] [--messages M]
-//! ```
-//!
 //! Starts `N` listeners on loopback (each counts what it receives), dials a writer to each,
 //! and has `T` threads write `M` messages each to every address through the one shared
 //! manager. Then it shows the typed errors (a second dial of an open address, a write to a
@@ -16,39 +12,34 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buffstreams_examples::cli;
 use buffstreams_transport_std::{Error, ListenerConfig, Manager, WriterConfig};
+use clap::Parser;
 
-const USAGE: &str = "manager [--listeners N] [--threads T] [--messages M]";
-
-fn parse() -> Result<(usize, usize, u64), String> {
-    let mut p = cli::args(USAGE)?;
-    let bad = cli::bad(USAGE);
-    let listeners: usize = p
-        .opt_value_from_str("--listeners")
-        .map_err(&bad)?
-        .unwrap_or(3);
-    let threads: usize = p
-        .opt_value_from_str("--threads")
-        .map_err(&bad)?
-        .unwrap_or(4);
-    let messages = p
-        .opt_value_from_str("--messages")
-        .map_err(&bad)?
-        .unwrap_or(100_000);
-    cli::finish(p, USAGE)?;
-    Ok((listeners.clamp(1, 64), threads.clamp(1, 64), messages))
+/// The Manager from several threads.
+#[derive(Debug, Parser)]
+#[command(
+    name = "manager",
+    about = "The Manager: listeners and writers kept by address, shared by threads, with its typed errors"
+)]
+struct Args {
+    /// Listeners on loopback, each with a writer.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=64))]
+    listeners: u64,
+    /// Threads writing through the one manager.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    threads: u64,
+    /// Messages per thread and address.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u64,
 }
 
 fn main() -> ExitCode {
-    let (listeners, threads, messages) = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(listeners, threads, messages) {
+    let args = Args::parse();
+    match run(
+        args.listeners as usize,
+        args.threads as usize,
+        args.messages,
+    ) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

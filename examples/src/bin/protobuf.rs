@@ -1,9 +1,5 @@
 //! Protocol Buffers over a BuffStreams connection, with `prost`.
 //!
-//! ```text
-//! protobuf [--count N]
-//! ```
-//!
 //! The stream is protobuf's own delimited format (`Varint32` headers): what Java's
 //! `writeDelimitedTo` / `parseDelimitedFrom`, C++'s `SerializeDelimitedToOstream` and prost's
 //! `encode_length_delimited` write and read. A [`Listener`] decodes every message with
@@ -17,8 +13,8 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use buffstreams_examples::cli;
 use buffstreams_transport_std::{Listener, ListenerConfig, Varint32, Writer, WriterConfig};
+use clap::Parser;
 use prost::Message;
 
 /// A sensor reading, as `message Reading { string sensor = 1; double celsius = 2;
@@ -41,20 +37,20 @@ fn reading(seq: u64) -> Reading {
     }
 }
 
+/// Protocol Buffers messages through a Listener and a Writer.
+#[derive(Debug, Parser)]
+#[command(
+    name = "protobuf",
+    about = "Protocol Buffers over BuffStreams with prost: a Writer sends readings, a Listener decodes and checks them"
+)]
+struct Args {
+    /// Readings to send.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+}
+
 fn main() -> ExitCode {
-    const USAGE: &str = "protobuf [--count N]";
-    let parsed = cli::args(USAGE).and_then(|mut p| {
-        let count = p.opt_value_from_str("--count").map_err(cli::bad(USAGE))?;
-        cli::finish(p, USAGE)?;
-        Ok(count.unwrap_or(100_000))
-    });
-    let count = match parsed {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let count = Args::parse().count;
     match run(count) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

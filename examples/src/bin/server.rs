@@ -1,18 +1,17 @@
 //! A BuffStreams server: every complete message goes to a callback; prints messages/s once a
-//! second while traffic flows, and the listener's counters when it stops.
-//!
-//! ```text
-//! server [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] [--max BYTES] [--echo]
-//!        [--print] [--exit-after MESSAGES] [--seconds S]
-//! ```
+//! second while traffic flows, and the listener's counters when it stops. `server --help`
+//! lists the flags.
 //!
 //! `--format buffstreams` talks to Go BuffStreams (its 3-byte header, so `--max` up to
 //! 65535); the default is the 4-byte big-endian header of tokio-util's
 //! `LengthDelimitedCodec`. `--echo` sends every message back on its connection
 //! (request/response), `--print` prints each one: as text when it is UTF-8 (control characters
-//! escaped), else as an escaped preview of its first 64 bytes. The server stops after
-//! `--exit-after` messages, after `--seconds`, or when Enter is pressed on a terminal, and
-//! shuts down gracefully: every message received in full is handled first.
+//! escaped), else as an escaped preview of its first 64 bytes. The first protocol error of
+//! each peer is reported at once, with a guess at the format it speaks.
+//!
+//! The server stops after `--exit-after` messages, after `--seconds`, on Ctrl-C or SIGTERM,
+//! or when Enter is pressed on a terminal, and shuts down gracefully: every message received
+//! in full is handled first.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -20,111 +19,132 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buffstreams_examples::cli;
+use buffstreams_examples::cli::{self, DEFAULT_ADDR, Format};
 use buffstreams_transport_std::{
-    BigEndian, BuffStreams, Error, LengthPrefix, Listener, ListenerConfig, ListenerStats,
+    BigEndian, BuffStreams, LengthPrefix, Listener, ListenerConfig, ListenerStats,
 };
+use clap::{CommandFactory, Parser};
 
-const USAGE: &str = "server [--addr 127.0.0.1:5031] [--format bigendian|buffstreams] \
-[--max BYTES] [--echo] [--print] [--exit-after MESSAGES] [--seconds S]";
-
+/// A BuffStreams server on one address.
+#[derive(Debug, Parser)]
+#[command(
+    name = "server",
+    about = "A BuffStreams server: hands every message to a callback, shows messages/s, prints its counters when it stops",
+    after_help = "Stops gracefully (every message received in full is handled first) on Enter at a \
+                  terminal, Ctrl-C, SIGTERM, --exit-after or --seconds."
+)]
 struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_ADDR)]
     addr: String,
-    buffstreams: bool,
+    /// Header format.
+    #[arg(long, value_enum, default_value_t = Format::Bigendian)]
+    format: Format,
+    /// Longest message accepted, in bytes (at most 65535 with --format buffstreams).
+    #[arg(long, default_value_t = 4096)]
     max: usize,
+    /// Send every message back on its connection.
+    #[arg(long)]
     echo: bool,
+    /// Print every message: text when it is UTF-8, an escaped preview otherwise.
+    #[arg(long)]
     print: bool,
+    /// Stop after this many messages.
+    #[arg(long, value_name = "MESSAGES")]
     exit_after: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
     seconds: Option<u64>,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut p = cli::args(USAGE)?;
-    let bad = cli::bad(USAGE);
-    let a = Args {
-        addr: cli::addr(&mut p, USAGE)?,
-        buffstreams: cli::buffstreams_format(&mut p, USAGE)?,
-        max: p.opt_value_from_str("--max").map_err(&bad)?.unwrap_or(4096),
-        echo: p.contains("--echo"),
-        print: p.contains("--print"),
-        exit_after: p.opt_value_from_str("--exit-after").map_err(&bad)?,
-        seconds: p.opt_value_from_str("--seconds").map_err(&bad)?,
-    };
-    cli::finish(p, USAGE)?;
-    if a.buffstreams && a.max > 65535 {
-        return Err("--format buffstreams: --max is at most 65535 (3-byte header)".into());
-    }
-    Ok(a)
-}
-
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let served = if args.buffstreams {
-        serve::<BuffStreams<3>>(&args)
-    } else {
-        serve::<BigEndian<4>>(&args)
-    };
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("server: {e}");
-            ExitCode::FAILURE
-        }
+    let args = Args::parse();
+    if args.format == Format::Buffstreams && args.max > 65535 {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--max is at most 65535 with --format buffstreams (its 3-byte header)",
+            )
+            .exit();
+    }
+    match args.format {
+        Format::Bigendian => serve::<BigEndian<4>>(&args),
+        Format::Buffstreams => serve::<BuffStreams<3>>(&args),
     }
 }
 
-fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Error> {
-    let listener = Listener::<H>::bind(
-        args.addr.as_str(),
-        ListenerConfig::new().with_max_frame_len(args.max),
-    )?;
-    println!("listening on {}", listener.local_addr());
+fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
+    let config = ListenerConfig::new().with_max_frame_len(args.max);
+    let listener = match Listener::<H>::bind(args.addr.as_str(), config) {
+        Ok(l) => l,
+        Err(e) => {
+            return cli::fail(
+                "server",
+                format!("cannot listen on {}", args.addr),
+                cli::reason(&e),
+            );
+        }
+    };
+    // The first protocol error of a connection closes it: say so at once, with a guess.
+    let format = args.format;
+    let listener = listener.on_protocol_error(move |peer, e| {
+        eprintln!("server: peer {peer} sent {}", cli::format_hint(e, format));
+    });
+    println!(
+        "listening on {} ({} headers, messages up to {} bytes)",
+        listener.local_addr(),
+        format.name(),
+        args.max
+    );
     let print = args.print;
-    let server = if args.echo {
+    let spawned = if args.echo {
         listener.spawn_with_reply(move |m, conn| {
             if print {
                 println!("{}: {}", conn.peer_addr(), preview(m));
             }
             conn.reply(m)?;
             Ok(())
-        })?
+        })
     } else {
         listener.spawn(move |m: &[u8]| {
             if print {
                 println!("{}", preview(m));
             }
             Ok(())
-        })?
+        })
+    };
+    let server = match spawned {
+        Ok(s) => s,
+        Err(e) => return cli::fail("server", "cannot start the listener", cli::reason(&e)),
     };
 
-    let (stop, stopped) = mpsc::channel::<()>();
+    let (stop, stopped) = mpsc::channel::<&str>();
+    let signal = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = signal.send("signal");
+    }) {
+        eprintln!("server: Ctrl-C will not stop gracefully: {e}");
+    }
     if std::io::stdin().is_terminal() {
-        println!("press Enter to stop");
+        println!("press Enter or Ctrl-C to stop");
         thread::spawn(move || {
             let _ = std::io::stdin().read_line(&mut String::new());
-            let _ = stop.send(());
+            let _ = stop.send("Enter");
         });
     }
     let started = Instant::now();
     let deadline = args.seconds.map(|s| started + Duration::from_secs(s));
     let mut last = (Instant::now(), server.stats());
-    loop {
-        // A line (or end of input) on the terminal stops the server; without a terminal
-        // `stop` stays here unused and only the conditions below do.
-        if stopped.recv_timeout(Duration::from_millis(20)) == Ok(()) {
-            break;
+    let why = loop {
+        if let Ok(why) = stopped.recv_timeout(Duration::from_millis(20)) {
+            break why;
         }
         let now = server.stats();
-        if args.exit_after.is_some_and(|n| now.messages_in >= n)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            break;
+        if args.exit_after.is_some_and(|n| now.messages_in >= n) {
+            break "--exit-after";
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break "--seconds";
         }
         let dt = last.0.elapsed();
         if dt >= Duration::from_secs(1) {
@@ -140,9 +160,10 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> Result<(), Err
             }
             last = (Instant::now(), now);
         }
-    }
+    };
+    println!("stopping ({why}): finishing the messages received in full");
     summary(&server.shutdown());
-    Ok(())
+    ExitCode::SUCCESS
 }
 
 fn summary(s: &ListenerStats) {

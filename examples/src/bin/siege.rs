@@ -4,10 +4,6 @@
 //! long each newcomer waited to be served, what the listener closed, and its threads and
 //! resident memory meanwhile (Linux `/proc`).
 //!
-//! ```text
-//! siege [--idle N] [--half-header N] [--clients N] [--max-connections N]
-//! ```
-//!
 //! The defaults hold 2,000 connections (1,500 idle, 500 half-header) against a listener capped
 //! at 1,024 (its default), so the attacker also keeps reconnecting into the cap. Needs about
 //! 2 × the held connections in file descriptors (`ulimit -n`).
@@ -18,55 +14,37 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use buffstreams_examples::cli;
 use buffstreams_transport_std::{Listener, ListenerConfig, ListenerHandle};
+use clap::Parser;
 
-const USAGE: &str = "siege [--idle N] [--half-header N] [--clients N] [--max-connections N]";
-
+/// A connection-exhaustion attack on a listener with its defaults.
+#[derive(Debug, Parser)]
+#[command(
+    name = "siege",
+    about = "A listener with its defaults while one peer holds its connection slots: how long newcomers wait, what was closed, threads and memory",
+    after_help = "Needs about 2 x (--idle + --half-header) file descriptors (ulimit -n)."
+)]
 struct Args {
+    /// Connections the attacker holds open without sending anything.
+    #[arg(long, default_value_t = 1500)]
     idle: usize,
+    /// Connections the attacker holds after sending half a header.
+    #[arg(long, default_value_t = 500)]
     half_header: usize,
+    /// Well-behaved clients arriving afterwards, one round trip each.
+    #[arg(long, default_value_t = 20)]
     clients: usize,
-    max_connections: usize,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut p = cli::args(USAGE)?;
-    let bad = cli::bad(USAGE);
-    let a = Args {
-        idle: p
-            .opt_value_from_str("--idle")
-            .map_err(&bad)?
-            .unwrap_or(1500),
-        half_header: p
-            .opt_value_from_str("--half-header")
-            .map_err(&bad)?
-            .unwrap_or(500),
-        clients: p
-            .opt_value_from_str("--clients")
-            .map_err(&bad)?
-            .unwrap_or(20),
-        max_connections: p
-            .opt_value_from_str("--max-connections")
-            .map_err(&bad)?
-            .unwrap_or_else(|| ListenerConfig::new().max_connections()),
-    };
-    cli::finish(p, USAGE)?;
-    Ok(a)
+    /// The listener's connection cap [default: the listener's default, 1024].
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(msg) => {
-            if msg == USAGE {
-                println!("{msg}");
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("siege: {msg}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut args = Args::parse();
+    args.max_connections = Some(
+        args.max_connections
+            .unwrap_or_else(|| ListenerConfig::new().max_connections()),
+    );
     match siege(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -77,7 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let config = ListenerConfig::new().with_max_connections(args.max_connections);
+    let config = ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
     let listener: Listener = Listener::bind("127.0.0.1:0", config)?;
     let server = listener.spawn_with_reply(|m, conn| {
         conn.reply(m)?;

@@ -2,10 +2,6 @@
 //! `loopback_benchmark` (raw bytes between two sockets of one `Interface`, 64 KiB buffers, one
 //! thread, the real clock) in the same process.
 //!
-//! ```text
-//! smoltcp [--seconds S] [--rounds R]
-//! ```
-//!
 //! Each round runs the raw-byte transfer, then 110-byte messages (one `write` each, and 64 per
 //! `write_batch`) and 4 KiB messages from a `Writer`
 //! into a `Listener` over the same setup; every message is counted and checked (its length
@@ -16,16 +12,15 @@
 use std::process::ExitCode;
 use std::time::Instant as StdInstant;
 
-use buffstreams_examples::cli;
 use buffstreams_framing::{BigEndian, Config};
 use buffstreams_transport_smoltcp::{Listener, ListenerConfig, Slot, Writer, WriterConfig};
+use clap::Parser;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
 use smoltcp::phy::{Loopback, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpCidr, IpEndpoint};
 
-const USAGE: &str = "smoltcp [--seconds S] [--rounds R]";
 const BUFFER: usize = 64 * 1024;
 const PORT: u16 = 1234;
 
@@ -180,25 +175,24 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// transport-smoltcp on smoltcp's loopback device beside smoltcp's raw benchmark.
+#[derive(Debug, Parser)]
+#[command(
+    name = "smoltcp",
+    about = "buffstreams-transport-smoltcp on smoltcp's phy::Loopback, side by side with smoltcp's own loopback benchmark"
+)]
+struct Args {
+    /// Seconds per run (at least 0.1).
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Rounds (each runs raw bytes, then every message size).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+    rounds: u64,
+}
+
 fn main() -> ExitCode {
-    let parsed = (|| {
-        let mut p = cli::args(USAGE)?;
-        let bad = cli::bad(USAGE);
-        let seconds: f64 = p
-            .opt_value_from_str("--seconds")
-            .map_err(&bad)?
-            .unwrap_or(2.0);
-        let rounds: usize = p.opt_value_from_str("--rounds").map_err(&bad)?.unwrap_or(3);
-        cli::finish(p, USAGE)?;
-        Ok::<_, String>((seconds.max(0.1), rounds.clamp(1, 100)))
-    })();
-    let (seconds, rounds) = match parsed {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    let (seconds, rounds) = (args.seconds.max(0.1), args.rounds);
     println!(
         "smoltcp phy::Loopback, one Interface, 64 KiB socket buffers, one thread: {rounds} rounds of {seconds} s per run"
     );

@@ -2,50 +2,36 @@
 //! with `AsyncFrameReader` / `AsyncFrameWriter` over tokio sockets (through
 //! `embedded-io-adapters`), on one runtime. Prints the messages echoed per second and checks
 //! every reply.
-//!
-//! ```text
-//! tokio [--count N] [--payload BYTES]
-//! ```
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use buffstreams_examples::cli;
 use buffstreams_framing::{
     AsyncFrameReader, AsyncFrameWriter, BigEndian, Config, Decoder, Encoder,
 };
+use clap::Parser;
 use embedded_io_adapters::tokio_1::FromTokio;
 use tokio::net::{TcpListener, TcpStream};
 
-const USAGE: &str = "tokio [--count N] [--payload BYTES]";
-
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The framing crate's async reader and writer on tokio.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tokio",
+    about = "The framing crate on tokio: an echo server and a pipelining client, every reply checked"
+)]
+struct Args {
+    /// Messages to echo.
+    #[arg(long, default_value_t = 100_000)]
+    count: u64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 110)]
+    payload: usize,
+}
+
 fn main() -> ExitCode {
-    let parsed = cli::args(USAGE).and_then(|mut p| {
-        let bad = cli::bad(USAGE);
-        let count: u64 = p
-            .opt_value_from_str("--count")
-            .map_err(&bad)?
-            .unwrap_or(100_000);
-        let payload: usize = p
-            .opt_value_from_str("--payload")
-            .map_err(&bad)?
-            .unwrap_or(110);
-        cli::finish(p, USAGE)?;
-        Ok((count, payload))
-    });
-    let (count, payload) = match parsed {
-        Ok(a) => a,
-        Err(msg) if msg == USAGE => {
-            println!("{msg}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("tokio: {msg}");
-            return ExitCode::from(2);
-        }
-    };
+    let Args { count, payload } = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

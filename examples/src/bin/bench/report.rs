@@ -1,0 +1,158 @@
+//! Runs the throughput peers and reports them: one peer prints a summary line (or one JSON
+//! object); several run side by side in rounds and end with one table of medians and
+//! per-round ratios to the std baseline and to tokio-util.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::progress::Progress;
+use crate::runner::{Outcome, Run};
+use crate::{Args, Peer};
+
+/// Runs `peers` on `args`' workload and prints the result; fails if any message was lost
+/// or had the wrong size.
+pub fn run(args: &Args, peers: &[Peer]) -> ExitCode {
+    if let [peer] = peers {
+        return single(args, *peer);
+    }
+    side_by_side(args, peers)
+}
+
+fn failed(peer: Peer, outcome: &Outcome) -> ExitCode {
+    eprintln!(
+        "FAILED: {}: {} sent, {} received, {} size mismatches",
+        peer.name(),
+        outcome.sent,
+        outcome.received,
+        outcome.mismatches
+    );
+    ExitCode::FAILURE
+}
+
+fn single(args: &Args, peer: Peer) -> ExitCode {
+    let seconds = args.seconds.unwrap_or(5);
+    let progress = Progress::new(Duration::from_secs(seconds), args.json);
+    progress.stage(peer.name());
+    let run = Run::new(args, peer, seconds, &progress);
+    let outcome = run.go();
+    progress.finish();
+    let rate = outcome.rate();
+    let mb = rate * args.payload as f64 / 1e6;
+    if args.json {
+        println!(
+            "{{\"peer\":\"{}\",\"connections\":{},\"payload\":{},\"flush_every\":{},\"batch\":{},\"msgs_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"ok\":{}}}",
+            peer.name(),
+            args.connections,
+            args.payload,
+            run.flush_every,
+            args.batch,
+            rate,
+            mb,
+            outcome.ok()
+        );
+    } else {
+        println!(
+            "summary: peer={} connections={} payload={}B flush_every={}: {:.3} M msgs/s, {:.1} MB/s ({} sent, {} received, {} size mismatches)",
+            peer.name(),
+            args.connections,
+            args.payload,
+            run.flush_every,
+            rate / 1e6,
+            mb,
+            outcome.sent,
+            outcome.received,
+            outcome.mismatches
+        );
+    }
+    if outcome.ok() {
+        ExitCode::SUCCESS
+    } else {
+        failed(peer, &outcome)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Each peer in turn, `--rounds` times (a round runs every peer back to back, so they share
+/// the machine's state), then the median rate of each and its per-round ratio to the first
+/// peer and to tokio-util.
+fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
+    let seconds = args.seconds.unwrap_or(2);
+    let rounds = args.rounds;
+    let total = rounds * peers.len() as u64 * seconds;
+    let names: Vec<String> = peers.iter().map(|p| p.name()).collect();
+    if !args.json {
+        println!(
+            "side by side: {}; {rounds} round(s) of {seconds} s each, {} B messages, {} connection(s): about {total} s",
+            names.join(", "),
+            args.payload,
+            args.connections,
+        );
+    }
+    let progress = Progress::new(Duration::from_secs(total), args.json);
+    let mut rates = vec![Vec::new(); peers.len()];
+    for round in 1..=rounds {
+        for (i, &peer) in peers.iter().enumerate() {
+            progress.stage(format!("round {round}/{rounds} · {}", peer.name()));
+            let outcome = Run::new(args, peer, seconds, &progress).go();
+            if !outcome.ok() {
+                progress.finish();
+                return failed(peer, &outcome);
+            }
+            rates[i].push(outcome.rate());
+        }
+    }
+    progress.finish();
+    // Ratios to the first peer, and to tokio-util when it ran and is not the first.
+    let mut bases = vec![0];
+    if let Some(t) = peers
+        .iter()
+        .position(|&p| p == Peer::Tokio)
+        .filter(|&t| t != 0)
+    {
+        bases.push(t);
+    }
+    let ratio = |i: usize, base: usize| {
+        median(
+            rates[i]
+                .iter()
+                .zip(&rates[base])
+                .map(|(a, b)| a / b.max(1.0))
+                .collect(),
+        )
+    };
+    if !args.json {
+        let mut head = format!("{:<16} {:>10} {:>10}", "peer", "M msgs/s", "MB/s");
+        for &b in &bases {
+            head += &format!(" {:>18}", format!("vs {}", names[b]));
+        }
+        println!("{head}");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let rate = median(rates[i].clone());
+        let mb = rate * args.payload as f64 / 1e6;
+        if args.json {
+            let ratios: Vec<String> = bases
+                .iter()
+                .map(|&b| format!("\"vs_{}\":{:.3}", names[b], ratio(i, b)))
+                .collect();
+            println!(
+                "{{\"peer\":\"{name}\",\"rounds\":{rounds},\"msgs_per_sec\":{rate:.0},\"mb_per_sec\":{mb:.1},{}}}",
+                ratios.join(",")
+            );
+        } else {
+            let mut line = format!("{:<16} {:>10.2} {:>10.1}", name, rate / 1e6, mb);
+            for &b in &bases {
+                line += &format!(" {:>17.2}x", ratio(i, b));
+            }
+            println!("{line}");
+        }
+    }
+    if !args.json {
+        println!("(medians of {rounds} round(s); ratios are per-round medians)");
+    }
+    ExitCode::SUCCESS
+}
