@@ -15,7 +15,8 @@ case "${1:-}" in
 
 Installs what the checks need first (Debian packages gcc-multilib, qemu-system-arm, iproute2,
 and the interop peers golang-go, python3-protobuf, libprotobuf-java, openjdk-17-jdk-headless;
-rustup components and targets; a nightly toolchain with Miri and cargo-fuzz), then runs:
+rustup components and targets; the pinned nightly NIGHTLY with Miri and cargo-fuzz, and the
+toolchain of the crates' rust-version, beside yours), then runs:
 formatting and clippy, rustdoc, all tests (the network-namespace tests and the QEMU firmware
 need root and qemu-system-arm, the interop tests the Go, Python and Java peers; with CI set
 they fail instead of skipping), a 32-bit run, the loom model of transport-std's writer and its
@@ -31,6 +32,13 @@ HELP
         ;;
 esac
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+# Toolchains, pinned: the nightly for cargo-fuzz and Miri (by date, so a new nightly cannot break
+# CI), and the oldest Rust the crates declare (`rust-version`), which they must build with.
+# Both install beside the user's own toolchains and are only used here by name (`cargo +NAME`);
+# the default toolchain is whatever stable rustup has.
+NIGHTLY="${NIGHTLY:-nightly-2026-10-30}"
+MSRV="$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)"
+export NIGHTLY MSRV
 LOG_DIR="${LOG_DIR:-$PWD/target/ci-logs}"
 mkdir -p "$LOG_DIR"
 
@@ -82,9 +90,10 @@ install() {
     rustup component add rustfmt clippy llvm-tools
     rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi \
         riscv32imc-unknown-none-elf i686-unknown-linux-gnu x86_64-apple-darwin
-    # nightly: cargo-fuzz, and Miri for the writer's lanes.
-    rustup toolchain install nightly --profile minimal
-    rustup +nightly component add miri rust-src
+    # The pinned nightly: cargo-fuzz, and Miri for the writer's lanes. The declared MSRV.
+    rustup toolchain install "$NIGHTLY" --profile minimal
+    rustup +"$NIGHTLY" component add miri rust-src
+    rustup toolchain install "$MSRV" --profile minimal
     if [[ -d fuzz ]]; then
         command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
     fi
@@ -111,6 +120,10 @@ step clippy cargo clippy --workspace --exclude "$SMOLTCP" --all-targets --all-fe
 step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
 step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
 step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --all-targets --locked -- -D warnings'
+# The published crates build with the oldest Rust they declare, and package as crates.io
+# would take them (each verified from its tarball, the workspace siblings from a local registry).
+step "msrv-$MSRV" bash -c 'cargo +"$MSRV" check --locked -p buffstreams-framing -p buffstreams-transport-std --all-features && cargo +"$MSRV" check --locked -p '"$SMOLTCP"' --features log,proto-ipv6,medium-ip'
+step package cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --locked --allow-dirty
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
 
 echo "== tests"
@@ -131,7 +144,7 @@ step loom bash transport-std/loom.sh
 grep -h "^loom:" "$LOG_DIR/loom.log" 2>/dev/null | sed 's/^/      /'
 # Miri runs the lane tests (raw copies, threads, the portable fence pair) for undefined
 # behaviour and data races.
-step miri cargo +nightly miri test -p buffstreams-transport-std --lib --locked writer::lane
+step miri cargo +"$NIGHTLY" miri test -p buffstreams-transport-std --lib --locked writer::lane
 count_tests "$LOG_DIR/miri.log"
 
 echo "== main command (smoke: 1 s, counts and size-checks every message)"
@@ -222,9 +235,9 @@ if [[ -d fuzz ]]; then
     if [[ $QUICK == 0 ]]; then
         # The flags `fuzz run` uses (release, with debug assertions and overflow checks), so the
         # runs below reuse this build instead of making their own.
-        step fuzz-build bash -c 'cd fuzz && cargo +nightly fuzz build'
-        for target in $(cd fuzz && cargo +nightly fuzz list); do
-            step "fuzz-run-$target" bash -c "cd fuzz && mkdir -p corpus/$target && cargo +nightly fuzz run $target corpus/$target -- -max_total_time=$FUZZ_SECONDS -print_final_stats=1"
+        step fuzz-build bash -c 'cd fuzz && cargo +"$NIGHTLY" fuzz build'
+        for target in $(cd fuzz && cargo +"$NIGHTLY" fuzz list); do
+            step "fuzz-run-$target" bash -c "cd fuzz && mkdir -p corpus/$target && cargo +$NIGHTLY fuzz run $target corpus/$target -- -max_total_time=$FUZZ_SECONDS -print_final_stats=1"
             grep -hE "stat::number_of_executed_units|stat::average_exec_per_sec" "$LOG_DIR/fuzz-run-$target.log" | sed "s/^/      $target /"
         done
     fi
