@@ -105,15 +105,15 @@ fn admit<H: LengthPrefix + 'static>(
     let accepted = Instant::now();
     let now = shared.clock(accepted);
     let mut reg = shared.registry();
-    if let Some(cap) = config.max_connections_per_ip() {
-        if reg.open_from(peer.ip()) >= cap {
-            add(&shared.counters.per_ip_refused, 1);
-            log::warn!(
-                "listener {local}: refusing {peer}: {cap} connections from {} open",
-                peer.ip()
-            );
-            return;
-        }
+    if let Some(cap) = config.max_connections_per_ip()
+        && reg.open_from(peer.ip()) >= cap
+    {
+        add(&shared.counters.per_ip_refused, 1);
+        log::warn!(
+            "listener {local}: refusing {peer}: {cap} connections from {} open",
+            peer.ip()
+        );
+        return;
     }
     if reg.counted() >= config.max_connections() {
         let evicted = match config.over_limit() {

@@ -55,10 +55,10 @@ impl Deadlines {
 
     /// The deadline that has passed at `now`, if any (the frame deadline first).
     pub(super) fn expired(&self, now: Instant) -> Option<Expired> {
-        if let (Some(since), Some(limit)) = (self.frame_since, self.frame) {
-            if now.saturating_duration_since(since) >= limit {
-                return Some(Expired::Frame);
-            }
+        if let (Some(since), Some(limit)) = (self.frame_since, self.frame)
+            && now.saturating_duration_since(since) >= limit
+        {
+            return Some(Expired::Frame);
         }
         match self.idle {
             Some(idle) if now.saturating_duration_since(self.last_data) >= idle => {

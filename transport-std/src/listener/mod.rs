@@ -280,10 +280,10 @@ impl ListenerHandle {
 
     fn stop(&mut self) {
         self.shared.signal_shutdown();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("listener {}: accept thread panicked", self.shared.local);
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            log::error!("listener {}: accept thread panicked", self.shared.local);
         }
     }
 }

@@ -258,10 +258,10 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         self.shared.flush_all();
         self.shared.closed.store(true, Release);
         self.shared.waker.wake();
-        if let Some(t) = self.flusher.take() {
-            if t.join().is_err() {
-                log::error!("writer {}: flusher thread panicked", self.shared.addr);
-            }
+        if let Some(t) = self.flusher.take()
+            && t.join().is_err()
+        {
+            log::error!("writer {}: flusher thread panicked", self.shared.addr);
         }
         let stream = relock(&self.shared.conn).stream.take();
         let replies = std::mem::take(&mut *relock(&self.shared.replies));

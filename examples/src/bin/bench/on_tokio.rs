@@ -55,7 +55,7 @@ pub fn run(run: &Run) -> Outcome {
                             mismatches.fetch_add(1, Relaxed);
                         }
                         local += 1;
-                        if local % 1024 == 0 {
+                        if local.is_multiple_of(1024) {
                             received.fetch_add(1024, Relaxed);
                         }
                     };
@@ -102,7 +102,7 @@ pub fn run(run: &Run) -> Outcome {
                         for _ in 0..256 {
                             sink.write_frame(&msg).await.expect("write");
                             n += 1;
-                            if flush_every > 0 && n % flush_every == 0 {
+                            if flush_every > 0 && n.is_multiple_of(flush_every) {
                                 sink.flush().await.expect("flush");
                             }
                         }
@@ -117,7 +117,7 @@ pub fn run(run: &Run) -> Outcome {
                                 sink.send(msg.clone()).await.expect("send");
                             } else {
                                 sink.feed(msg.clone()).await.expect("feed");
-                                if flush_every > 0 && (n + 1) % flush_every == 0 {
+                                if flush_every > 0 && (n + 1).is_multiple_of(flush_every) {
                                     SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
                                 }
                             }

@@ -128,7 +128,7 @@ pub fn pump<W>(
         for _ in 0..256 {
             write(w);
             n += 1;
-            if flush_every > 0 && n % flush_every == 0 {
+            if flush_every > 0 && n.is_multiple_of(flush_every) {
                 flush(w);
             }
         }

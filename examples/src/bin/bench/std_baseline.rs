@@ -72,7 +72,7 @@ pub fn run(run: &Run) -> Outcome {
                     }
                     local += 1;
                     // Batched like the listener's counters: no shared atomic per message.
-                    if local % 1024 == 0 {
+                    if local.is_multiple_of(1024) {
                         received.fetch_add(1024, Relaxed);
                     }
                 }
