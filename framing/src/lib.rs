@@ -15,6 +15,7 @@
 #[cfg(any(feature = "std", feature = "_harness"))]
 extern crate alloc;
 
+pub mod acked;
 #[cfg(feature = "async")]
 mod asynch;
 mod buffered;
