@@ -22,8 +22,9 @@
 //!    was already written on an earlier connection (`first_seq - 1` when none was).
 //! 2. The listener answers with a [`Back::Welcome`] frame: how far it has handed this
 //!    session's messages to its application (`delivered`), so the writer can drop those.
-//! 3. Then the writer sends plain frames, with no per-message overhead: the listener numbers
-//!    them by counting from `first_seq`, skips those it has already delivered, and
+//! 3. Then the writer sends plain frames, with no per-message overhead, starting with
+//!    message `max(first_seq, delivered + 1)`: the listener numbers them by counting from
+//!    there, skips those it has delivered meanwhile, and
 //!    acknowledges with [`Back::Ack`] frames (cumulative: every message up to `delivered`
 //!    was handed to the application and its callback returned), a few per batch. Replies of
 //!    the application travel beside them as [`Back::Reply`].

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use buffstreams_framing::EncodeError;
+use buffstreams_framing::acked::HandshakeError;
 
 /// Errors of the listener, writer and manager.
 ///
@@ -23,6 +24,14 @@ pub enum Error {
     NotOpen(SocketAddr),
     /// The address did not resolve to any socket address.
     BadAddress(String),
+    /// The acknowledged mode's handshake failed: the peer does not speak it, or spoke it
+    /// wrongly.
+    Handshake(HandshakeError),
+    /// The acknowledged writer's window is full and it is configured to say so
+    /// ([`WindowFull::Error`](crate::WindowFull::Error)) rather than wait.
+    WindowFull,
+    /// A configuration that cannot work, and why.
+    Config(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -33,6 +42,9 @@ impl fmt::Display for Error {
             Self::AlreadyOpen(a) => write!(f, "{a} is already open"),
             Self::NotOpen(a) => write!(f, "{a} is not open"),
             Self::BadAddress(a) => write!(f, "address {a:?} did not resolve"),
+            Self::Handshake(e) => write!(f, "acknowledged mode: {e}"),
+            Self::WindowFull => f.write_str("the acknowledgement window is full"),
+            Self::Config(why) => write!(f, "invalid configuration: {why}"),
         }
     }
 }
@@ -42,6 +54,7 @@ impl std::error::Error for Error {
         match self {
             Self::Io(e) => Some(e),
             Self::Encode(e) => Some(e),
+            Self::Handshake(e) => Some(e),
             _ => None,
         }
     }

@@ -10,15 +10,16 @@ mod sync;
 mod writer;
 
 pub use buffstreams_framing as framing;
+pub use buffstreams_framing::acked::{HandshakeError, SessionId};
 pub use buffstreams_framing::{
     BigEndian, BuffStreams, Config, DecodeError, LengthPrefix, LittleEndian, Oversize, Varint32,
     Varint64,
 };
 pub use error::Error;
 pub use listener::{
-    CallbackResult, Connection, Listener, ListenerConfig, ListenerHandle, OverLimit,
+    CallbackResult, Connection, Delivery, Listener, ListenerConfig, ListenerHandle, OverLimit,
     ProtocolErrorFn, ShutdownHandle,
 };
 pub use manager::Manager;
 pub use stats::{ListenerStats, WriterStats};
-pub use writer::{DeadLetterFn, ReplyFn, RetryPolicy, Writer, WriterConfig};
+pub use writer::{DeadLetterFn, ReplyFn, RetryPolicy, WindowFull, Writer, WriterConfig};

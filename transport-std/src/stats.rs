@@ -64,6 +64,13 @@ counters! {
         callback_panics,
         /// Socket errors on connections.
         io_errors,
+        /// Acknowledged mode: connections refused at the handshake (a plain peer, a bad
+        /// hello, too many sessions).
+        handshake_errors,
+        /// Acknowledged mode: re-sent messages dropped because the callback already had them.
+        duplicates_dropped,
+        /// Acknowledged mode: acknowledgements sent.
+        acks_out,
         /// Reads that busy polling answered, so the connection thread did not sleep
         /// ([`ListenerConfig::with_busy_poll`](crate::ListenerConfig::with_busy_poll)).
         polled_reads,
@@ -95,6 +102,13 @@ counters! {
         replies,
         /// Reply streams that broke the framing or failed (each closed its connection).
         reply_errors,
+        /// Acknowledged mode: messages the listener acknowledged.
+        acked,
+        /// Acknowledged mode: messages written again after a reconnect (not acknowledged on
+        /// an earlier connection).
+        resent,
+        /// Acknowledged mode: times a batch waited for the window to have room.
+        window_waits,
     }
 }
 

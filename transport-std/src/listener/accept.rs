@@ -153,7 +153,7 @@ fn admit<H: LengthPrefix + 'static>(
     add(&shared.counters.connections_total, 1);
     add(&shared.counters.connections_open, 1);
     log::debug!("listener {local}: accepted {peer}");
-    let conn = Connection::new(peer, stream.clone(), config.framing(), shared.clone());
+    let conn = Connection::new(peer, stream.clone(), config, shared.clone());
     let (config, shared2, handler2) = (*config, shared.clone(), handler.clone());
     let spawned = config
         .thread_builder(format!("bs-conn-{peer}"))

@@ -41,6 +41,9 @@ pub struct ListenerConfig {
     thread_stack: Option<usize>,
     read_buffer: usize,
     busy_poll: Duration,
+    acked: bool,
+    max_sessions: usize,
+    session_ttl: Duration,
 }
 
 impl Default for ListenerConfig {
@@ -58,6 +61,9 @@ impl Default for ListenerConfig {
             thread_stack: None,
             read_buffer: 64 * 1024,
             busy_poll: Duration::from_micros(20),
+            acked: false,
+            max_sessions: 4096,
+            session_ttl: Duration::from_secs(600),
         }
     }
 }
@@ -163,6 +169,42 @@ impl ListenerConfig {
     pub fn with_busy_poll(mut self, budget: Duration) -> Self {
         self.busy_poll = budget;
         self
+    }
+
+    /// The acknowledged mode (default off): every connection must open with an
+    /// acknowledged-mode hello (a writer with [`WriterConfig::with_acks`](crate::WriterConfig::with_acks));
+    /// messages are numbered per writer session, a message the callback already saw is
+    /// dropped when a writer re-sends it, and the listener acknowledges what its callback has
+    /// returned from. A plain peer's connection is refused (counted in `handshake_errors`).
+    /// See the crate docs for the guarantees and [`Connection::delivery`](crate::Connection::delivery).
+    pub fn with_acks(mut self, on: bool) -> Self {
+        self.acked = on;
+        self
+    }
+    /// Writer sessions remembered at once in the acknowledged mode (default 4096): beyond
+    /// them the one idle longest is forgotten (a re-sent message of a forgotten session is
+    /// delivered again, marked `may_repeat`).
+    pub fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = max.max(1);
+        self
+    }
+    /// How long an idle session is remembered (default 10 minutes).
+    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Whether the acknowledged mode is on.
+    pub fn acks(&self) -> bool {
+        self.acked
+    }
+    /// Sessions remembered at once.
+    pub fn max_sessions(&self) -> usize {
+        self.max_sessions
+    }
+    /// How long an idle session is remembered.
+    pub fn session_ttl(&self) -> Duration {
+        self.session_ttl
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).

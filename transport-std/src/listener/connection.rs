@@ -6,9 +6,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use buffstreams_framing::{Config, Decoder, Encoder, Event, LengthPrefix};
+use buffstreams_framing::acked::{REPLY, WELCOME_LEN, ack, welcome};
+use buffstreams_framing::{Decoder, EncodeError, Encoder, Event, LengthPrefix};
 
 use super::Handler;
+use super::acked::{AckedConn, Delivery, Opening};
 use super::config::ListenerConfig;
 use super::deadline::{Deadlines, Expired};
 use super::shared::{Activity, Shared};
@@ -21,10 +23,15 @@ pub struct Connection<H> {
     peer: SocketAddr,
     stream: Arc<TcpStream>,
     encoder: Encoder<H>,
+    /// The longest reply (the framing's maximum; in the acknowledged mode the encoder allows
+    /// one more byte, the kind).
+    max_reply: usize,
     out: Vec<u8>,
     shared: Arc<Shared>,
     /// A reply write failed: part of a frame may be on the wire, so the connection must end.
     broken: bool,
+    acked: bool,
+    delivery: Option<Delivery>,
 }
 
 impl<H> std::fmt::Debug for Connection<H> {
@@ -39,17 +46,42 @@ impl<H: LengthPrefix> Connection<H> {
     pub(super) fn new(
         peer: SocketAddr,
         stream: Arc<TcpStream>,
-        framing: Config,
+        config: &ListenerConfig,
         shared: Arc<Shared>,
     ) -> Self {
+        let framing = config.framing();
+        let max_reply = Encoder::<H>::new(framing).max_frame_len();
+        let framing = if config.acks() {
+            // Room for the kind byte, and always for a welcome or an ack.
+            framing.with_max_frame_len(max_reply.saturating_add(1).max(WELCOME_LEN))
+        } else {
+            framing
+        };
         Self {
             peer,
             stream,
             encoder: Encoder::new(framing),
+            max_reply,
             out: Vec::new(),
             shared,
             broken: false,
+            acked: config.acks(),
+            delivery: None,
         }
+    }
+
+    /// In the acknowledged mode ([`ListenerConfig::with_acks`]), the message's session,
+    /// number and whether it may be a repeat (see [`Delivery`]); `None` otherwise.
+    pub fn delivery(&self) -> Option<Delivery> {
+        self.delivery
+    }
+
+    /// Queues an acknowledged-mode control frame (a welcome or an ack).
+    fn control(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let header = self.encoder.header(payload.len())?;
+        self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(payload);
+        Ok(())
     }
 
     /// The peer's address.
@@ -64,14 +96,22 @@ impl<H: LengthPrefix> Connection<H> {
     /// # Errors
     /// [`Error::Encode`] if the reply is longer than the maximum message size.
     pub fn reply(&mut self, message: &[u8]) -> Result<usize, Error> {
-        let header = self.encoder.header(message.len())?;
+        if message.len() > self.max_reply {
+            return Err(Error::Encode(EncodeError::FrameTooLong {
+                len: message.len(),
+                max: self.max_reply,
+            }));
+        }
+        let kind = if self.acked { &[REPLY][..] } else { &[] };
+        let header = self.encoder.header(kind.len() + message.len())?;
         self.out.extend_from_slice(&header);
+        self.out.extend_from_slice(kind);
         self.out.extend_from_slice(message);
         add(&self.shared.counters.messages_out, 1);
         if self.out.len() >= 64 * 1024 {
             self.flush()?;
         }
-        Ok(header.len() + message.len())
+        Ok(header.len() + kind.len() + message.len())
     }
 
     /// Writes queued replies now.
@@ -109,6 +149,7 @@ pub(super) fn connection<H: LengthPrefix>(
     let peer = conn.peer;
     let counters = &shared.counters;
     let mut decoder = Decoder::<H, Vec<u8>>::new(config.framing(), Vec::new());
+    let mut acked = AckedConn::default();
     let mut buf = vec![0u8; config.read_buffer()];
     let mut drain = 0u32;
     let mut streaming = false;
@@ -162,9 +203,34 @@ pub(super) fn connection<H: LengthPrefix>(
         };
         let mut input = buf.get(..n).unwrap_or_default();
         // Counted per chunk, not per message: connection threads share these counters.
-        let (mut messages, mut bytes, mut skipped) = (0u64, 0u64, 0u64);
+        let (mut messages, mut bytes, mut skipped, mut duplicates) = (0u64, 0u64, 0u64, 0u64);
         let mut close = false;
         activity.set_busy(true);
+        if config.acks() && !acked.open() {
+            let max = config.max_sessions();
+            match acked.take_hello(input, &shared.sessions, max, config.session_ttl()) {
+                Ok(Opening::More) => input = &[],
+                Ok(Opening::Welcome { delivered, rest }) => {
+                    input = rest;
+                    if conn.control(&welcome(delivered)).is_err() {
+                        close = true;
+                    }
+                }
+                Err(e) => {
+                    add(&counters.handshake_errors, 1);
+                    match e {
+                        Some(e) => log::warn!("{peer}: {e}; closing"),
+                        None => log::warn!("{peer}: {max} writer sessions in use; closing"),
+                    }
+                    close = true;
+                    input = &[];
+                }
+            }
+        }
+        // The session is locked for the chunk: a re-sent message on another connection of the
+        // same writer waits, so no message is handed to the callback twice.
+        let session = acked.session();
+        let mut session = session.as_deref().map(relock);
         while !input.is_empty() {
             let fed = match decoder.feed(input) {
                 Ok(fed) => fed,
@@ -182,7 +248,29 @@ pub(super) fn connection<H: LengthPrefix>(
             input = input.get(fed.consumed..).unwrap_or_default();
             match fed.event {
                 Some(Event::Frame(message)) => {
-                    match catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn))) {
+                    if let Some(s) = session.as_deref() {
+                        match acked.next(s) {
+                            Ok(Some(delivery)) => conn.delivery = Some(delivery),
+                            Ok(None) => {
+                                duplicates += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                add(&counters.protocol_errors, 1);
+                                log::warn!("{peer}: {e}; closing");
+                                close = true;
+                                break;
+                            }
+                        }
+                    }
+                    let called = catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn)));
+                    // The callback returned: in the acknowledged mode the message is delivered.
+                    if let (Some(s), Some(d), Ok(_)) =
+                        (session.as_deref_mut(), conn.delivery, &called)
+                    {
+                        s.delivered = d.seq;
+                    }
+                    match called {
                         Ok(Ok(())) => {
                             messages += 1;
                             bytes += message.len() as u64;
@@ -217,6 +305,14 @@ pub(super) fn connection<H: LengthPrefix>(
         }
         add(&counters.messages_in, messages);
         add(&counters.bytes_in, bytes);
+        add(&counters.duplicates_dropped, duplicates);
+        // One cumulative acknowledgement per chunk read, after the callbacks returned.
+        let delivered = session.take().map(|s| s.delivered);
+        if let Some(d) = delivered.and_then(|d| acked.ack_due(d))
+            && conn.control(&ack(d)).is_ok()
+        {
+            add(&counters.acks_out, 1);
+        }
         if close {
             break;
         }
@@ -230,7 +326,8 @@ pub(super) fn connection<H: LengthPrefix>(
         }
         activity.set_busy(false);
         // A skipped oversize frame is a frame completed too (under `Oversize::Skip`).
-        deadlines.after_read(now, decoder.is_mid_frame(), messages + skipped > 0);
+        let mid = decoder.is_mid_frame() || acked.mid_hello();
+        deadlines.after_read(now, mid, messages + skipped > 0);
         // A peer that trickles a frame in never lets the read time out: check here too.
         if over_deadline(&mut deadlines, now, &stream, &config, &shared, peer) {
             break;

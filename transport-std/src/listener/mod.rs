@@ -5,6 +5,7 @@
 //! reads again. Protocol violations close only the connection that made them.
 
 mod accept;
+mod acked;
 mod config;
 mod connection;
 mod deadline;
@@ -16,6 +17,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use buffstreams_framing::acked::plain_decoder_refuses_hello;
 use buffstreams_framing::{BigEndian, DecodeError, LengthPrefix};
 
 use crate::error::{Error, resolve};
@@ -24,6 +26,7 @@ use crate::sync::relock;
 use accept::serve;
 use shared::Shared;
 
+pub use acked::Delivery;
 pub use config::{ListenerConfig, OverLimit};
 pub use connection::Connection;
 
@@ -75,11 +78,18 @@ impl<H: LengthPrefix + 'static> Listener<H> {
     /// Binds to `addr` (port 0 picks a free port; see [`local_addr`](Self::local_addr)).
     ///
     /// # Errors
-    /// [`Error::Io`] if the address cannot be bound.
+    /// [`Error::Io`] if the address cannot be bound; [`Error::Config`] for the acknowledged mode
+    /// with a header format it cannot tell from a plain stream.
     pub fn bind(
         addr: impl ToSocketAddrs + std::fmt::Debug,
         config: ListenerConfig,
     ) -> Result<Self, Error> {
+        if config.acks() && !plain_decoder_refuses_hello::<H>(&config.framing()) {
+            return Err(Error::Config(
+                "the acknowledged mode needs a header that cannot declare ten FF bytes as a \
+                 valid length: use a varint or BuffStreams header, a wider one, or a lower maximum",
+            ));
+        }
         let addr = resolve(addr)?;
         let socket = TcpListener::bind(addr)?;
         let local = socket.local_addr()?;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use super::ProtocolErrorFn;
+use super::acked::Sessions;
 use super::poll::Pollers;
 use crate::stats::ListenerCounters;
 use crate::sync::relock;
@@ -171,6 +172,8 @@ pub(super) struct Shared {
     pub(super) pollers: Pollers,
     /// Told about every protocol error ([`Listener::on_protocol_error`](super::Listener::on_protocol_error)).
     pub(super) on_protocol_error: Mutex<Option<Arc<ProtocolErrorFn>>>,
+    /// The writer sessions remembered in the acknowledged mode.
+    pub(super) sessions: Sessions,
 }
 
 impl Shared {
@@ -185,6 +188,7 @@ impl Shared {
             wake_peer: Mutex::new(None),
             pollers: Pollers::new(),
             on_protocol_error: Mutex::new(None),
+            sessions: Sessions::default(),
         }
     }
 

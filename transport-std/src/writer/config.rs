@@ -13,6 +13,20 @@ pub type DeadLetterFn = dyn Fn(&[u8]) + Send + Sync;
 /// Called with every message the listener sends back on the writer's connection.
 pub type ReplyFn = dyn Fn(&[u8]) + Send + Sync;
 
+/// What `write` does in the acknowledged mode when the window of unacknowledged messages is
+/// full ([`WriterConfig::with_ack_window`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WindowFull {
+    /// Wait for acknowledgements (the default): the writing thread blocks, memory stays
+    /// bounded. A connection that acknowledges nothing for the write timeout is taken for
+    /// broken: the writer reconnects and re-sends.
+    #[default]
+    Block,
+    /// Return [`Error::WindowFull`](crate::Error::WindowFull) from `write`, nothing queued.
+    Error,
+}
+
 /// Writer settings. Defaults: max message 4096 bytes, TCP_NODELAY on, [`RetryPolicy::default`],
 /// 3 s connect timeout, 30 s write timeout, 4 MiB of buffers (64 KiB per writing thread),
 /// 5 ms linger, dead letters kept in a queue, nothing read back from the listener.
@@ -28,6 +42,10 @@ pub struct WriterConfig {
     dead_letter: Option<Arc<DeadLetterFn>>,
     on_reply: Option<Arc<ReplyFn>>,
     reply_wait: Duration,
+    acked: bool,
+    window_bytes: usize,
+    window_messages: u64,
+    window_full: WindowFull,
 }
 
 impl Default for WriterConfig {
@@ -43,6 +61,10 @@ impl Default for WriterConfig {
             dead_letter: None,
             on_reply: None,
             reply_wait: Duration::from_secs(5),
+            acked: false,
+            window_bytes: 8 << 20,
+            window_messages: 1 << 20,
+            window_full: WindowFull::Block,
         }
     }
 }
@@ -63,6 +85,10 @@ impl std::fmt::Debug for WriterConfig {
             )
             .field("on_reply", &self.on_reply.as_ref().map(|_| "callback"))
             .field("reply_wait", &self.reply_wait)
+            .field("acked", &self.acked)
+            .field("window_bytes", &self.window_bytes)
+            .field("window_messages", &self.window_messages)
+            .field("window_full", &self.window_full)
             .finish()
     }
 }
@@ -146,11 +172,50 @@ impl WriterConfig {
         self.on_reply = Some(Arc::new(f));
         self
     }
-    /// How long [`Writer::close`](crate::Writer::close) waits for the last replies (default
-    /// 5 s; only with [`with_on_reply`](Self::with_on_reply)).
+    /// How long [`Writer::close`](crate::Writer::close) waits for the last replies, and in the
+    /// acknowledged mode for the last acknowledgements (default 5 s).
     pub fn with_reply_wait(mut self, wait: Duration) -> Self {
         self.reply_wait = wait;
         self
+    }
+
+    /// The acknowledged mode (default off; the listener needs
+    /// [`ListenerConfig::with_acks`](crate::ListenerConfig::with_acks)). The writer opens
+    /// every connection with a hello naming its session (random per writer) and keeps every
+    /// message it sent until the listener acknowledges that its callback returned from it.
+    /// After a reconnect it re-sends what was not acknowledged (the listener drops what it
+    /// already delivered); what cannot be delivered within the retry policy, or is still
+    /// unacknowledged when `close` has waited [`with_reply_wait`](Self::with_reply_wait),
+    /// goes to the dead letters. `dial` fails with
+    /// [`Error::Handshake`](crate::Error::Handshake) when the listener does not speak the mode.
+    pub fn with_acks(mut self, on: bool) -> Self {
+        self.acked = on;
+        self
+    }
+    /// The most the acknowledged mode keeps unacknowledged (default 8 MiB and 1,048,576
+    /// messages, whichever comes first); see [`with_window_full`](Self::with_window_full).
+    pub fn with_ack_window(mut self, bytes: usize, messages: u64) -> Self {
+        self.window_bytes = bytes.max(1);
+        self.window_messages = messages.max(1);
+        self
+    }
+    /// What `write` does when the window is full (default [`WindowFull::Block`]).
+    pub fn with_window_full(mut self, policy: WindowFull) -> Self {
+        self.window_full = policy;
+        self
+    }
+
+    /// Whether the acknowledged mode is on.
+    pub fn acks(&self) -> bool {
+        self.acked
+    }
+    /// The acknowledgement window: bytes and messages.
+    pub fn ack_window(&self) -> (usize, u64) {
+        (self.window_bytes, self.window_messages)
+    }
+    /// What `write` does when the window is full.
+    pub fn window_full(&self) -> WindowFull {
+        self.window_full
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).

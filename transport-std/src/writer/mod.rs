@@ -20,6 +20,7 @@
 //! send buffer, or were written while streaming after the peer had closed); those in the
 //! failing batch are counted in [`WriterStats::in_doubt`].
 
+mod acked;
 mod barrier;
 mod config;
 mod flusher;
@@ -42,10 +43,12 @@ use buffstreams_framing::{BigEndian, Encoder, LengthPrefix};
 use crate::error::{Error, resolve};
 use crate::stats::{WriterCounters, WriterStats};
 use crate::sync::relock;
+use acked::Acks;
+use buffstreams_framing::acked::plain_decoder_refuses_hello;
 use lane::{Lane, Lanes, Waker};
 use replies::Replies;
 
-pub use config::{DeadLetterFn, ReplyFn, WriterConfig};
+pub use config::{DeadLetterFn, ReplyFn, WindowFull, WriterConfig};
 pub use retry::RetryPolicy;
 
 struct Shared<H> {
@@ -60,6 +63,8 @@ struct Shared<H> {
     dead: Mutex<Vec<Vec<u8>>>,
     /// The reply threads of the connections so far (with `on_reply`).
     replies: Mutex<Vec<Replies>>,
+    /// The acknowledged mode's window and session.
+    acks: Option<Arc<Acks>>,
     /// Log lines from `send`, emitted once no lock is held.
     notes: Mutex<Vec<(log::Level, String)>>,
     /// Log lines wait in `notes`, or dead letters in `dead` for the callback.
@@ -70,6 +75,8 @@ struct Shared<H> {
 struct Link {
     stream: Option<TcpStream>,
     last_batch: Instant,
+    /// The acknowledged mode's number of this connection.
+    generation: u64,
 }
 
 /// A connection to one listener, safe to share between threads (`Arc<Writer>` or `&Writer`).
@@ -116,6 +123,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let addr = resolve(addr)?;
         barrier::init();
         let waker = Arc::new(Waker::default());
+        let acks = config.acks().then(|| Arc::new(Acks::new()));
         let shared = Arc::new(Shared {
             addr,
             encoder: Encoder::<H>::new(config.framing()),
@@ -126,18 +134,34 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             conn: Mutex::new(Link {
                 stream: None,
                 last_batch: Instant::now(),
+                generation: 0,
             }),
             counters: Arc::default(),
             dead: Mutex::new(Vec::new()),
             replies: Mutex::new(Vec::new()),
+            acks,
             notes: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
         });
         let mut failures = 0;
-        let connected = shared.connect(Instant::now(), &mut failures);
-        shared.deliver_deferred();
-        let stream = connected?;
-        relock(&shared.conn).stream = Some(stream);
+        if let Some(acks) = &shared.acks {
+            if !plain_decoder_refuses_hello::<H>(&shared.config.framing()) {
+                return Err(Error::Config(
+                    "the acknowledged mode needs a header that cannot declare ten FF bytes as a \
+                     valid length: use a varint or BuffStreams header, a wider one, or a lower maximum",
+                ));
+            }
+            let mut link = relock(&shared.conn);
+            let connected = shared.connect_acked(acks, &mut link, Instant::now(), &mut failures);
+            drop(link);
+            shared.deliver_deferred();
+            connected?;
+        } else {
+            let connected = shared.connect(Instant::now(), &mut failures);
+            shared.deliver_deferred();
+            let stream = connected?;
+            relock(&shared.conn).stream = Some(stream);
+        }
         log::info!("writer {addr}: connected");
         let s = shared.clone();
         let flusher = thread::Builder::new()
@@ -157,9 +181,11 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
     /// full (that is where `write` blocks when the peer reads slower than we write).
     ///
     /// # Errors
-    /// [`Error::Encode`] for a message over the maximum (nothing queued).
+    /// [`Error::Encode`] for a message over the maximum (nothing queued);
+    /// [`Error::WindowFull`] in the acknowledged mode under [`WindowFull::Error`].
     pub fn write(&self, message: &[u8]) -> Result<usize, Error> {
         let s = &*self.shared;
+        s.window_check()?;
         let header = s.encoder.header(message.len())?;
         if let Some(lane) = s.lanes.try_append_one(&header, message) {
             s.wake_if_asked(lane);
@@ -208,6 +234,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         I::Item: AsRef<[u8]>,
     {
         let s = &*self.shared;
+        s.window_check()?;
         let (appended, lane) = s.lanes.append(
             messages,
             |len| s.encoder.header(len),
@@ -263,6 +290,10 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         {
             log::error!("writer {}: flusher thread panicked", self.shared.addr);
         }
+        if let Some(acks) = &self.shared.acks {
+            self.shared.settle(acks, self.shared.config.reply_wait());
+            self.shared.deliver_deferred();
+        }
         let stream = relock(&self.shared.conn).stream.take();
         let replies = std::mem::take(&mut *relock(&self.shared.replies));
         if let Some(s) = &stream {
@@ -279,6 +310,21 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         }
         if let Some(s) = stream {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl<H: LengthPrefix> Shared<H> {
+    /// `WindowFull::Error`: refuses new messages while the window is full.
+    fn window_check(&self) -> Result<(), Error> {
+        match &self.acks {
+            Some(a)
+                if self.config.window_full() == WindowFull::Error
+                    && a.full(self.config.ack_window()) =>
+            {
+                Err(Error::WindowFull)
+            }
+            _ => Ok(()),
         }
     }
 }

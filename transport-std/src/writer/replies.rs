@@ -1,6 +1,7 @@
-//! What the listener sends back: with [`WriterConfig::with_on_reply`](super::WriterConfig::with_on_reply)
-//! each connection gets a thread that decodes the replies (same framing and limit as the
-//! messages written) and hands them to the callback.
+//! What the listener sends back: with [`WriterConfig::with_on_reply`](super::WriterConfig::with_on_reply),
+//! or in the acknowledged mode, each connection gets a thread that decodes what comes back
+//! (same framing and limit as the messages written) and hands replies to the callback and
+//! acknowledgements to the window.
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -8,8 +9,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use buffstreams_framing::acked::Back;
 use buffstreams_framing::{Config, Decoder, Event, LengthPrefix};
 
+use super::acked::Acks;
 use super::config::ReplyFn;
 use crate::stats::{WriterCounters, add};
 
@@ -19,19 +22,42 @@ pub(super) struct Replies {
     thread: JoinHandle<()>,
 }
 
+/// What a reply thread reads for.
+struct Reader {
+    on_reply: Option<Arc<ReplyFn>>,
+    /// The acknowledged mode: the window, and this connection's number.
+    acks: Option<(Arc<Acks>, u64)>,
+    counters: Arc<WriterCounters>,
+    addr: SocketAddr,
+}
+
 impl Replies {
-    /// Starts reading replies from `stream` (a clone of the writer's socket).
+    /// Starts reading from `stream` (a clone of the writer's socket); `leftover` are bytes
+    /// already read from it (after the acknowledged mode's welcome).
     pub(super) fn start<H: LengthPrefix>(
         stream: &TcpStream,
         framing: Config,
-        on_reply: Arc<ReplyFn>,
+        on_reply: Option<Arc<ReplyFn>>,
+        acks: Option<(Arc<Acks>, u64)>,
         counters: Arc<WriterCounters>,
         addr: SocketAddr,
+        leftover: Vec<u8>,
     ) -> io::Result<Self> {
         let reading = stream.try_clone()?;
+        let reader = Reader {
+            on_reply,
+            acks,
+            counters,
+            addr,
+        };
         let thread = thread::Builder::new()
             .name(format!("bs-replies-{addr}"))
-            .spawn(move || read::<H>(reading, framing, &*on_reply, &counters, addr))?;
+            .spawn(move || {
+                read::<H>(reading, framing, &reader, &leftover);
+                if let Some((acks, generation)) = &reader.acks {
+                    acks.broken(*generation);
+                }
+            })?;
         Ok(Self {
             stream: stream.try_clone()?,
             thread,
@@ -57,30 +83,49 @@ impl Replies {
     }
 }
 
-fn read<H: LengthPrefix>(
-    mut stream: TcpStream,
-    framing: Config,
-    on_reply: &ReplyFn,
-    counters: &WriterCounters,
-    addr: SocketAddr,
-) {
+/// Handles one frame from the listener; `false` when it breaks the protocol.
+fn handle(reader: &Reader, frame: &[u8]) -> bool {
+    let reply = match &reader.acks {
+        None => frame,
+        Some((acks, _)) => match Back::parse(frame) {
+            Ok(Back::Reply(reply)) => reply,
+            Ok(Back::Ack { delivered }) => {
+                return acks.acknowledged(delivered, &reader.counters).is_ok();
+            }
+            Ok(_) | Err(_) => return false,
+        },
+    };
+    add(&reader.counters.replies, 1);
+    if let Some(f) = &reader.on_reply {
+        f(reply);
+    }
+    true
+}
+
+fn read<H: LengthPrefix>(mut stream: TcpStream, framing: Config, reader: &Reader, leftover: &[u8]) {
+    let addr = reader.addr;
+    let counters = &reader.counters;
     let mut decoder = Decoder::<H, Vec<u8>>::new(framing, Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
+    let mut first = Some(leftover);
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => {
-                if decoder.is_mid_frame() {
-                    add(&counters.reply_errors, 1);
-                    log::warn!("writer {addr}: the listener closed inside a reply");
+        let chunk = match first.take() {
+            Some(bytes) if !bytes.is_empty() => bytes,
+            _ => match stream.read(&mut buf) {
+                Ok(0) => {
+                    if decoder.is_mid_frame() {
+                        add(&counters.reply_errors, 1);
+                        log::warn!("writer {addr}: the listener closed inside a reply");
+                    }
+                    return;
                 }
-                return;
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // Closed under us: by `close`, or by `send` dropping a broken connection.
-            Err(_) => return,
+                Ok(n) => buf.get(..n).unwrap_or_default(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Closed under us: by `close`, or by `send` dropping a broken connection.
+                Err(_) => return,
+            },
         };
-        let mut input = buf.get(..n).unwrap_or_default();
+        let mut input = chunk;
         while !input.is_empty() {
             let fed = match decoder.feed(input) {
                 Ok(fed) => fed,
@@ -93,9 +138,13 @@ fn read<H: LengthPrefix>(
                 }
             };
             input = input.get(fed.consumed..).unwrap_or_default();
-            if let Some(Event::Frame(reply)) = fed.event {
-                add(&counters.replies, 1);
-                on_reply(reply);
+            if let Some(Event::Frame(frame)) = fed.event
+                && !handle(reader, frame)
+            {
+                add(&counters.reply_errors, 1);
+                log::warn!("writer {addr}: a malformed acknowledgement, closing the connection");
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
             }
         }
     }

@@ -20,6 +20,9 @@ const QUIET: Duration = Duration::from_micros(100);
 impl<H: LengthPrefix> Shared<H> {
     /// Writes one batch of whole frames, reconnecting and re-sending as the policy allows.
     pub(super) fn send(&self, batch: &[u8]) {
+        if let Some(acks) = &self.acks {
+            return self.send_acked(acks, batch);
+        }
         let mut link = relock(&self.conn);
         let link = &mut *link;
         let conn = &mut link.stream;
@@ -102,14 +105,14 @@ impl<H: LengthPrefix> Shared<H> {
     /// Queues a log line for [`deliver_deferred`](Self::deliver_deferred): this runs with the
     /// connection locked and, inside a writing thread's append, its lane half-written, so a
     /// logger that writes through this very writer must not be called here.
-    fn note(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
+    pub(super) fn note(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
         if level <= log::max_level() {
             relock(&self.notes).push((level, format!("writer {}: {args}", self.addr)));
             self.waiting.store(true, Release);
         }
     }
 
-    fn out_of_budget(&self, started: Instant, failures: u32) -> bool {
+    pub(super) fn out_of_budget(&self, started: Instant, failures: u32) -> bool {
         let retry = self.config.retry();
         failures >= retry.max_attempts() || retry.deadline().is_some_and(|d| started.elapsed() >= d)
     }
@@ -146,7 +149,8 @@ impl<H: LengthPrefix> Shared<H> {
     /// With `on_reply`, starts the reply thread of a new connection (and forgets those whose
     /// connection has ended).
     fn read_replies(&self, stream: &TcpStream) -> io::Result<()> {
-        let Some(on_reply) = self.config.on_reply_arc() else {
+        // The acknowledged mode starts its reply thread after the handshake.
+        let Some(on_reply) = self.config.on_reply_arc().filter(|_| self.acks.is_none()) else {
             return Ok(());
         };
         let mut replies = relock(&self.replies);
@@ -154,9 +158,11 @@ impl<H: LengthPrefix> Shared<H> {
         replies.push(Replies::start::<H>(
             stream,
             self.config.framing(),
-            on_reply,
+            Some(on_reply),
+            None,
             self.counters.clone(),
             self.addr,
+            Vec::new(),
         )?);
         Ok(())
     }
@@ -183,7 +189,7 @@ impl<H: LengthPrefix> Shared<H> {
         (at, whole)
     }
 
-    fn dead_letter(&self, frames: &[u8]) -> u64 {
+    pub(super) fn dead_letter(&self, frames: &[u8]) -> u64 {
         let mut n = 0;
         let mut queue = relock(&self.dead);
         for payload in Frames::<H>::new(self.config.framing(), frames) {
@@ -202,7 +208,7 @@ impl<H: LengthPrefix> Shared<H> {
 }
 
 /// Writes all of `bytes`, reporting how many were taken even on failure.
-fn write_counting(stream: &mut TcpStream, bytes: &[u8]) -> (usize, io::Result<()>) {
+pub(super) fn write_counting(stream: &mut impl Write, bytes: &[u8]) -> (usize, io::Result<()>) {
     let mut written = 0;
     while written < bytes.len() {
         match stream.write(bytes.get(written..).unwrap_or_default()) {

@@ -1,0 +1,459 @@
+//! The writer's side of the acknowledged mode: the window of messages sent and not yet
+//! acknowledged (in wire order, so that their numbers are their positions), the handshake on
+//! every connection, and re-sending after a reconnect.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use buffstreams_framing::acked::{Back, HandshakeError, Hello, SessionId, WELCOME_LEN};
+use buffstreams_framing::{Config, Decoder, Event, Frames, LengthPrefix};
+
+use super::config::WindowFull;
+use super::replies::Replies;
+use super::{Link, Shared};
+use crate::error::Error;
+use crate::stats::{WriterCounters, add};
+use crate::sync::relock;
+
+/// A batch written and not yet wholly acknowledged.
+struct Sent {
+    first_seq: u64,
+    frames: u64,
+    bytes: Vec<u8>,
+}
+
+struct State {
+    ring: VecDeque<Sent>,
+    /// Bytes in `ring`.
+    bytes: usize,
+    /// The number of the next message to go on the wire.
+    next_seq: u64,
+    /// Every message up to this one is acknowledged.
+    acked: u64,
+    /// The last message handed, even in part, to a socket.
+    attempted: u64,
+    /// The connection in use, and whether its reply thread saw it end.
+    generation: u64,
+    broken: bool,
+}
+
+/// The acknowledged mode's state, shared by the sending threads and the reply threads.
+pub(super) struct Acks {
+    pub(super) session: SessionId,
+    state: Mutex<State>,
+    /// Signalled when acknowledgements free room, or a connection ends.
+    changed: Condvar,
+    /// Mirrors for `WindowFull::Error`'s check without the lock.
+    bytes: AtomicUsize,
+    messages: AtomicU64,
+}
+
+impl Acks {
+    pub(super) fn new() -> Self {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+        id[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+        Self {
+            session: SessionId(id),
+            state: Mutex::new(State {
+                ring: VecDeque::new(),
+                bytes: 0,
+                next_seq: 1,
+                acked: 0,
+                attempted: 0,
+                generation: 0,
+                broken: false,
+            }),
+            changed: Condvar::new(),
+            bytes: AtomicUsize::new(0),
+            messages: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the window is full (for `WindowFull::Error`, before queueing).
+    pub(super) fn full(&self, (bytes, messages): (usize, u64)) -> bool {
+        self.bytes.load(Relaxed) >= bytes || self.messages.load(Relaxed) >= messages
+    }
+
+    fn mirror(&self, st: &State) {
+        self.bytes.store(st.bytes, Relaxed);
+        self.messages.store(st.next_seq - 1 - st.acked, Relaxed);
+    }
+
+    /// Every message up to `delivered` is acknowledged: drops what it covers.
+    ///
+    /// # Errors
+    /// `delivered` is beyond what was sent: the listener is not telling the truth.
+    pub(super) fn acknowledged(
+        &self,
+        delivered: u64,
+        counters: &WriterCounters,
+    ) -> Result<(), HandshakeError> {
+        let mut st = relock(&self.state);
+        if delivered >= st.next_seq {
+            return Err(HandshakeError::BadSequence);
+        }
+        if delivered <= st.acked {
+            return Ok(());
+        }
+        add(&counters.acked, delivered - st.acked);
+        st.acked = delivered;
+        while let Some(front) = st.ring.front() {
+            if front.first_seq + front.frames - 1 > delivered {
+                break;
+            }
+            st.bytes -= front.bytes.len();
+            st.ring.pop_front();
+        }
+        self.mirror(&st);
+        drop(st);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// The reply thread of connection `generation` saw it end.
+    pub(super) fn broken(&self, generation: u64) {
+        let mut st = relock(&self.state);
+        if st.generation == generation {
+            st.broken = true;
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Whether every message written so far is acknowledged.
+    pub(super) fn settled(&self) -> bool {
+        let st = relock(&self.state);
+        st.acked + 1 == st.next_seq
+    }
+
+    /// Waits up to `wait` for every message written so far to be acknowledged.
+    pub(super) fn wait_settled(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut st = relock(&self.state);
+        while st.acked + 1 != st.next_seq {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || st.broken {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+        }
+        true
+    }
+
+    /// Every message not acknowledged, framed, in order, and forgets them (they are given up).
+    pub(super) fn give_up<H: LengthPrefix>(&self, framing: Config) -> Vec<u8> {
+        let mut st = relock(&self.state);
+        let out = unacked::<H>(&st, framing);
+        st.ring.clear();
+        st.bytes = 0;
+        st.acked = st.next_seq - 1;
+        self.mirror(&st);
+        drop(st);
+        self.changed.notify_all();
+        out
+    }
+}
+
+impl<H: LengthPrefix> Shared<H> {
+    /// At `close`: waits up to `wait` for every message to be acknowledged, reconnecting and
+    /// re-sending if the connection ends first; what is still unacknowledged then goes to the
+    /// dead letters.
+    pub(super) fn settle(&self, acks: &Arc<Acks>, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while !acks.wait_settled(deadline.saturating_duration_since(Instant::now()))
+            && Instant::now() < deadline
+        {
+            let mut link = relock(&self.conn);
+            if let Some(old) = link.stream.take() {
+                let _ = old.shutdown(Shutdown::Both);
+            }
+            let mut failures = 0;
+            if self
+                .connect_acked(acks, &mut link, Instant::now(), &mut failures)
+                .is_err()
+            {
+                break;
+            }
+        }
+        if acks.settled() {
+            return;
+        }
+        let lost = acks.give_up::<H>(self.config.framing());
+        let n = self.dead_letter(&lost);
+        self.note(
+            log::Level::Warn,
+            format_args!("closing with {n} messages unacknowledged; dead-lettered"),
+        );
+    }
+}
+
+/// The bytes of every message after `st.acked`, in order.
+fn unacked<H: LengthPrefix>(st: &State, framing: Config) -> Vec<u8> {
+    let mut out = Vec::with_capacity(st.bytes);
+    for sent in &st.ring {
+        let skip = st.acked.saturating_sub(sent.first_seq - 1).min(sent.frames);
+        let from = if skip == 0 {
+            0
+        } else {
+            let mut walk = Frames::<H>::new(framing, &sent.bytes);
+            for _ in 0..skip {
+                walk.next();
+            }
+            walk.offset()
+        };
+        out.extend_from_slice(sent.bytes.get(from..).unwrap_or_default());
+    }
+    out
+}
+
+impl<H: LengthPrefix> Shared<H> {
+    /// The acknowledged mode's `send`: the batch joins the window (waiting for room under
+    /// `WindowFull::Block`), goes out, and after a broken connection the whole window is
+    /// re-sent on the next one.
+    pub(super) fn send_acked(&self, acks: &Arc<Acks>, batch: &[u8]) {
+        let frames = Frames::<H>::new(self.config.framing(), batch).count() as u64;
+        let mut link = relock(&self.conn);
+        let link = &mut *link;
+        let started = Instant::now();
+        let mut failures = 0u32;
+        let mut queued = false;
+        let mut waited = false;
+        let mut quiet_since = Instant::now();
+        loop {
+            let broken = {
+                let st = relock(&acks.state);
+                st.broken && st.generation == link.generation
+            };
+            if link.stream.is_none() || broken {
+                if let Some(old) = link.stream.take() {
+                    let _ = old.shutdown(Shutdown::Both);
+                    self.note(
+                        log::Level::Info,
+                        format_args!("connection lost, reconnecting"),
+                    );
+                }
+                match self.connect_acked(acks, link, started, &mut failures) {
+                    Ok(()) => {
+                        add(&self.counters.reconnects, 1);
+                        if queued {
+                            // The window, this batch included, went out on the new connection.
+                            link.last_batch = Instant::now();
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let mut lost = acks.give_up::<H>(self.config.framing());
+                        if !queued {
+                            lost.extend_from_slice(batch);
+                        }
+                        let n = self.dead_letter(&lost);
+                        self.note(
+                            log::Level::Error,
+                            format_args!(
+                                "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
+                            ),
+                        );
+                        return;
+                    }
+                }
+            }
+            if !queued {
+                let mut st = relock(&acks.state);
+                let (max_bytes, max_messages) = self.config.ack_window();
+                let in_flight = st.next_seq - 1 - st.acked;
+                let room = st.ring.is_empty()
+                    || self.config.window_full() == WindowFull::Error
+                    || (st.bytes + batch.len() <= max_bytes && in_flight + frames <= max_messages);
+                if !room {
+                    if !waited {
+                        waited = true;
+                        add(&self.counters.window_waits, 1);
+                    }
+                    let acked = st.acked;
+                    st = acks
+                        .changed
+                        .wait_timeout(st, Duration::from_millis(50))
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g);
+                    if st.acked != acked {
+                        quiet_since = Instant::now();
+                    } else if self
+                        .config
+                        .write_timeout()
+                        .is_some_and(|t| quiet_since.elapsed() >= t)
+                    {
+                        // Nothing acknowledged for the write timeout: take it for broken.
+                        drop(st);
+                        link.stream = None;
+                        quiet_since = Instant::now();
+                    }
+                    continue;
+                }
+                let first_seq = st.next_seq;
+                st.next_seq += frames;
+                st.bytes += batch.len();
+                st.attempted = st.next_seq - 1;
+                st.ring.push_back(Sent {
+                    first_seq,
+                    frames,
+                    bytes: batch.to_vec(),
+                });
+                acks.mirror(&st);
+                queued = true;
+            }
+            let Some(stream) = link.stream.as_mut() else {
+                continue;
+            };
+            let (written, result) = super::socket::write_counting(stream, batch);
+            add(&self.counters.bytes_out, written as u64);
+            match result {
+                Ok(()) => {
+                    add(&self.counters.batches, 1);
+                    link.last_batch = Instant::now();
+                    return;
+                }
+                Err(e) => {
+                    add(&self.counters.io_errors, 1);
+                    self.note(
+                        log::Level::Warn,
+                        format_args!("write failed after {written} bytes: {e}"),
+                    );
+                    if let Some(old) = link.stream.take() {
+                        let _ = old.shutdown(Shutdown::Both);
+                    }
+                    failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Connects, says hello, reads the welcome, starts the reply thread and re-sends every
+    /// message not acknowledged; on success the connection is in `link`.
+    pub(super) fn connect_acked(
+        &self,
+        acks: &Arc<Acks>,
+        link: &mut Link,
+        started: Instant,
+        failures: &mut u32,
+    ) -> Result<(), Error> {
+        loop {
+            let stream = self.connect(started, failures)?;
+            match self.handshake(acks, &stream, link) {
+                Ok(()) => {
+                    link.stream = Some(stream);
+                    return Ok(());
+                }
+                Err(e) => {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    add(&self.counters.connect_failures, 1);
+                    *failures += 1;
+                    if self.out_of_budget(started, *failures) {
+                        return Err(e);
+                    }
+                    self.note(
+                        log::Level::Debug,
+                        format_args!("handshake failed ({e}), retrying"),
+                    );
+                    std::thread::sleep(self.config.retry().wait_after(*failures));
+                }
+            }
+        }
+    }
+
+    fn handshake(
+        &self,
+        acks: &Arc<Acks>,
+        stream: &TcpStream,
+        link: &mut Link,
+    ) -> Result<(), Error> {
+        let hello = {
+            let st = relock(&acks.state);
+            Hello {
+                session: acks.session,
+                first_seq: st.acked + 1,
+                resent_until: st.attempted,
+            }
+        };
+        (&*stream).write_all(&hello.encode())?;
+        // The welcome, within the connect timeout.
+        stream.set_read_timeout(Some(self.config.connect_timeout()))?;
+        let framing = back_framing::<H>(self.config.framing());
+        let mut decoder = Decoder::<H, Vec<u8>>::new(framing, Vec::new());
+        let mut buf = [0u8; 256];
+        let (delivered, leftover) = 'read: loop {
+            let n = match (&*stream).read(&mut buf) {
+                // Closed without a welcome: a listener without the mode refused the hello.
+                Ok(0) => return Err(Error::Handshake(HandshakeError::NotAcked)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    return Err(Error::Handshake(HandshakeError::NotAcked));
+                }
+                Err(e) => return Err(Error::Io(e)),
+            };
+            let mut input = buf.get(..n).unwrap_or_default();
+            while !input.is_empty() {
+                let fed = decoder
+                    .feed(input)
+                    .map_err(|_| Error::Handshake(HandshakeError::BadFrame))?;
+                input = input.get(fed.consumed..).unwrap_or_default();
+                if let Some(Event::Frame(payload)) = fed.event {
+                    match Back::parse(payload).map_err(Error::Handshake)? {
+                        Back::Welcome { delivered, .. } => break 'read (delivered, input.to_vec()),
+                        _ => return Err(Error::Handshake(HandshakeError::BadFrame)),
+                    }
+                }
+            }
+        };
+        stream.set_read_timeout(None)?;
+        acks.acknowledged(delivered, &self.counters)
+            .map_err(Error::Handshake)?;
+        let generation = {
+            let mut st = relock(&acks.state);
+            st.generation += 1;
+            st.broken = false;
+            st.generation
+        };
+        link.generation = generation;
+        let mut replies = relock(&self.replies);
+        replies.retain(|r| !r.is_finished());
+        replies.push(Replies::start::<H>(
+            stream,
+            framing,
+            self.config.on_reply_arc(),
+            Some((acks.clone(), generation)),
+            self.counters.clone(),
+            self.addr,
+            leftover,
+        )?);
+        drop(replies);
+        // Everything not acknowledged goes again, in order, before anything new.
+        let (window, count) = {
+            let st = relock(&acks.state);
+            let window = unacked::<H>(&st, self.config.framing());
+            (window, st.next_seq - 1 - st.acked)
+        };
+        if !window.is_empty() {
+            let (written, result) = super::socket::write_counting(&mut &*stream, &window);
+            add(&self.counters.bytes_out, written as u64);
+            result?;
+            add(&self.counters.resent, count);
+            add(&self.counters.batches, 1);
+        }
+        Ok(())
+    }
+}
+
+/// The framing of listener-to-writer frames in the acknowledged mode: one byte more than a
+/// message (the kind), and always room for a welcome.
+pub(super) fn back_framing<H: LengthPrefix>(framing: Config) -> Config {
+    let max = buffstreams_framing::Encoder::<H>::new(framing).max_frame_len();
+    framing.with_max_frame_len(max.saturating_add(1).max(WELCOME_LEN))
+}
