@@ -230,7 +230,7 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with(
-            "side by side: std-baseline, buffstreams, framing, tokio, tokio-framing; 1 round(s) of 1 s"
+            "side by side: std-baseline, buffstreams, buffstreams-acked, framing, tokio, tokio-framing; 1 round(s) of 1 s"
         ),
         "{out}"
     );
@@ -239,16 +239,17 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
         "{out}"
     );
     for (line, peer) in lines[2..].iter().zip([
-        "std-baseline",
-        "buffstreams",
-        "framing",
-        "tokio",
-        "tokio-framing",
+        "std-baseline ",
+        "buffstreams ",
+        "buffstreams-acked ",
+        "framing ",
+        "tokio ",
+        "tokio-framing ",
     ]) {
         assert!(line.starts_with(peer), "{out}");
     }
-    assert_eq!(lines.len(), 8, "{out}");
-    assert!(lines[7].starts_with("(medians of 1 round(s)"), "{out}");
+    assert_eq!(lines.len(), 9, "{out}");
+    assert!(lines[8].starts_with("(medians of 1 round(s)"), "{out}");
     assert!(
         lines[2].split_whitespace().nth(3) == Some("1.00x"),
         "the baseline against itself: {out}"

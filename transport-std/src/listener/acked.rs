@@ -181,6 +181,11 @@ impl AckedConn {
         }))
     }
 
+    /// Messages delivered and not yet acknowledged on this connection.
+    pub(super) fn unacknowledged(&self, delivered: u64) -> u64 {
+        delivered.saturating_sub(self.acked)
+    }
+
     /// The `delivered` to acknowledge now, if it moved since the last acknowledgement.
     pub(super) fn ack_due(&mut self, delivered: u64) -> Option<u64> {
         (delivered > self.acked).then(|| {

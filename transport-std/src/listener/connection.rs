@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use buffstreams_framing::acked::{REPLY, WELCOME_LEN, ack, welcome};
 use buffstreams_framing::{Decoder, EncodeError, Encoder, Event, LengthPrefix};
@@ -133,6 +133,35 @@ impl<H: LengthPrefix> Connection<H> {
     }
 }
 
+/// While a writer streams, an acknowledgement goes out at least every this many messages.
+const ACK_EVERY: u64 = 4_096;
+
+/// How long an acknowledgement waits for more messages to cover.
+const ACK_DELAY: Duration = Duration::from_micros(500);
+
+/// Whether this platform can wait for data with a timeout ([`ready_within`]); where it
+/// cannot, every chunk is acknowledged at once.
+const CAN_WAIT: bool = cfg!(target_os = "linux");
+
+/// Whether data (or the end of the stream) arrives within `wait`.
+fn ready_within(stream: &TcpStream, wait: Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(stream, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::from(wait.subsec_nanos()),
+        };
+        poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (stream, wait);
+        false
+    }
+}
+
 /// Reads after shutdown starts are bounded, so a peer that never stops sending cannot hold
 /// the listener open.
 const DRAIN_READS: u32 = 64;
@@ -158,9 +187,35 @@ pub(super) fn connection<H: LengthPrefix>(
         config.frame_timeout(),
         Instant::now(),
     );
+    // An acknowledgement held back while the writer streams: sent once no data is waiting.
+    let mut ack_pending = false;
     loop {
-        let read = if streaming {
-            let polled = &counters.polled_reads;
+        let polled = &counters.polled_reads;
+        let mut early = None;
+        if ack_pending {
+            // More data soon (busy polling, as a streaming read would)? Else wait a little
+            // longer, sleeping, and acknowledge if nothing comes.
+            early = shared
+                .pollers
+                .poll(&stream, &mut buf, config.busy_poll(), polled);
+            if early.is_none() && !ready_within(&stream, ACK_DELAY) {
+                // Nothing came: the writer may be waiting for this acknowledgement.
+                ack_pending = false;
+                if let Some(d) = acked.session().map(|s| relock(&s).delivered)
+                    && let Some(d) = acked.ack_due(d)
+                    && conn.control(&ack(d)).is_ok()
+                {
+                    add(&counters.acks_out, 1);
+                }
+                if conn.flush().is_err() {
+                    add(&counters.io_errors, 1);
+                    break;
+                }
+            }
+        }
+        let read = if let Some(read) = early {
+            read
+        } else if streaming {
             shared
                 .pollers
                 .read(&stream, &mut buf, config.busy_poll(), polled)
@@ -306,12 +361,21 @@ pub(super) fn connection<H: LengthPrefix>(
         add(&counters.messages_in, messages);
         add(&counters.bytes_in, bytes);
         add(&counters.duplicates_dropped, duplicates);
-        // One cumulative acknowledgement per chunk read, after the callbacks returned.
+        // A cumulative acknowledgement after the callbacks returned: every `ACK_EVERY`
+        // messages while the writer streams, else once nothing more came for `ACK_DELAY`
+        // (checked before the next read).
         let delivered = session.take().map(|s| s.delivered);
-        if let Some(d) = delivered.and_then(|d| acked.ack_due(d))
-            && conn.control(&ack(d)).is_ok()
-        {
-            add(&counters.acks_out, 1);
+        if let Some(d) = delivered {
+            if acked.unacknowledged(d) >= ACK_EVERY || !CAN_WAIT {
+                if let Some(d) = acked.ack_due(d)
+                    && conn.control(&ack(d)).is_ok()
+                {
+                    add(&counters.acks_out, 1);
+                }
+                ack_pending = false;
+            } else {
+                ack_pending = acked.unacknowledged(d) > 0;
+            }
         }
         if close {
             break;
@@ -340,6 +404,12 @@ pub(super) fn connection<H: LengthPrefix>(
         }
     }
     activity.set_busy(false);
+    if ack_pending
+        && let Some(d) = acked.session().map(|s| relock(&s).delivered)
+        && let Some(d) = acked.ack_due(d)
+    {
+        let _ = conn.control(&ack(d));
+    }
     let _ = conn.flush();
     shared.registry().remove(id);
     sub(&counters.connections_open, 1);

@@ -36,18 +36,33 @@ impl Pollers {
         budget: Duration,
         polled: &AtomicU64,
     ) -> io::Result<usize> {
+        match self.poll(stream, buf, budget, polled) {
+            Some(read) => read,
+            None => (&*stream).read(buf),
+        }
+    }
+
+    /// The first half of [`read`](Self::read): `None` when nothing came within `budget` (or
+    /// no polling slot was free).
+    pub(super) fn poll(
+        &self,
+        stream: &TcpStream,
+        buf: &mut [u8],
+        budget: Duration,
+        polled: &AtomicU64,
+    ) -> Option<io::Result<usize>> {
         #[cfg(target_os = "linux")]
         if !budget.is_zero() && self.enter() {
             let read = poll_read(stream, buf, budget);
             self.active.fetch_sub(1, Ordering::Relaxed);
-            if let Some(read) = read {
+            if read.is_some() {
                 add(polled, 1);
-                return read;
             }
+            return read;
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = (&self.active, self.max, budget, polled);
-        (&*stream).read(buf)
+        let _ = (&self.active, self.max, stream, buf, budget, polled);
+        None
     }
 
     #[cfg(target_os = "linux")]

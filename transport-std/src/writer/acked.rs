@@ -19,6 +19,9 @@ use crate::error::Error;
 use crate::stats::{WriterCounters, add};
 use crate::sync::relock;
 
+/// Buffers kept for reuse.
+const SPARE: usize = 16;
+
 /// A batch written and not yet wholly acknowledged.
 struct Sent {
     first_seq: u64,
@@ -39,6 +42,8 @@ struct State {
     /// The connection in use, and whether its reply thread saw it end.
     generation: u64,
     broken: bool,
+    /// Buffers of acknowledged batches, for the next ones (no allocation per batch).
+    spare: Vec<Vec<u8>>,
 }
 
 /// The acknowledged mode's state, shared by the sending threads and the reply threads.
@@ -67,6 +72,7 @@ impl Acks {
                 attempted: 0,
                 generation: 0,
                 broken: false,
+                spare: Vec::new(),
             }),
             changed: Condvar::new(),
             bytes: AtomicUsize::new(0),
@@ -107,7 +113,11 @@ impl Acks {
                 break;
             }
             st.bytes -= front.bytes.len();
-            st.ring.pop_front();
+            if let Some(sent) = st.ring.pop_front()
+                && st.spare.len() < SPARE
+            {
+                st.spare.push(sent.bytes);
+            }
         }
         self.mirror(&st);
         drop(st);
@@ -300,10 +310,13 @@ impl<H: LengthPrefix> Shared<H> {
                 st.next_seq += frames;
                 st.bytes += batch.len();
                 st.attempted = st.next_seq - 1;
+                let mut bytes = st.spare.pop().unwrap_or_default();
+                bytes.clear();
+                bytes.extend_from_slice(batch);
                 st.ring.push_back(Sent {
                     first_seq,
                     frames,
-                    bytes: batch.to_vec(),
+                    bytes,
                 });
                 acks.mirror(&st);
                 queued = true;

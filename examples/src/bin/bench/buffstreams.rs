@@ -1,7 +1,8 @@
 //! `--peer buffstreams`: transport-std's `Writer` into its `Listener`, as an application uses
 //! them. The listener's callback checks each message's size; each writer thread calls
 //! `Writer::write` (or `send`, or `write_batch`) and leaves the sending to the writer's
-//! flusher.
+//! flusher. `--peer buffstreams-acked`: the same in the acknowledged mode (`with_acks` on both
+//! sides: every message kept until the listener acknowledges it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -9,17 +10,20 @@ use std::thread;
 
 use buffstreams_transport_std::{Listener, ListenerConfig, Writer, WriterConfig};
 
+use crate::Peer;
 use crate::runner::{Outcome, Run, drain, pump};
 
 /// A `Listener` counting size mismatches; its handle (`stats().messages_in` counts what
 /// arrived) and the mismatch counter. Shared with the `framing` peer.
 pub fn listener(run: &Run) -> (buffstreams_transport_std::ListenerHandle, Arc<AtomicU64>) {
+    let acked = run.peer == Peer::BuffstreamsAcked;
     let mismatches = Arc::new(AtomicU64::new(0));
     let seen = mismatches.clone();
     let payload = run.payload;
     let config = ListenerConfig::new()
         .with_max_frame_len(payload.max(1))
-        .with_max_connections(run.connections + 8);
+        .with_max_connections(run.connections + 8)
+        .with_acks(acked);
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
     let server = listener
         .spawn(move |m: &[u8]| {
@@ -53,7 +57,13 @@ pub fn measure(
         .map(|t| t.join().expect("writer thread"))
         .sum();
     let received = drain(|| server.stats().messages_in, sent);
-    server.shutdown();
+    let stats = server.shutdown();
+    if run.cpu {
+        eprintln!(
+            "  listener: {} reads, {} acknowledgements",
+            stats.polled_reads, stats.acks_out
+        );
+    }
     Outcome {
         in_window,
         elapsed,
@@ -65,9 +75,12 @@ pub fn measure(
 
 pub fn run(run: &Run) -> Outcome {
     let (payload, batch, flush_every, cpu) = (run.payload, run.batch, run.flush_every, run.cpu);
+    let acked = run.peer == Peer::BuffstreamsAcked;
     measure(run, move |addr, stop| {
-        let w: Writer = Writer::dial(addr, WriterConfig::new().with_max_frame_len(payload.max(1)))
-            .expect("dial");
+        let config = WriterConfig::new()
+            .with_max_frame_len(payload.max(1))
+            .with_acks(acked);
+        let w: Writer = Writer::dial(addr, config).expect("dial");
         let msg = vec![0xa5u8; payload];
         let n = if batch == 1 && flush_every == 1 {
             // `send`: write + flush on this thread, like tokio's `SinkExt::send`.

@@ -27,13 +27,16 @@ use clap::{Parser, ValueEnum};
 /// What runs: the peers of the throughput bench, and those of `--rtt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Peer {
-    /// Every throughput peer (std-baseline, buffstreams, framing, tokio, tokio-framing); with
-    /// --rtt, every round-trip peer beside raw.
+    /// Every throughput peer (std-baseline, buffstreams, buffstreams-acked, framing, tokio,
+    /// tokio-framing); with --rtt, every round-trip peer beside raw.
     All,
     /// A plain `BufWriter` writing the header then the payload, a `BufReader` reading them.
     StdBaseline,
     /// transport-std's `Writer` into its `Listener`.
     Buffstreams,
+    /// The same in the acknowledged mode (every message acknowledged by the listener); with
+    /// --rtt, a request through an acknowledged `Writer` and the reply back on its connection.
+    BuffstreamsAcked,
     /// The framing crate's unshared `FrameWriter` over a plain socket into the same `Listener`.
     Framing,
     /// tokio-util's `Framed` + `LengthDelimitedCodec` on both ends.
@@ -48,6 +51,9 @@ pub enum Peer {
     Writer,
     /// --rtt only: like writer, with `Writer::send`.
     WriterSend,
+    /// --rtt only: a request through a `Writer` (`send`), the reply back on its connection
+    /// (`with_on_reply`): the plain twin of buffstreams-acked.
+    WriterReply,
 }
 
 impl Peer {
@@ -61,7 +67,10 @@ impl Peer {
 
     /// Whether it is a round-trip peer (`--rtt`).
     fn rtt_only(self) -> bool {
-        matches!(self, Peer::Raw | Peer::Writer | Peer::WriterSend)
+        matches!(
+            self,
+            Peer::Raw | Peer::Writer | Peer::WriterSend | Peer::WriterReply
+        )
     }
 }
 
@@ -71,7 +80,7 @@ impl Peer {
     name = "bench",
     about = "Messages per second over loopback: buffstreams beside tokio-util and plain std, side by side",
     after_help = "Without --peer every throughput peer runs, 3 rounds of 2 s each, the std baseline \
-                  first: about 30 s. The live rate goes to stderr, the table to stdout."
+                  first: about 36 s. The live rate goes to stderr, the table to stdout."
 )]
 pub struct Args {
     /// Peers to run, comma-separated; several run side by side in rounds.
@@ -103,7 +112,8 @@ pub struct Args {
     #[arg(long)]
     pub cpu: bool,
     /// Round trips instead of throughput: one request outstanding at a time, percentiles
-    /// beside raw-socket ping-pong (peers: buffstreams, writer, writer-send; all by default).
+    /// beside raw-socket ping-pong (peers: buffstreams, writer, writer-send, writer-reply,
+    /// buffstreams-acked; all by default).
     #[arg(long)]
     pub rtt: bool,
     /// Instead of a bench: resident memory per idle connection, with N connections held.
@@ -119,16 +129,22 @@ fn main() -> ExitCode {
     let all = args.peer.contains(&Peer::All);
     if args.rtt {
         let peers = if all {
-            vec![Peer::Buffstreams, Peer::Writer, Peer::WriterSend]
+            vec![
+                Peer::Buffstreams,
+                Peer::Writer,
+                Peer::WriterSend,
+                Peer::WriterReply,
+                Peer::BuffstreamsAcked,
+            ]
         } else {
             args.peer.clone()
         };
         if let Some(p) = peers
             .iter()
-            .find(|p| !matches!(p, Peer::Buffstreams | Peer::Raw) && !p.rtt_only())
+            .find(|p| !matches!(p, Peer::Buffstreams | Peer::BuffstreamsAcked) && !p.rtt_only())
         {
             return usage_error(&format!(
-                "--rtt runs buffstreams, writer or writer-send beside raw, not {}",
+                "--rtt runs buffstreams, buffstreams-acked, writer, writer-send or writer-reply beside raw, not {}",
                 p.name()
             ));
         }
@@ -138,6 +154,7 @@ fn main() -> ExitCode {
         vec![
             Peer::StdBaseline,
             Peer::Buffstreams,
+            Peer::BuffstreamsAcked,
             Peer::Framing,
             Peer::Tokio,
             Peer::TokioFraming,

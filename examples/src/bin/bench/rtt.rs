@@ -10,6 +10,10 @@
 //!   the server's `Listener`, the reply through a second `Writer` into the client's. Never
 //!   flushed: each message is a lone one the flusher must send at once.
 //! - `writer-send`: the same with `Writer::send` (write and flush on the caller's thread).
+//! - `writer-reply`: the request through a `Writer` (`send`), the reply back on the same
+//!   connection (`Connection::reply`, read by `WriterConfig::with_on_reply`).
+//! - `buffstreams-acked`: `writer-reply` in the acknowledged mode: the listener's
+//!   acknowledgement travels beside the reply.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -150,6 +154,40 @@ fn writers(payload: usize, send: bool, seconds: u64, progress: &Progress) -> (Ve
     result
 }
 
+fn on_reply(
+    payload: usize,
+    acked: bool,
+    seconds: u64,
+    progress: &Progress,
+) -> (Vec<Duration>, bool) {
+    let config = ListenerConfig::new()
+        .with_max_frame_len(payload.max(1))
+        .with_acks(acked);
+    let server = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config)
+        .expect("bind")
+        .spawn_with_reply(|m, conn| {
+            conn.reply(m)?;
+            Ok(())
+        })
+        .expect("spawn the listener");
+    let (tx, rx) = std::sync::mpsc::sync_channel::<usize>(1);
+    let writer_config = WriterConfig::new()
+        .with_max_frame_len(payload.max(1))
+        .with_acks(acked)
+        .with_on_reply(move |m| {
+            let _ = tx.send(m.len());
+        });
+    let w: Writer = Writer::dial(server.local_addr(), writer_config).expect("dial");
+    let msg = vec![0x5au8; payload];
+    let result = timed(seconds, progress, || {
+        w.send(&msg).expect("send");
+        rx.recv_timeout(Duration::from_secs(10)).expect("reply") == payload
+    });
+    drop(w);
+    server.shutdown();
+    result
+}
+
 /// The percentiles of a run, in µs: p50, p90, p99, p99.9.
 fn percentiles(samples: &mut [Duration]) -> [f64; 4] {
     samples.sort_unstable();
@@ -182,6 +220,8 @@ pub fn run(args: &Args, peers: &[Peer]) -> ExitCode {
             Peer::Buffstreams => reply(payload, seconds, &progress),
             Peer::Writer => writers(payload, false, seconds, &progress),
             Peer::WriterSend => writers(payload, true, seconds, &progress),
+            Peer::WriterReply => on_reply(payload, false, seconds, &progress),
+            Peer::BuffstreamsAcked => on_reply(payload, true, seconds, &progress),
             _ => unreachable!("checked in main"),
         };
         if !ok || samples.is_empty() {
@@ -196,7 +236,7 @@ pub fn run(args: &Args, peers: &[Peer]) -> ExitCode {
     let raw_p50 = rows[0].2[0];
     if !args.json {
         println!(
-            "{:<12} {:>12} {:>9} {:>9} {:>9} {:>9} {:>12}",
+            "{:<18} {:>12} {:>9} {:>9} {:>9} {:>9} {:>12}",
             "peer", "round trips/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "p50 vs raw"
         );
     }
@@ -208,7 +248,7 @@ pub fn run(args: &Args, peers: &[Peer]) -> ExitCode {
             );
         } else {
             println!(
-                "{name:<12} {per_sec:>12.0} {p50:>9.1} {p90:>9.1} {p99:>9.1} {p999:>9.1} {:>11.2}x",
+                "{name:<18} {per_sec:>12.0} {p50:>9.1} {p90:>9.1} {p99:>9.1} {p999:>9.1} {:>11.2}x",
                 p50 / raw_p50.max(f64::MIN_POSITIVE)
             );
         }

@@ -44,11 +44,11 @@ impl<'a> Run<'a> {
     /// Runs the peer once.
     pub fn go(&self) -> Outcome {
         match self.peer {
-            Peer::Buffstreams => buffstreams::run(self),
+            Peer::Buffstreams | Peer::BuffstreamsAcked => buffstreams::run(self),
             Peer::Framing => framing::run(self),
             Peer::Tokio | Peer::TokioFraming => on_tokio::run(self),
             Peer::StdBaseline | Peer::StdPrebuilt => std_baseline::run(self),
-            Peer::All | Peer::Raw | Peer::Writer | Peer::WriterSend => {
+            Peer::All | Peer::Raw | Peer::Writer | Peer::WriterSend | Peer::WriterReply => {
                 unreachable!("not a throughput peer")
             }
         }
