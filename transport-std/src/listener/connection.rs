@@ -193,11 +193,13 @@ pub(super) fn connection<H: LengthPrefix>(
         let polled = &counters.polled_reads;
         let mut early = None;
         if ack_pending {
-            // More data soon (busy polling, as a streaming read would)? Else wait a little
-            // longer, sleeping, and acknowledge if nothing comes.
-            early = shared
-                .pollers
-                .poll(&stream, &mut buf, config.busy_poll(), polled);
+            // More data soon (busy polling while the writer streams, as a streaming read
+            // would)? Else wait a little longer, sleeping, and acknowledge if nothing comes.
+            if streaming {
+                early = shared
+                    .pollers
+                    .poll(&stream, &mut buf, config.busy_poll(), polled);
+            }
             if early.is_none() && !ready_within(&stream, ACK_DELAY) {
                 // Nothing came: the writer may be waiting for this acknowledgement.
                 ack_pending = false;
