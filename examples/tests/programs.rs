@@ -536,3 +536,44 @@ fn unknown_flags_exit_with_usage() {
         );
     }
 }
+
+#[test]
+fn acked_server_and_client_account_for_every_message() {
+    let (srv, addr, out) = server(&["--acked", "--exit-after", "20000"]);
+    let c = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "20000", "--acked"])
+        .output()
+        .expect("run client");
+    let said = stdout(&c);
+    assert!(c.status.success(), "client: {said}");
+    assert!(
+        said.contains("0 dead-lettered") && said.contains("20000 acknowledged"),
+        "{said}"
+    );
+    let (s, rest) = server_rest(srv, out);
+    assert!(s.status.success(), "{rest}");
+    assert!(rest.contains("stopped: 20000 messages"), "{rest}");
+    assert!(
+        rest.contains("0 duplicates dropped, 0 refused handshakes"),
+        "{rest}"
+    );
+
+    // An acknowledged client and a plain server: refused, and said so.
+    let (srv, addr, out) = server(&["--seconds", "10"]);
+    let c = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "1", "--acked"])
+        .output()
+        .expect("run client");
+    let err = String::from_utf8_lossy(&c.stderr);
+    assert_eq!(c.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "client: cannot connect to {addr}: acknowledged mode: the peer does not speak the acknowledged mode"
+        )),
+        "{err}"
+    );
+    let mut srv = srv;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    drop(out);
+}

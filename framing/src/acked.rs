@@ -111,9 +111,7 @@ pub enum HandshakeError {
 impl fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotAcked => f.write_str(
-                "the peer does not speak the acknowledged mode (no acknowledged-mode hello)",
-            ),
+            Self::NotAcked => f.write_str("the peer does not speak the acknowledged mode"),
             Self::BadMagic => f.write_str("the acknowledged-mode hello has a bad magic"),
             Self::Version(v) => write!(
                 f,

@@ -45,8 +45,12 @@ struct Args {
     #[arg(long, default_value_t = 110)]
     payload: usize,
     /// Request/response: wait for each reply (against `server --echo`) and time it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "acked")]
     request: bool,
+    /// The acknowledged mode (against `server --acked`): every message kept until the server
+    /// acknowledges it, re-sent after a reconnect.
+    #[arg(long)]
+    acked: bool,
 }
 
 /// Where the messages come from: generated, or one per line of standard input.
@@ -90,6 +94,7 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
     let counted = replies.clone();
     let config = WriterConfig::new()
         .with_max_frame_len(max)
+        .with_acks(args.acked)
         .with_on_reply(move |_| {
             counted.fetch_add(1, Relaxed);
         });
@@ -126,7 +131,8 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
     );
     println!(
         "writer: {} batches, {} reconnects, {} failed connects, {} socket errors, \
-         {} dead-lettered, {} in doubt, {} replies read, {} bad reply streams",
+         {} dead-lettered, {} in doubt, {} replies read, {} bad reply streams, {} acknowledged, \
+         {} re-sent",
         stats.batches,
         stats.reconnects,
         stats.connect_failures,
@@ -135,6 +141,8 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
         stats.in_doubt,
         stats.replies,
         stats.reply_errors,
+        stats.acked,
+        stats.resent,
     );
     println!(
         "(in doubt: messages the kernel had taken when a connection broke; they may or may not \

@@ -49,6 +49,9 @@ struct Args {
     /// Print every message: text when it is UTF-8, an escaped preview otherwise.
     #[arg(long)]
     print: bool,
+    /// The acknowledged mode: acknowledge every message once handled (clients need --acked).
+    #[arg(long)]
+    acked: bool,
     /// Stop after this many messages.
     #[arg(long, value_name = "MESSAGES")]
     exit_after: Option<u64>,
@@ -74,7 +77,9 @@ fn main() -> ExitCode {
 }
 
 fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
-    let config = ListenerConfig::new().with_max_frame_len(args.max);
+    let config = ListenerConfig::new()
+        .with_max_frame_len(args.max)
+        .with_acks(args.acked);
     let listener = match Listener::<H>::bind(args.addr.as_str(), config) {
         Ok(l) => l,
         Err(e) => {
@@ -169,7 +174,8 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
 fn summary(s: &ListenerStats) {
     println!(
         "stopped: {} messages ({} bytes) in, {} replies out, {} connections, \
-         {} protocol errors, {} idle timeouts, {} truncated, {} skipped",
+         {} protocol errors, {} idle timeouts, {} truncated, {} skipped, \
+         {} acknowledgements, {} duplicates dropped, {} refused handshakes",
         s.messages_in,
         s.bytes_in,
         s.messages_out,
@@ -178,6 +184,9 @@ fn summary(s: &ListenerStats) {
         s.idle_timeouts,
         s.truncated,
         s.skipped_frames,
+        s.acks_out,
+        s.duplicates_dropped,
+        s.handshake_errors,
     );
 }
 

@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::runtime;
+use crate::harness::same_bytes;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -33,23 +34,6 @@ fn messages(max: usize) -> Vec<Vec<u8>> {
         .enumerate()
         .map(|(i, len)| (0..len).map(|j| (i * 31 + j * 7) as u8).collect())
         .collect()
-}
-
-/// Panics naming the case, the message and the first differing byte, if `got` is not `want`.
-fn same(case: &str, index: usize, got: &[u8], want: &[u8]) {
-    if got == want {
-        return;
-    }
-    let at = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    panic!(
-        "{case}: message {index} differs at byte {at} (got {} bytes, want {})",
-        got.len(),
-        want.len()
-    );
 }
 
 /// One case: tokio-util into our `Listener<H>`, then our `Writer<H>` into tokio-util.
@@ -136,7 +120,11 @@ fn case<H: LengthPrefix + Send + 'static>(width: usize, little: bool, includes_h
         }
     }
     for (i, (got, want)) in from_first.iter().zip(&want).enumerate() {
-        same(&format!("{name}, tokio-util -> Listener"), i, got, want);
+        same_bytes(
+            &format!("{name}, tokio-util -> Listener: message {i}"),
+            got,
+            want,
+        );
     }
     assert_eq!(from_second, [b"other connection".to_vec()], "{name}");
     let stats = server.shutdown();
@@ -176,7 +164,11 @@ fn case<H: LengthPrefix + Send + 'static>(width: usize, little: bool, includes_h
     let got = rt.block_on(reader).unwrap();
     assert_eq!(got.len(), want.len(), "{name}: Writer -> tokio-util");
     for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-        same(&format!("{name}, Writer -> tokio-util"), i, got, want);
+        same_bytes(
+            &format!("{name}, Writer -> tokio-util: message {i}"),
+            got,
+            want,
+        );
     }
 }
 
