@@ -327,3 +327,108 @@ fn replies_travel_beside_the_acknowledgements() {
     assert!((0..1000).all(|i| got.contains(&message(i))));
     server.shutdown();
 }
+
+#[test]
+fn a_writer_that_gave_up_starts_a_new_session_and_recovers() {
+    let (server, seen) = recording(ListenerConfig::new());
+    let to = server.local_addr();
+    // A proxy that can go "down": it then swallows what the writer sends on the open
+    // connection, closes it 100 ms later, and closes new connections at once.
+    let down = Arc::new(AtomicBool::new(false));
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = front.local_addr().unwrap();
+    let d = down.clone();
+    thread::spawn(move || {
+        for client in front.incoming() {
+            let Ok(mut client) = client else { return };
+            if d.load(SeqCst) {
+                continue; // dropped: closed at once
+            }
+            let mut server = TcpStream::connect(to).unwrap();
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || pipe(s2, c2, usize::MAX));
+            let d2 = d.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                let mut since = None;
+                client
+                    .set_read_timeout(Some(Duration::from_millis(5)))
+                    .unwrap();
+                loop {
+                    if d2.load(SeqCst) {
+                        let t = *since.get_or_insert_with(Instant::now);
+                        if t.elapsed() > Duration::from_millis(100) {
+                            break;
+                        }
+                    }
+                    match client.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) if !d2.load(SeqCst) => {
+                            if server.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(_) => {} // swallowed
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let dl = dead.clone();
+    let writer: Writer = Writer::dial(
+        proxy,
+        WriterConfig::new()
+            .with_acks(true)
+            .with_reply_wait(LONG)
+            .with_retry(RetryPolicy::new().with_max_attempts(3))
+            .with_dead_letter(move |m| dl.lock().unwrap().push(m.to_vec())),
+    )
+    .unwrap();
+    for i in 0..100 {
+        writer.write(&message(i)).unwrap();
+    }
+    writer.flush();
+    let deadline = Instant::now() + LONG;
+    while seen.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline);
+        thread::sleep(Duration::from_millis(1));
+    }
+    // Down: what is written now is lost on the way and cannot be re-sent within the retry
+    // policy (it was numbered: the writer must give up its session).
+    down.store(true, SeqCst);
+    for i in 100..200 {
+        writer.write(&message(i)).unwrap();
+    }
+    writer.flush();
+    let deadline = Instant::now() + LONG;
+    while writer.stats().dead_lettered < 100 {
+        assert!(Instant::now() < deadline, "{:?}", writer.stats());
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Up again, the same listener process: the writer's next messages arrive, in a new session.
+    down.store(false, SeqCst);
+    for i in 200..300 {
+        writer.write(&message(i)).unwrap();
+    }
+    let stats = writer.close();
+    server.shutdown();
+    assert_eq!((stats.dead_lettered, stats.acked), (100, 200), "{stats:?}");
+    let seen = seen.lock().unwrap();
+    let indexes: Vec<u64> = seen.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, (0..100).chain(200..300).collect::<Vec<_>>());
+    assert_ne!(seen[0].1.session, seen[100].1.session);
+    assert_eq!(seen[100].1.seq, 1);
+    let dead: Vec<u64> = dead
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| u64::from_be_bytes(m[..8].try_into().unwrap()))
+        .collect();
+    assert_eq!(dead, (100..200).collect::<Vec<_>>());
+}

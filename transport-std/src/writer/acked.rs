@@ -30,6 +30,8 @@ struct Sent {
 }
 
 struct State {
+    /// The session: new after messages were given up, so that numbers never leave a gap.
+    session: SessionId,
     ring: VecDeque<Sent>,
     /// Bytes in `ring`.
     bytes: usize,
@@ -48,7 +50,6 @@ struct State {
 
 /// The acknowledged mode's state, shared by the sending threads and the reply threads.
 pub(super) struct Acks {
-    pub(super) session: SessionId,
     state: Mutex<State>,
     /// Signalled when acknowledgements free room, or a connection ends.
     changed: Condvar,
@@ -59,12 +60,9 @@ pub(super) struct Acks {
 
 impl Acks {
     pub(super) fn new() -> Self {
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
-        id[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
         Self {
-            session: SessionId(id),
             state: Mutex::new(State {
+                session: new_session(),
                 ring: VecDeque::new(),
                 bytes: 0,
                 next_seq: 1,
@@ -135,6 +133,13 @@ impl Acks {
         self.changed.notify_all();
     }
 
+    /// Whether the connection in use ended with messages unacknowledged: they must be re-sent
+    /// on a new one (the flusher does, when no write comes to do it).
+    pub(super) fn stranded(&self) -> bool {
+        let st = relock(&self.state);
+        st.broken && st.acked + 1 != st.next_seq
+    }
+
     /// Whether every message written so far is acknowledged.
     pub(super) fn settled(&self) -> bool {
         let st = relock(&self.state);
@@ -159,11 +164,18 @@ impl Acks {
     }
 
     /// Every message not acknowledged, framed, in order, and forgets them (they are given up).
+    /// What comes next starts a new session: the listener may remember the old one, and
+    /// would take the next numbers for a gap.
     pub(super) fn give_up<H: LengthPrefix>(&self, framing: Config) -> Vec<u8> {
         let mut st = relock(&self.state);
         let out = unacked::<H>(&st, framing);
         st.ring.clear();
         st.bytes = 0;
+        if !out.is_empty() {
+            st.session = new_session();
+            st.next_seq = 1;
+            st.attempted = 0;
+        }
         st.acked = st.next_seq - 1;
         self.mirror(&st);
         drop(st);
@@ -173,6 +185,36 @@ impl Acks {
 }
 
 impl<H: LengthPrefix> Shared<H> {
+    /// The flusher's part: a connection that ended with messages unacknowledged while nothing
+    /// is being written is replaced at once, and the messages re-sent (or, beyond the retry
+    /// policy, dead-lettered).
+    pub(super) fn resume(&self, acks: &Arc<Acks>) {
+        if !acks.stranded() {
+            return;
+        }
+        let mut link = relock(&self.conn);
+        if !acks.stranded() {
+            return; // a sending thread got there first
+        }
+        if let Some(old) = link.stream.take() {
+            let _ = old.shutdown(Shutdown::Both);
+        }
+        let mut failures = 0;
+        match self.connect_acked(acks, &mut link, Instant::now(), &mut failures) {
+            Ok(()) => add(&self.counters.reconnects, 1),
+            Err(e) => {
+                let lost = acks.give_up::<H>(self.config.framing());
+                let n = self.dead_letter(&lost);
+                self.note(
+                    log::Level::Error,
+                    format_args!(
+                        "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
+                    ),
+                );
+            }
+        }
+    }
+
     /// At `close`: waits up to `wait` for every message to be acknowledged, reconnecting and
     /// re-sending if the connection ends first; what is still unacknowledged then goes to the
     /// dead letters.
@@ -203,6 +245,14 @@ impl<H: LengthPrefix> Shared<H> {
             format_args!("closing with {n} messages unacknowledged; dead-lettered"),
         );
     }
+}
+
+/// A random session identity.
+fn new_session() -> SessionId {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+    id[8..].copy_from_slice(&fastrand::u64(..).to_be_bytes());
+    SessionId(id)
 }
 
 /// The bytes of every message after `st.acked`, in order.
@@ -389,7 +439,7 @@ impl<H: LengthPrefix> Shared<H> {
         let hello = {
             let st = relock(&acks.state);
             Hello {
-                session: acks.session,
+                session: st.session,
                 first_seq: st.acked + 1,
                 resent_until: st.attempted,
             }
@@ -441,7 +491,7 @@ impl<H: LengthPrefix> Shared<H> {
             stream,
             framing,
             self.config.on_reply_arc(),
-            Some((acks.clone(), generation)),
+            Some((acks.clone(), generation, self.waker.clone())),
             self.counters.clone(),
             self.addr,
             leftover,

@@ -102,6 +102,9 @@ impl<H: LengthPrefix> Shared<H> {
                 }
                 *seen = now;
             }
+            if let Some(acks) = &self.acks {
+                self.resume(acks);
+            }
             self.deliver_deferred();
             if closing {
                 if !self.lanes.in_use().any(|(_, l)| l.has_pending()) {

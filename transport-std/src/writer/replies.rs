@@ -14,6 +14,7 @@ use buffstreams_framing::{Config, Decoder, Event, LengthPrefix};
 
 use super::acked::Acks;
 use super::config::ReplyFn;
+use super::lane::Waker;
 use crate::stats::{WriterCounters, add};
 
 /// The reply thread of one connection, and a handle on its socket to end it.
@@ -25,8 +26,9 @@ pub(super) struct Replies {
 /// What a reply thread reads for.
 struct Reader {
     on_reply: Option<Arc<ReplyFn>>,
-    /// The acknowledged mode: the window, and this connection's number.
-    acks: Option<(Arc<Acks>, u64)>,
+    /// The acknowledged mode: the window, this connection's number, and the flusher to wake
+    /// when the connection ends (it re-sends what was not acknowledged).
+    acks: Option<(Arc<Acks>, u64, Arc<Waker>)>,
     counters: Arc<WriterCounters>,
     addr: SocketAddr,
 }
@@ -38,7 +40,7 @@ impl Replies {
         stream: &TcpStream,
         framing: Config,
         on_reply: Option<Arc<ReplyFn>>,
-        acks: Option<(Arc<Acks>, u64)>,
+        acks: Option<(Arc<Acks>, u64, Arc<Waker>)>,
         counters: Arc<WriterCounters>,
         addr: SocketAddr,
         leftover: Vec<u8>,
@@ -54,8 +56,9 @@ impl Replies {
             .name(format!("bs-replies-{addr}"))
             .spawn(move || {
                 read::<H>(reading, framing, &reader, &leftover);
-                if let Some((acks, generation)) = &reader.acks {
+                if let Some((acks, generation, flusher)) = &reader.acks {
                     acks.broken(*generation);
+                    flusher.wake();
                 }
             })?;
         Ok(Self {
@@ -87,7 +90,7 @@ impl Replies {
 fn handle(reader: &Reader, frame: &[u8]) -> bool {
     let reply = match &reader.acks {
         None => frame,
-        Some((acks, _)) => match Back::parse(frame) {
+        Some((acks, ..)) => match Back::parse(frame) {
             Ok(Back::Reply(reply)) => reply,
             Ok(Back::Ack { delivered }) => {
                 return acks.acknowledged(delivered, &reader.counters).is_ok();
