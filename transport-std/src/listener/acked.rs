@@ -54,8 +54,10 @@ impl Sessions {
         max: usize,
         ttl: Duration,
     ) -> Result<(Arc<Mutex<Session>>, bool), Option<HandshakeError>> {
-        let mut map = relock(&self.map);
-        if let Some(s) = map.get(&hello.session).cloned() {
+        // A known session is locked outside the map's lock: a connection of that session may
+        // hold it through a slow callback, and other sessions must not wait for that.
+        let known = relock(&self.map).get(&hello.session).cloned();
+        if let Some(s) = known {
             let mut state = relock(&s);
             if hello.first_seq > state.delivered + 1 {
                 return Err(Some(HandshakeError::BadSequence));
@@ -63,6 +65,12 @@ impl Sessions {
             state.last_active = now;
             drop(state);
             return Ok((s, true));
+        }
+        let mut map = relock(&self.map);
+        if let Some(s) = map.get(&hello.session).cloned() {
+            // Created meanwhile by another connection of the session: not known before this
+            // hello, so what it re-sends may repeat.
+            return Ok((s, false));
         }
         // Only sessions no connection holds (one reference: the map's) may be forgotten.
         let idle = |s: &Arc<Mutex<Session>>| {
