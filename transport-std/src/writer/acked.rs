@@ -13,7 +13,7 @@ use buffstreams_framing::acked::{Back, HandshakeError, Hello, SessionId, WELCOME
 use buffstreams_framing::{Config, Decoder, Event, Frames, LengthPrefix};
 
 use super::config::WindowFull;
-use super::replies::Replies;
+use super::replies::{AckReader, Replies};
 use super::{Link, Shared};
 use crate::error::Error;
 use crate::stats::{WriterCounters, add};
@@ -94,10 +94,15 @@ impl Acks {
     /// `delivered` is beyond what was sent: the listener is not telling the truth.
     pub(super) fn acknowledged(
         &self,
+        session: SessionId,
         delivered: u64,
         counters: &WriterCounters,
     ) -> Result<(), HandshakeError> {
         let mut st = relock(&self.state);
+        if session != st.session {
+            // A late ack of a session given up since: it says nothing about the new one.
+            return Ok(());
+        }
         if delivered >= st.next_seq {
             return Err(HandshakeError::BadSequence);
         }
@@ -476,7 +481,7 @@ impl<H: LengthPrefix> Shared<H> {
             }
         };
         stream.set_read_timeout(None)?;
-        acks.acknowledged(delivered, &self.counters)
+        acks.acknowledged(hello.session, delivered, &self.counters)
             .map_err(Error::Handshake)?;
         let generation = {
             let mut st = relock(&acks.state);
@@ -491,7 +496,12 @@ impl<H: LengthPrefix> Shared<H> {
             stream,
             framing,
             self.config.on_reply_arc(),
-            Some((acks.clone(), generation, self.waker.clone())),
+            Some(AckReader {
+                acks: acks.clone(),
+                session: hello.session,
+                generation,
+                flusher: self.waker.clone(),
+            }),
             self.counters.clone(),
             self.addr,
             leftover,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::Back;
+use buffstreams_framing::acked::{Back, SessionId};
 use buffstreams_framing::{Config, Decoder, Event, LengthPrefix};
 
 use super::acked::Acks;
@@ -23,12 +23,22 @@ pub(super) struct Replies {
     thread: JoinHandle<()>,
 }
 
+/// A reply thread's part in the acknowledged mode.
+pub(super) struct AckReader {
+    /// The window.
+    pub(super) acks: Arc<Acks>,
+    /// The session this connection said hello for: its acks count only for it.
+    pub(super) session: SessionId,
+    /// This connection's number.
+    pub(super) generation: u64,
+    /// The flusher, woken when the connection ends: it re-sends what was not acknowledged.
+    pub(super) flusher: Arc<Waker>,
+}
+
 /// What a reply thread reads for.
 struct Reader {
     on_reply: Option<Arc<ReplyFn>>,
-    /// The acknowledged mode: the window, this connection's number, and the flusher to wake
-    /// when the connection ends (it re-sends what was not acknowledged).
-    acks: Option<(Arc<Acks>, u64, Arc<Waker>)>,
+    acks: Option<AckReader>,
     counters: Arc<WriterCounters>,
     addr: SocketAddr,
 }
@@ -40,7 +50,7 @@ impl Replies {
         stream: &TcpStream,
         framing: Config,
         on_reply: Option<Arc<ReplyFn>>,
-        acks: Option<(Arc<Acks>, u64, Arc<Waker>)>,
+        acks: Option<AckReader>,
         counters: Arc<WriterCounters>,
         addr: SocketAddr,
         leftover: Vec<u8>,
@@ -56,9 +66,9 @@ impl Replies {
             .name(format!("bs-replies-{addr}"))
             .spawn(move || {
                 read::<H>(reading, framing, &reader, &leftover);
-                if let Some((acks, generation, flusher)) = &reader.acks {
-                    acks.broken(*generation);
-                    flusher.wake();
+                if let Some(a) = &reader.acks {
+                    a.acks.broken(a.generation);
+                    a.flusher.wake();
                 }
             })?;
         Ok(Self {
@@ -90,10 +100,13 @@ impl Replies {
 fn handle(reader: &Reader, frame: &[u8]) -> bool {
     let reply = match &reader.acks {
         None => frame,
-        Some((acks, ..)) => match Back::parse(frame) {
+        Some(a) => match Back::parse(frame) {
             Ok(Back::Reply(reply)) => reply,
             Ok(Back::Ack { delivered }) => {
-                return acks.acknowledged(delivered, &reader.counters).is_ok();
+                return a
+                    .acks
+                    .acknowledged(a.session, delivered, &reader.counters)
+                    .is_ok();
             }
             Ok(_) | Err(_) => return false,
         },
