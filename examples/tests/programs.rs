@@ -287,6 +287,17 @@ fn bench_rtt_shows_percentiles_beside_raw() {
     assert_eq!(lines.len(), 4, "{out}");
 }
 
+/// Runs `client` with `args`, which must fail with exit status 1; its stderr.
+fn client_fails(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(args)
+        .output()
+        .expect("run client");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    err
+}
+
 /// Every program, as users find them.
 const PROGRAMS: [(&str, &str); 8] = [
     ("server", env!("CARGO_BIN_EXE_server")),
@@ -387,12 +398,7 @@ fn errors_name_what_failed_without_a_backtrace() {
     );
     // Nobody listening.
     drop(taken);
-    let o = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["--addr", &addr, "--count", "1"])
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    let err = client_fails(&["--addr", &addr, "--count", "1"]);
     assert!(
         err.starts_with(&format!(
             "client: cannot connect to {addr}: connection refused (retried for "
@@ -560,12 +566,7 @@ fn acked_server_and_client_account_for_every_message() {
 
     // An acknowledged client and a plain server: refused, and said so.
     let (srv, addr, out) = server(&["--seconds", "10"]);
-    let c = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["--addr", &addr, "--count", "1", "--acked"])
-        .output()
-        .expect("run client");
-    let err = String::from_utf8_lossy(&c.stderr);
-    assert_eq!(c.status.code(), Some(1), "{err}");
+    let err = client_fails(&["--addr", &addr, "--count", "1", "--acked"]);
     assert!(
         err.starts_with(&format!(
             "client: cannot connect to {addr}: acknowledged mode: the peer does not speak the acknowledged mode"
