@@ -432,3 +432,35 @@ fn a_writer_that_gave_up_starts_a_new_session_and_recovers() {
         .collect();
     assert_eq!(dead, (100..200).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_message_skipped_as_oversize_keeps_its_number_and_counts_as_handled() {
+    use buffstreams_transport_std::Oversize;
+    let (server, seen) = recording(
+        ListenerConfig::new()
+            .with_max_frame_len(200)
+            .with_oversize(Oversize::Skip),
+    );
+    let writer: Writer = Writer::dial(
+        server.local_addr(),
+        acked_writer(server.local_addr()).with_max_frame_len(1000),
+    )
+    .unwrap();
+    let mut big = message(1);
+    big.resize(500, 0);
+    for m in [message(0), big, message(2), message(3)] {
+        writer.write(&m).unwrap();
+    }
+    let stats = writer.close();
+    assert_eq!((stats.acked, stats.dead_lettered), (4, 0), "{stats:?}");
+    let lstats = server.shutdown();
+    assert_eq!(lstats.skipped_frames, 1);
+    let got: Vec<(u64, u64)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(i, d)| (*i, d.seq))
+        .collect();
+    // The numbers stay the writer's: the skipped message was number 2.
+    assert_eq!(got, [(0, 1), (2, 3), (3, 4)]);
+}

@@ -353,6 +353,23 @@ pub(super) fn connection<H: LengthPrefix>(
                     }
                 }
                 Some(Event::Skipped(len)) => {
+                    // In the acknowledged mode a skipped message keeps its number, and counts as
+                    // handled: `Oversize::Skip` is the application's choice to drop it.
+                    if let Some(s) = session.as_deref_mut() {
+                        match acked.next(s) {
+                            Ok(Some(d)) => s.delivered = d.seq,
+                            Ok(None) => {
+                                duplicates += 1;
+                                continue;
+                            }
+                            Err(e) => {
+                                add(&counters.protocol_errors, 1);
+                                log::warn!("{peer}: {e}; closing");
+                                close = true;
+                                break;
+                            }
+                        }
+                    }
                     add(&counters.skipped_frames, 1);
                     skipped += 1;
                     log::warn!("{peer}: skipped a {len}-byte message over the maximum");
