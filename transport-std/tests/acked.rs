@@ -464,3 +464,32 @@ fn a_message_skipped_as_oversize_keeps_its_number_and_counts_as_handled() {
     // The numbers stay the writer's: the skipped message was number 2.
     assert_eq!(got, [(0, 1), (2, 3), (3, 4)]);
 }
+
+#[test]
+fn connections_evicted_for_newcomers_lose_nothing() {
+    const N: u64 = 3_000;
+    // One slot: each newcomer evicts the writer's connection (its last message is older than
+    // the grace), and the writer's reconnect evicts the newcomer in turn.
+    let (server, seen) = recording(
+        ListenerConfig::new()
+            .with_max_connections(1)
+            .with_eviction_grace(Duration::from_millis(20)),
+    );
+    let addr = server.local_addr();
+    let writer: Writer = Writer::dial(addr, acked_writer(addr)).unwrap();
+    let mut newcomers = Vec::new();
+    for i in 0..N {
+        writer.write(&message(i)).unwrap();
+        if i % 1000 == 999 {
+            writer.flush();
+            thread::sleep(Duration::from_millis(100));
+            newcomers.push(TcpStream::connect(addr).unwrap());
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let stats = writer.close();
+    assert_eq!((stats.acked, stats.dead_lettered), (N, 0), "{stats:?}");
+    let lstats = server.shutdown();
+    assert!(lstats.evictions >= 3, "{lstats:?}");
+    exactly_once(&seen.lock().unwrap(), N);
+}
