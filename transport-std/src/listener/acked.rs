@@ -189,6 +189,11 @@ impl AckedConn {
         }))
     }
 
+    /// How far the session was delivered (once the hello is in).
+    pub(super) fn delivered(&self) -> Option<u64> {
+        self.session.as_ref().map(|s| relock(s).delivered)
+    }
+
     /// Messages delivered and not yet acknowledged on this connection.
     pub(super) fn unacknowledged(&self, delivered: u64) -> u64 {
         delivered.saturating_sub(self.acked)

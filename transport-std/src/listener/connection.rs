@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::{REPLY, WELCOME_LEN, ack, welcome};
+use buffstreams_framing::acked::{REPLY, ack, back_config, welcome};
 use buffstreams_framing::{Decoder, EncodeError, Encoder, Event, LengthPrefix};
 
 use super::Handler;
@@ -52,8 +52,7 @@ impl<H: LengthPrefix> Connection<H> {
         let framing = config.framing();
         let max_reply = Encoder::<H>::new(framing).max_frame_len();
         let framing = if config.acks() {
-            // Room for the kind byte, and always for a welcome or an ack.
-            framing.with_max_frame_len(max_reply.saturating_add(1).max(WELCOME_LEN))
+            back_config::<H>(framing)
         } else {
             framing
         };
@@ -74,6 +73,15 @@ impl<H: LengthPrefix> Connection<H> {
     /// number and whether it may be a repeat (see [`Delivery`]); `None` otherwise.
     pub fn delivery(&self) -> Option<Delivery> {
         self.delivery
+    }
+
+    /// Queues an acknowledgement of `delivered` if it moved since this connection's last one.
+    fn acknowledge(&mut self, acked: &mut AckedConn, delivered: u64) {
+        if let Some(d) = acked.ack_due(delivered)
+            && self.control(&ack(d)).is_ok()
+        {
+            add(&self.shared.counters.acks_out, 1);
+        }
     }
 
     /// Queues an acknowledged-mode control frame (a welcome or an ack).
@@ -203,11 +211,8 @@ pub(super) fn connection<H: LengthPrefix>(
             if early.is_none() && !ready_within(&stream, ACK_DELAY) {
                 // Nothing came: the writer may be waiting for this acknowledgement.
                 ack_pending = false;
-                if let Some(d) = acked.session().map(|s| relock(&s).delivered)
-                    && let Some(d) = acked.ack_due(d)
-                    && conn.control(&ack(d)).is_ok()
-                {
-                    add(&counters.acks_out, 1);
+                if let Some(d) = acked.delivered() {
+                    conn.acknowledge(&mut acked, d);
                 }
                 if conn.flush().is_err() {
                     add(&counters.io_errors, 1);
@@ -303,23 +308,28 @@ pub(super) fn connection<H: LengthPrefix>(
                 }
             };
             input = input.get(fed.consumed..).unwrap_or_default();
+            // In the acknowledged mode every message has its number, a skipped one too (it
+            // counts as handled: `Oversize::Skip` is the application's choice to drop it).
+            let numbered = matches!(fed.event, Some(Event::Frame(_) | Event::Skipped(_)));
+            let delivery = match session.as_deref() {
+                Some(s) if numbered => match acked.next(s) {
+                    Ok(Some(delivery)) => Some(delivery),
+                    Ok(None) => {
+                        duplicates += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        add(&counters.protocol_errors, 1);
+                        log::warn!("{peer}: {e}; closing");
+                        close = true;
+                        break;
+                    }
+                },
+                _ => None,
+            };
             match fed.event {
                 Some(Event::Frame(message)) => {
-                    if let Some(s) = session.as_deref() {
-                        match acked.next(s) {
-                            Ok(Some(delivery)) => conn.delivery = Some(delivery),
-                            Ok(None) => {
-                                duplicates += 1;
-                                continue;
-                            }
-                            Err(e) => {
-                                add(&counters.protocol_errors, 1);
-                                log::warn!("{peer}: {e}; closing");
-                                close = true;
-                                break;
-                            }
-                        }
-                    }
+                    conn.delivery = delivery;
                     let called = catch_unwind(AssertUnwindSafe(|| handler(message, &mut conn)));
                     // The callback returned: in the acknowledged mode the message is delivered.
                     if let (Some(s), Some(d), Ok(_)) =
@@ -353,22 +363,8 @@ pub(super) fn connection<H: LengthPrefix>(
                     }
                 }
                 Some(Event::Skipped(len)) => {
-                    // In the acknowledged mode a skipped message keeps its number, and counts as
-                    // handled: `Oversize::Skip` is the application's choice to drop it.
-                    if let Some(s) = session.as_deref_mut() {
-                        match acked.next(s) {
-                            Ok(Some(d)) => s.delivered = d.seq,
-                            Ok(None) => {
-                                duplicates += 1;
-                                continue;
-                            }
-                            Err(e) => {
-                                add(&counters.protocol_errors, 1);
-                                log::warn!("{peer}: {e}; closing");
-                                close = true;
-                                break;
-                            }
-                        }
+                    if let (Some(s), Some(d)) = (session.as_deref_mut(), delivery) {
+                        s.delivered = d.seq;
                     }
                     add(&counters.skipped_frames, 1);
                     skipped += 1;
@@ -386,11 +382,7 @@ pub(super) fn connection<H: LengthPrefix>(
         let delivered = session.take().map(|s| s.delivered);
         if let Some(d) = delivered {
             if acked.unacknowledged(d) >= ACK_EVERY || !CAN_WAIT {
-                if let Some(d) = acked.ack_due(d)
-                    && conn.control(&ack(d)).is_ok()
-                {
-                    add(&counters.acks_out, 1);
-                }
+                conn.acknowledge(&mut acked, d);
                 ack_pending = false;
             } else {
                 ack_pending = acked.unacknowledged(d) > 0;
@@ -423,11 +415,8 @@ pub(super) fn connection<H: LengthPrefix>(
         }
     }
     activity.set_busy(false);
-    if ack_pending
-        && let Some(d) = acked.session().map(|s| relock(&s).delivered)
-        && let Some(d) = acked.ack_due(d)
-    {
-        let _ = conn.control(&ack(d));
+    if ack_pending && let Some(d) = acked.delivered() {
+        conn.acknowledge(&mut acked, d);
     }
     let _ = conn.flush();
     shared.registry().remove(id);
