@@ -41,6 +41,7 @@
 use core::fmt;
 
 use crate::config::Config;
+use crate::encoder::Encoder;
 use crate::header::LengthPrefix;
 use crate::walk::frame_at;
 
@@ -283,6 +284,22 @@ pub fn ack(delivered: u64) -> [u8; ACK_LEN] {
     let mut out = [0u8; ACK_LEN];
     fill(&mut out, [ACK].iter().chain(&delivered.to_be_bytes()));
     out
+}
+
+/// The configuration of listener-to-writer frames in the acknowledged mode, from the
+/// messages' `config`: one byte more than a message (the kind), and always room for a
+/// welcome.
+///
+/// ```
+/// use buffstreams_framing::acked::back_config;
+/// use buffstreams_framing::{BigEndian, Config};
+///
+/// assert_eq!(back_config::<BigEndian<4>>(Config::new()).max_frame_len(), 4097);
+/// assert_eq!(back_config::<BigEndian<4>>(Config::new().with_max_frame_len(3)).max_frame_len(), 10);
+/// ```
+pub fn back_config<H: LengthPrefix>(config: Config) -> Config {
+    let max = Encoder::<H>::new(config).max_frame_len();
+    config.with_max_frame_len(max.saturating_add(1).max(WELCOME_LEN))
 }
 
 /// Whether a plain decoder of format `H` with `config` refuses a stream that starts with the

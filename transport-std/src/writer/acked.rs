@@ -1,21 +1,18 @@
 //! The writer's side of the acknowledged mode: the window of messages sent and not yet
-//! acknowledged (in wire order, so that their numbers are their positions), the handshake on
-//! every connection, and re-sending after a reconnect.
+//! acknowledged (in wire order, so that their numbers are their positions), sending into it,
+//! and re-sending or giving up after a connection ends (opening one is in `handshake.rs`).
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::{Back, HandshakeError, Hello, SessionId, WELCOME_LEN};
-use buffstreams_framing::{Config, Decoder, Event, Frames, LengthPrefix};
+use buffstreams_framing::acked::{HandshakeError, Hello, SessionId};
+use buffstreams_framing::{Config, Frames, LengthPrefix};
 
+use super::Shared;
 use super::config::WindowFull;
-use super::replies::{AckReader, Replies};
-use super::{Link, Shared};
-use crate::error::Error;
 use crate::stats::{WriterCounters, add};
 use crate::sync::relock;
 
@@ -166,6 +163,30 @@ impl Acks {
                 .map_or_else(|e| e.into_inner().0, |(g, _)| g);
         }
         true
+    }
+
+    /// The hello of a new connection: the session, resuming after the last acknowledgement.
+    pub(super) fn hello(&self) -> Hello {
+        let st = relock(&self.state);
+        Hello {
+            session: st.session,
+            first_seq: st.acked + 1,
+            resent_until: st.attempted,
+        }
+    }
+
+    /// A new connection is in use: its number.
+    pub(super) fn connected(&self) -> u64 {
+        let mut st = relock(&self.state);
+        st.generation += 1;
+        st.broken = false;
+        st.generation
+    }
+
+    /// Every message not acknowledged, framed, in order (kept), and how many there are.
+    pub(super) fn window<H: LengthPrefix>(&self, framing: Config) -> (Vec<u8>, u64) {
+        let st = relock(&self.state);
+        (unacked::<H>(&st, framing), st.next_seq - 1 - st.acked)
     }
 
     /// Every message not acknowledged, framed, in order, and forgets them (they are given up).
@@ -401,132 +422,4 @@ impl<H: LengthPrefix> Shared<H> {
             }
         }
     }
-
-    /// Connects, says hello, reads the welcome, starts the reply thread and re-sends every
-    /// message not acknowledged; on success the connection is in `link`.
-    pub(super) fn connect_acked(
-        &self,
-        acks: &Arc<Acks>,
-        link: &mut Link,
-        started: Instant,
-        failures: &mut u32,
-    ) -> Result<(), Error> {
-        loop {
-            let stream = self.connect(started, failures)?;
-            match self.handshake(acks, &stream, link) {
-                Ok(()) => {
-                    link.stream = Some(stream);
-                    return Ok(());
-                }
-                Err(e) => {
-                    let _ = stream.shutdown(Shutdown::Both);
-                    add(&self.counters.connect_failures, 1);
-                    *failures += 1;
-                    if self.out_of_budget(started, *failures) {
-                        return Err(e);
-                    }
-                    self.note(
-                        log::Level::Debug,
-                        format_args!("handshake failed ({e}), retrying"),
-                    );
-                    std::thread::sleep(self.config.retry().wait_after(*failures));
-                }
-            }
-        }
-    }
-
-    fn handshake(
-        &self,
-        acks: &Arc<Acks>,
-        stream: &TcpStream,
-        link: &mut Link,
-    ) -> Result<(), Error> {
-        let hello = {
-            let st = relock(&acks.state);
-            Hello {
-                session: st.session,
-                first_seq: st.acked + 1,
-                resent_until: st.attempted,
-            }
-        };
-        (&*stream).write_all(&hello.encode())?;
-        // The welcome, within the connect timeout.
-        stream.set_read_timeout(Some(self.config.connect_timeout()))?;
-        let framing = back_framing::<H>(self.config.framing());
-        let mut decoder = Decoder::<H, Vec<u8>>::new(framing, Vec::new());
-        let mut buf = [0u8; 256];
-        let (delivered, leftover) = 'read: loop {
-            let n = match (&*stream).read(&mut buf) {
-                // Closed without a welcome: a listener without the mode refused the hello.
-                Ok(0) => return Err(Error::Handshake(HandshakeError::NotAcked)),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                    return Err(Error::Handshake(HandshakeError::NotAcked));
-                }
-                Err(e) => return Err(Error::Io(e)),
-            };
-            let mut input = buf.get(..n).unwrap_or_default();
-            while !input.is_empty() {
-                let fed = decoder
-                    .feed(input)
-                    .map_err(|_| Error::Handshake(HandshakeError::BadFrame))?;
-                input = input.get(fed.consumed..).unwrap_or_default();
-                if let Some(Event::Frame(payload)) = fed.event {
-                    match Back::parse(payload).map_err(Error::Handshake)? {
-                        Back::Welcome { delivered, .. } => break 'read (delivered, input.to_vec()),
-                        _ => return Err(Error::Handshake(HandshakeError::BadFrame)),
-                    }
-                }
-            }
-        };
-        stream.set_read_timeout(None)?;
-        acks.acknowledged(hello.session, delivered, &self.counters)
-            .map_err(Error::Handshake)?;
-        let generation = {
-            let mut st = relock(&acks.state);
-            st.generation += 1;
-            st.broken = false;
-            st.generation
-        };
-        link.generation = generation;
-        let mut replies = relock(&self.replies);
-        replies.retain(|r| !r.is_finished());
-        replies.push(Replies::start::<H>(
-            stream,
-            framing,
-            self.config.on_reply_arc(),
-            Some(AckReader {
-                acks: acks.clone(),
-                session: hello.session,
-                generation,
-                flusher: self.waker.clone(),
-            }),
-            self.counters.clone(),
-            self.addr,
-            leftover,
-        )?);
-        drop(replies);
-        // Everything not acknowledged goes again, in order, before anything new.
-        let (window, count) = {
-            let st = relock(&acks.state);
-            let window = unacked::<H>(&st, self.config.framing());
-            (window, st.next_seq - 1 - st.acked)
-        };
-        if !window.is_empty() {
-            let (written, result) = super::socket::write_counting(&mut &*stream, &window);
-            add(&self.counters.bytes_out, written as u64);
-            result?;
-            add(&self.counters.resent, count);
-            add(&self.counters.batches, 1);
-        }
-        Ok(())
-    }
-}
-
-/// The framing of listener-to-writer frames in the acknowledged mode: one byte more than a
-/// message (the kind), and always room for a welcome.
-pub(super) fn back_framing<H: LengthPrefix>(framing: Config) -> Config {
-    let max = buffstreams_framing::Encoder::<H>::new(framing).max_frame_len();
-    framing.with_max_frame_len(max.saturating_add(1).max(WELCOME_LEN))
 }

@@ -24,6 +24,7 @@ mod acked;
 mod barrier;
 mod config;
 mod flusher;
+mod handshake;
 mod lane;
 mod replies;
 mod retry;
