@@ -2,16 +2,35 @@
 # The loom model of the writer's lanes (src/writer/lane/loom.rs), then its teeth: each
 # mutation below weakens one ordering or drops one fence in the real code, and the model
 # must fail on every one. Prints one line per run and exits non-zero if the model fails on
-# the real code or passes a mutant.
+# the real code or passes a mutant. A mutant is caught only when the model ran and a test of it
+# failed; one that breaks the build or runs into a loom limit is not.
+#
+# LOOM_PLANT=build: skip the real code and run one mutant that breaks the build (ci.sh's
+# self-test, which requires it to be counted as not caught).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom"
 lane=transport-std/src/writer/lane/mod.rs
+log="$CARGO_TARGET_DIR.log"
 model() {
     cargo test -q -p buffstreams-transport-std --lib --release writer::lane::loom -- \
-        --test-threads 1 >"$CARGO_TARGET_DIR.log" 2>&1
+        --test-threads 1 >"$log" 2>&1
 }
-if model; then
+# After a failed `model`: why it failed.
+verdict() {
+    if grep -qE "could not compile|^error(\[E[0-9]+\])?:" "$log"; then
+        echo "broke the build"
+    elif grep -q "Model exceeded maximum number of branches" "$log"; then
+        echo "ran into loom's branch limit"
+    elif grep -q "test result: FAILED" "$log"; then
+        echo "caught"
+    else
+        echo "failed without a failing test"
+    fi
+}
+if [[ "${LOOM_PLANT:-}" == build ]]; then
+    : # the planted mutant alone, below
+elif model; then
     echo "loom: the lane model passes on the real code"
 else
     tail -30 "$CARGO_TARGET_DIR.log"
@@ -33,11 +52,25 @@ mutate() { # name, perl substitution (must change the file)
     if model; then
         echo "loom: mutation '$1' was NOT caught"
         missed=$((missed + 1))
-    else
+        return
+    fi
+    local why; why=$(verdict)
+    if [[ $why == caught ]]; then
         echo "loom: mutation '$1' caught"
         caught=$((caught + 1))
+    else
+        tail -5 "$log"
+        echo "loom: mutation '$1' NOT caught: it $why"
+        missed=$((missed + 1))
     fi
 }
+if [[ "${LOOM_PLANT:-}" == build ]]; then
+    mutate "planted: a mutant that breaks the build" \
+        's/(pub\(crate\) fn has_pending\(&self\) -> bool \{)/${1} compile_error!("planted");/'
+    echo "loom: $caught mutations caught, $missed missed"
+    [ "$missed" -eq 0 ]
+    exit
+fi
 mutate "producer publishes with Relaxed" \
     's/None => self\.committed\.store\(len, Ordering::Release\)/None => self.committed.store(len, Ordering::Relaxed)/'
 mutate "sender loads committed with Relaxed" \
