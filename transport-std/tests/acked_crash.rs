@@ -214,6 +214,29 @@ fn a_listener_killed_mid_stream_loses_nothing() {
         second.iter().filter(|r| r.2).count(),
         dead.len()
     );
+    // The kill came mid-stream: the first process delivered some but not all, and the
+    // writer had to send something again.
+    assert!(
+        !first.is_empty() && (first.len() as u64) < N,
+        "the kill did not come mid-stream: the first listener delivered {} of {N}",
+        first.len()
+    );
+    assert!(stats.resent > 0, "nothing was re-sent: {stats:?}");
+    // Within one process nothing is delivered twice, marked or not.
+    for (who, records) in [("first", &*first), ("second", &*second)] {
+        let mut once = std::collections::HashSet::new();
+        let twice: Vec<u64> = records
+            .iter()
+            .filter(|r| !once.insert(r.0))
+            .map(|r| r.0)
+            .collect();
+        assert!(
+            twice.is_empty(),
+            "the {who} listener delivered {} messages twice, first {:?}",
+            twice.len(),
+            twice.first()
+        );
+    }
     assert!(
         missing.is_empty(),
         "{} missing, first {:?}",

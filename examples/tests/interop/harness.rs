@@ -120,6 +120,21 @@ pub fn unavailable<T>(peer: &str, reason: &str) -> Option<T> {
     None
 }
 
+/// Records that `peer` really ran an exchange (appends to `target/tmp/interop-ran/<family>`,
+/// the family being the first word of its name: `go`, `python`, `java`, `tokio-util`), so
+/// that CI can require each peer to have run rather than skipped.
+pub fn ran(peer: &str) {
+    let family = peer.split(' ').next().unwrap_or(peer);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("interop-ran");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(family))
+        .unwrap();
+    writeln!(f, "{peer}").unwrap();
+}
+
 /// `examples/peers/`.
 pub fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
@@ -208,6 +223,7 @@ impl Peer {
             "{}: write exited with {status}",
             self.name
         );
+        ran(&self.name);
         last.unwrap_or_else(|| panic!("{}: write printed nothing", self.name))
     }
 
@@ -286,6 +302,7 @@ impl Reading<'_> {
             "{}: read stopped without `end` or `error`",
             self.peer.name
         );
+        ran(&self.peer.name);
         items
     }
 }

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::common::runtime;
-use crate::harness::same_bytes;
+use crate::harness::{ran, same_bytes};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -170,6 +170,7 @@ fn case<H: LengthPrefix + Send + 'static>(width: usize, little: bool, includes_h
             want,
         );
     }
+    ran(&format!("tokio-util {name}"));
 }
 
 #[test]
