@@ -6,6 +6,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use buffstreams_transport_std::ListenerConfig;
+
 const LONG: Duration = Duration::from_secs(60);
 
 /// Waits for `child` to exit and collects its output; kills it and fails after `LONG`.
@@ -202,6 +204,30 @@ fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
     assert!((1..=5).contains(&evicted), "{out}");
     let open = format!("attacker's connections still open: {} of 80", 50 - evicted);
     assert!(out.contains(&open), "{out}");
+}
+
+/// The siege with every default: 2,000 held connections (1,500 idle, 500 half-header) against
+/// `ListenerConfig::new()` (1,024 connections, 1 s eviction grace, 10 s frame deadline). Every
+/// newcomer must be served, and the process must stay under one thread per connection slot
+/// (plus a few) and 128 MiB resident (about 70 MiB measured: a 64 KiB read buffer and a stack
+/// per connection). A listener that kept a thread or a buffer per attacker connection would not.
+#[test]
+fn siege_with_the_defaults_serves_every_newcomer_within_bounds() {
+    let max_threads = (ListenerConfig::new().max_connections() + 16).to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_siege"))
+        .args(["--max-threads", &max_threads, "--max-rss-mib", "128"])
+        .output()
+        .expect("run siege");
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("attacker: 2000 connections opened"), "{out}");
+    assert!(out.contains("while held: 1024 connections open"), "{out}");
+    assert!(out.contains("20 new clients served"), "{out}");
+    assert!(out.contains("every new client served"), "{out}");
 }
 
 #[test]

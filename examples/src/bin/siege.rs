@@ -6,7 +6,11 @@
 //!
 //! The defaults hold 2,000 connections (1,500 idle, 500 half-header) against a listener capped
 //! at 1,024 (its default), so the attacker also keeps reconnecting into the cap. Needs about
-//! 2 × the held connections in file descriptors (`ulimit -n`).
+//! 2 × the held connections in file descriptors: it raises its own soft limit to the hard one.
+//!
+//! With `--max-threads` and `--max-rss-mib` it is a check: it exits with status 1 when a
+//! newcomer was not served or the process went over either bound (CI runs it so, with the
+//! defaults, in `examples/tests/programs.rs`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -37,6 +41,12 @@ struct Args {
     /// The listener's connection cap [default: the listener's default, 1024].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Fail if the process ever has more threads than this.
+    #[arg(long)]
+    max_threads: Option<u64>,
+    /// Fail if the process's resident memory ever exceeds this many MiB.
+    #[arg(long)]
+    max_rss_mib: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +65,7 @@ fn main() -> ExitCode {
 }
 
 fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    raise_fd_limit();
     let config = ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
     let listener: Listener = Listener::bind("127.0.0.1:0", config)?;
     let server = listener.spawn_with_reply(|m, conn| {
@@ -87,13 +98,14 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     // Past the grace period, as a real attacker's connections would be.
     thread::sleep(config.eviction_grace() + Duration::from_millis(200));
-    report("while held", &server);
+    let mut peak = report("while held", &server);
 
     let mut waits = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let payload = format!("client {i}");
         let t = Instant::now();
-        round_trip(addr, payload.as_bytes())?;
+        round_trip(addr, payload.as_bytes())
+            .map_err(|e| format!("new client {i} was not served: {e}"))?;
         waits.push(t.elapsed());
     }
     waits.sort();
@@ -105,7 +117,8 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         pick(0.5),
         pick(1.0)
     );
-    report("after the clients", &server);
+    let after = report("after the clients", &server);
+    peak = (peak.0.max(after.0), peak.1.max(after.1));
     let stats = server.stats();
     println!(
         "closed by the listener: {} evicted, {} refused, {} frame timeouts, {} idle timeouts",
@@ -118,7 +131,36 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     drop(held);
     server.shutdown();
+    let (threads, rss_kib) = peak;
+    println!(
+        "peak: {threads} threads, {} MiB resident; every new client served",
+        rss_kib / 1024
+    );
+    if let Some(max) = args.max_threads.filter(|&max| threads > max) {
+        return Err(format!("{threads} threads, over the bound of {max}").into());
+    }
+    if let Some(max) = args.max_rss_mib.filter(|&max| rss_kib > max * 1024) {
+        return Err(format!(
+            "{} MiB resident, over the bound of {max} MiB",
+            rss_kib / 1024
+        )
+        .into());
+    }
     Ok(())
+}
+
+/// Raises the soft limit on open files to the hard one: the attacker and the listener hold
+/// two descriptors per connection.
+fn raise_fd_limit() {
+    // SAFETY: `getrlimit` and `setrlimit` only read and write the `rlimit` we pass.
+    #[allow(unsafe_code)]
+    unsafe {
+        let mut lim = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// One request and its echoed reply on a new connection.
@@ -150,8 +192,9 @@ fn closed(s: &TcpStream) -> bool {
     }
 }
 
-/// The process's threads and resident memory (Linux), with the listener's open connections.
-fn report(when: &str, server: &ListenerHandle) {
+/// Prints the process's threads and resident memory (Linux), with the listener's open
+/// connections; returns the threads and the resident KiB (0 where `/proc` is missing).
+fn report(when: &str, server: &ListenerHandle) -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -167,4 +210,6 @@ fn report(when: &str, server: &ListenerHandle) {
         field("Threads:"),
         field("VmRSS:")
     );
+    let number = |name: &str| field(name).parse().unwrap_or(0);
+    (number("Threads:"), number("VmRSS:"))
 }
