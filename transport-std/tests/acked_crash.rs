@@ -20,6 +20,7 @@ use buffstreams_transport_std::{
     BigEndian, Listener, ListenerConfig, RetryPolicy, SessionId, Writer, WriterConfig,
 };
 use common::LONG;
+use common::proxy::Proxy;
 
 const CHILD: &str = "BUFFSTREAMS_ACKED_CHILD";
 
@@ -251,6 +252,116 @@ fn a_listener_killed_mid_stream_loses_nothing() {
     // The first listener never saw a re-sent message; nothing was given up.
     assert!(first.iter().all(|r| !r.2));
     assert!(dead.is_empty(), "{} dead-lettered", dead.len());
+    assert_eq!((stats.acked, stats.dead_lettered), (N, 0), "{stats:?}");
+}
+
+/// Waits until `records` holds at least `n` deliveries.
+fn until_delivered(records: &Mutex<Vec<Record>>, n: usize, what: &str) {
+    let deadline = Instant::now() + LONG;
+    while records.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: fewer than {n} delivered"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The schedule that made a restarted listener deliver a run of messages twice, unmarked: a
+/// proxy holds back the acknowledgements of the first listener's last few thousand
+/// deliveries, the first listener is killed and restarted, and the held-back
+/// acknowledgements reach the writer on its old connection just after it has said hello on
+/// the new one (whose welcome the proxy delays). Then the proxy cuts the connection once
+/// more. The writer must number its re-sent messages from where the welcome said, whatever
+/// arrived on the old connection meanwhile: every delivery's number is its message's, no
+/// process delivers a message twice, every repeat across processes is marked.
+#[test]
+fn stale_acknowledgements_after_a_restart_misnumber_nothing() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    const N: u64 = 200_000;
+    const WINDOW: u64 = 4_000;
+    let port = free_port();
+    let first = Arc::new(Mutex::new(Vec::new()));
+    let second = Arc::new(Mutex::new(Vec::new()));
+    let mut one = child("child_listener", &port.to_string());
+    let reader_one = records(&mut one, first.clone());
+    let proxy = Proxy::start(([127, 0, 0, 1], port).into());
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let d = dead.clone();
+    let config = WriterConfig::new()
+        .with_acks(true)
+        .with_ack_window(usize::MAX, WINDOW)
+        .with_write_timeout(Some(Duration::from_millis(300)))
+        .with_reply_wait(LONG)
+        .with_retry(
+            RetryPolicy::new()
+                .with_max_attempts(1000)
+                .with_deadline(Some(LONG)),
+        )
+        .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));
+    let writer: Writer = Writer::dial(proxy.addr, config).unwrap();
+    let streaming = thread::spawn(move || {
+        for i in 0..N {
+            writer.write(&message(i)).unwrap();
+        }
+        writer.close()
+    });
+    until_delivered(&first, 30_000, "the first listener");
+    // The acknowledgements stop reaching the writer; the listener goes on delivering what is
+    // in flight (up to the window) and acknowledging it into the proxy.
+    proxy.stall_back();
+    let stalled_at = first.lock().unwrap().len();
+    thread::sleep(Duration::from_millis(200));
+    proxy.release_stalled_after_next_hello(46, Duration::from_millis(100));
+    drop(one); // SIGKILL
+    reader_one.join().unwrap();
+    let mut two = child("child_listener", &port.to_string());
+    let reader_two = records(&mut two, second.clone());
+    until_delivered(&second, 20_000, "the second listener");
+    proxy.cut_all();
+    let stats = streaming.join().unwrap();
+    drop(two);
+    reader_two.join().unwrap();
+
+    let first = first.lock().unwrap();
+    let second = second.lock().unwrap();
+    let dead = dead.lock().unwrap();
+    eprintln!(
+        "first listener {} deliveries ({} after the stall), second {}, {} dead-lettered, writer {stats:?}",
+        first.len(),
+        first.len() - stalled_at,
+        second.len(),
+        dead.len()
+    );
+    assert!(dead.is_empty(), "{} dead-lettered", dead.len());
+    for (who, records) in [("first", &*first), ("second", &*second)] {
+        // One session, nothing given up: message i is number i + 1.
+        if let Some(r) = records.iter().find(|r| r.1 != r.0 + 1) {
+            panic!(
+                "the {who} listener numbered message {} as {} (may_repeat {})",
+                r.0, r.1, r.2
+            );
+        }
+        let mut once = std::collections::HashSet::new();
+        if let Some(r) = records.iter().find(|r| !once.insert(r.0)) {
+            panic!(
+                "the {who} listener delivered message {} twice (may_repeat {})",
+                r.0, r.2
+            );
+        }
+    }
+    let firsts: std::collections::HashSet<u64> = first.iter().map(|r| r.0).collect();
+    for r in second.iter().filter(|r| firsts.contains(&r.0)) {
+        assert!(r.2, "message {} delivered again without may_repeat", r.0);
+    }
+    let seen: std::collections::HashSet<u64> = firsts
+        .iter()
+        .copied()
+        .chain(second.iter().map(|r| r.0))
+        .collect();
+    assert_eq!(seen.len() as u64, N, "messages missing");
     assert_eq!((stats.acked, stats.dead_lettered), (N, 0), "{stats:?}");
 }
 

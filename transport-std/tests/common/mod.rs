@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use buffstreams_transport_std::{BigEndian, Listener, ListenerConfig, ListenerHandle};
 
+pub mod proxy;
+
 pub const LONG: Duration = Duration::from_secs(20);
 
 /// A `BigEndian<4>` listener on `addr` that sends every message it gets on a channel.
