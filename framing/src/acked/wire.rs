@@ -1,42 +1,6 @@
-//! The acknowledged mode's wire format: what a writer and a listener exchange on top of the
-//! plain frames so that every message is either acknowledged by the receiving application or
-//! reported undelivered. Sans-io and allocation-free, like the rest of the crate: a firmware
-//! implementation needs the 46 bytes of a [`Hello`] and one frame's worth of storage.
-//!
-//! # The exchange
-//!
-//! 1. The writer opens the connection with a [`Hello`] (46 bytes, not framed):
-//!
-//!    ```text
-//!    offset  0          10        13   14                 30            38              46
-//!            FF FF .. FF 'B' 'S' 'A' 01  session (16 bytes)  first_seq     resent_until
-//!            (10 bytes)                  random per writer   u64 BE        u64 BE
-//!    ```
-//!
-//!    Ten `FF` bytes first: no decoder of a plain stream takes them for a length (a varint
-//!    that never ends, a zigzag varint that never ends, or a fixed-width length beyond any
-//!    sane maximum — [`plain_decoder_refuses_hello`] checks a configuration), so a listener
-//!    without the mode refuses the connection instead of misreading it. Messages are
-//!    numbered per session from 1, in the order they go on the wire: `first_seq` is the
-//!    number of the first message this connection carries, `resent_until` the last one that
-//!    was already written on an earlier connection (`first_seq - 1` when none was).
-//! 2. The listener answers with a [`Back::Welcome`] frame: how far it has handed this
-//!    session's messages to its application (`delivered`), so the writer can drop those.
-//! 3. Then the writer sends plain frames, with no per-message overhead, starting with
-//!    message `max(first_seq, delivered + 1)`: the listener numbers them by counting from
-//!    there, skips those it has delivered meanwhile, and
-//!    acknowledges with [`Back::Ack`] frames (cumulative: every message up to `delivered`
-//!    was handed to the application and its callback returned), a few per batch. Replies of
-//!    the application travel beside them as [`Back::Reply`].
-//!
-//! Listener-to-writer frames use the connection's header format; their payload starts with
-//! one kind byte:
-//!
-//! ```text
-//! Welcome  'W' (57)  version (1 byte)  delivered (u64 BE)    10 bytes
-//! Ack      'A' (41)  delivered (u64 BE)                      9 bytes
-//! Reply    'R' (52)  the reply's bytes                       1 + its length
-//! ```
+//! The acknowledged mode's wire format: the writer's hello and the listener-to-writer frames
+//! (welcome, ack, reply), parsed and emitted without allocation. The byte pictures are in the
+//! [module documentation](super); [`field`] names each part of the hello.
 
 use core::fmt;
 
@@ -44,6 +8,24 @@ use crate::config::Config;
 use crate::encoder::Encoder;
 use crate::header::LengthPrefix;
 use crate::walk::frame_at;
+
+/// Where each part of the [`Hello`] lies, as in the byte picture.
+pub mod field {
+    use core::ops::Range;
+
+    /// Ten `FF` bytes.
+    pub const PREFIX: Range<usize> = 0..10;
+    /// `BSA`.
+    pub const MAGIC: Range<usize> = 10..13;
+    /// The version byte.
+    pub const VERSION: usize = 13;
+    /// The writer's session.
+    pub const SESSION: Range<usize> = 14..30;
+    /// The first sequence number this connection carries, big-endian.
+    pub const FIRST_SEQ: Range<usize> = 30..38;
+    /// The last one already written on an earlier connection, big-endian.
+    pub const RESENT_UNTIL: Range<usize> = 38..46;
+}
 
 /// The version this crate speaks.
 pub const VERSION: u8 = 1;
@@ -90,11 +72,11 @@ pub struct Hello {
     pub resent_until: u64,
 }
 
-/// Why a hello or a listener-to-writer frame was refused.
+/// Why bytes that should be a hello or a listener-to-writer frame are not one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum HandshakeError {
+pub enum WireError {
     /// The connection does not start with the hello's prefix: the peer does not speak the
     /// acknowledged mode (a plain writer).
     NotAcked,
@@ -109,7 +91,7 @@ pub enum HandshakeError {
     BadFrame,
 }
 
-impl fmt::Display for HandshakeError {
+impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NotAcked => f.write_str("the peer does not speak the acknowledged mode"),
@@ -126,11 +108,12 @@ impl fmt::Display for HandshakeError {
     }
 }
 
-impl core::error::Error for HandshakeError {}
+impl core::error::Error for WireError {}
 
-fn u64_at(buf: &[u8], at: usize) -> u64 {
+/// The big-endian `u64` at `at` (zero when `buf` is too short: callers check lengths first).
+fn u64_at(buf: &[u8], at: core::ops::Range<usize>) -> u64 {
     let mut b = [0u8; 8];
-    if let Some(s) = buf.get(at..at + 8) {
+    if let Some(s) = buf.get(at) {
         b.copy_from_slice(s);
     }
     u64::from_be_bytes(b)
@@ -159,48 +142,48 @@ impl Hello {
     /// apart from its first byte.
     ///
     /// # Errors
-    /// [`HandshakeError`] for anything but a hello of this version.
+    /// [`WireError`] for anything but a hello of this version.
     ///
     /// ```
-    /// use buffstreams_framing::acked::{HandshakeError, Hello, SessionId};
+    /// use buffstreams_framing::acked::{Hello, SessionId, WireError};
     ///
     /// let hello = Hello { session: SessionId([7; 16]), first_seq: 1, resent_until: 0 };
     /// let bytes = hello.encode();
     /// assert_eq!(Hello::parse(&bytes[..20]), Ok(None));
     /// assert_eq!(Hello::parse(&bytes), Ok(Some(hello)));
     /// // A plain stream: a 4-byte big-endian header of 5.
-    /// assert_eq!(Hello::parse(&[0, 0, 0, 5]), Err(HandshakeError::NotAcked));
+    /// assert_eq!(Hello::parse(&[0, 0, 0, 5]), Err(WireError::NotAcked));
     /// ```
-    pub fn parse(buf: &[u8]) -> Result<Option<Self>, HandshakeError> {
-        for (i, &b) in buf.iter().take(PREFIX.len() + MAGIC.len()).enumerate() {
+    pub fn parse(buf: &[u8]) -> Result<Option<Self>, WireError> {
+        for (i, &b) in buf.iter().take(field::MAGIC.end).enumerate() {
             let want = PREFIX.iter().chain(&MAGIC).nth(i).copied().unwrap_or(0);
             if b != want {
-                return Err(if i < PREFIX.len() {
-                    HandshakeError::NotAcked
+                return Err(if field::PREFIX.contains(&i) {
+                    WireError::NotAcked
                 } else {
-                    HandshakeError::BadMagic
+                    WireError::BadMagic
                 });
             }
         }
-        if let Some(&v) = buf.get(13)
+        if let Some(&v) = buf.get(field::VERSION)
             && v != VERSION
         {
-            return Err(HandshakeError::Version(v));
+            return Err(WireError::Version(v));
         }
         if buf.len() < HELLO_LEN {
             return Ok(None);
         }
         let mut session = [0u8; 16];
-        if let Some(s) = buf.get(14..30) {
+        if let Some(s) = buf.get(field::SESSION) {
             session.copy_from_slice(s);
         }
         let hello = Self {
             session: SessionId(session),
-            first_seq: u64_at(buf, 30),
-            resent_until: u64_at(buf, 38),
+            first_seq: u64_at(buf, field::FIRST_SEQ),
+            resent_until: u64_at(buf, field::RESENT_UNTIL),
         };
         if hello.first_seq == 0 || hello.resent_until < hello.first_seq - 1 {
-            return Err(HandshakeError::BadSequence);
+            return Err(WireError::BadSequence);
         }
         Ok(Some(hello))
     }
@@ -232,8 +215,8 @@ impl<'a> Back<'a> {
     /// Parses a listener-to-writer frame's payload.
     ///
     /// # Errors
-    /// [`HandshakeError::BadFrame`] for an empty payload, an unknown kind or a wrong length;
-    /// [`HandshakeError::Version`] for a welcome of another version.
+    /// [`WireError::BadFrame`] for an empty payload, an unknown kind or a wrong length;
+    /// [`WireError::Version`] for a welcome of another version.
     ///
     /// ```
     /// use buffstreams_framing::acked::{Back, ack, welcome};
@@ -242,23 +225,23 @@ impl<'a> Back<'a> {
     /// assert_eq!(Back::parse(&welcome(0)), Ok(Back::Welcome { version: 1, delivered: 0 }));
     /// assert_eq!(Back::parse(b"Rpong"), Ok(Back::Reply(b"pong")));
     /// ```
-    pub fn parse(payload: &'a [u8]) -> Result<Self, HandshakeError> {
+    pub fn parse(payload: &'a [u8]) -> Result<Self, WireError> {
         match payload.split_first() {
             Some((&WELCOME, rest)) if rest.len() == WELCOME_LEN - 1 => {
                 let version = rest.first().copied().unwrap_or(0);
                 if version != VERSION {
-                    return Err(HandshakeError::Version(version));
+                    return Err(WireError::Version(version));
                 }
                 Ok(Self::Welcome {
                     version,
-                    delivered: u64_at(rest, 1),
+                    delivered: u64_at(rest, 1..9),
                 })
             }
             Some((&ACK, rest)) if rest.len() == ACK_LEN - 1 => Ok(Self::Ack {
-                delivered: u64_at(rest, 0),
+                delivered: u64_at(rest, 0..8),
             }),
             Some((&REPLY, rest)) => Ok(Self::Reply(rest)),
-            _ => Err(HandshakeError::BadFrame),
+            _ => Err(WireError::BadFrame),
         }
     }
 }
@@ -356,9 +339,9 @@ mod tests {
             let mut bad = good;
             bad[i] ^= 0x01;
             let want = match i {
-                0..10 => HandshakeError::NotAcked,
-                10..13 => HandshakeError::BadMagic,
-                _ => HandshakeError::Version(VERSION ^ 1),
+                0..10 => WireError::NotAcked,
+                10..13 => WireError::BadMagic,
+                _ => WireError::Version(VERSION ^ 1),
             };
             assert_eq!(Hello::parse(&bad), Err(want), "byte {i}");
             // Already from the bytes up to the wrong one.
@@ -366,11 +349,11 @@ mod tests {
         }
         assert_eq!(
             Hello::parse(&hello(0, 0).encode()),
-            Err(HandshakeError::BadSequence)
+            Err(WireError::BadSequence)
         );
         assert_eq!(
             Hello::parse(&hello(5, 3).encode()),
-            Err(HandshakeError::BadSequence)
+            Err(WireError::BadSequence)
         );
         assert_eq!(
             Hello::parse(&hello(5, 4).encode()).unwrap(),
@@ -384,14 +367,14 @@ mod tests {
 
     #[test]
     fn back_frames_of_the_wrong_length_or_kind_are_refused() {
-        assert_eq!(Back::parse(&[]), Err(HandshakeError::BadFrame));
-        assert_eq!(Back::parse(&ack(1)[..8]), Err(HandshakeError::BadFrame));
-        assert_eq!(Back::parse(&[b'A'; 10]), Err(HandshakeError::BadFrame));
-        assert_eq!(Back::parse(&welcome(1)[..9]), Err(HandshakeError::BadFrame));
-        assert_eq!(Back::parse(b"X"), Err(HandshakeError::BadFrame));
+        assert_eq!(Back::parse(&[]), Err(WireError::BadFrame));
+        assert_eq!(Back::parse(&ack(1)[..8]), Err(WireError::BadFrame));
+        assert_eq!(Back::parse(&[b'A'; 10]), Err(WireError::BadFrame));
+        assert_eq!(Back::parse(&welcome(1)[..9]), Err(WireError::BadFrame));
+        assert_eq!(Back::parse(b"X"), Err(WireError::BadFrame));
         let mut w = welcome(1);
         w[1] = 2;
-        assert_eq!(Back::parse(&w), Err(HandshakeError::Version(2)));
+        assert_eq!(Back::parse(&w), Err(WireError::Version(2)));
         assert_eq!(Back::parse(b"R"), Ok(Back::Reply(b"")));
     }
 

@@ -10,6 +10,8 @@
     reason = "test support: a failed assertion is the report"
 )]
 
+pub mod acked;
+
 use alloc::vec;
 use alloc::vec::Vec;
 

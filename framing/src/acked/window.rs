@@ -1,0 +1,368 @@
+//! The sender's window: the frames it sent and the listener has not acknowledged yet, in the
+//! caller's storage, in the order they go on the wire.
+//!
+//! ```text
+//!  storage:  | record | frames of batch 1 | record | frames of batch 2 | ...     (free) ...
+//!  record:   count (u32 LE)  len (u32 LE)            8 bytes before each batch's frames
+//! ```
+//!
+//! A batch is whatever the transport queued in one call (one message on firmware, up to 64 KiB
+//! of frames on std); it stays contiguous, so it can be written in one piece and a batch's
+//! messages are counted once, by whoever framed them. The storage is used as a ring of two
+//! regions (a "bip buffer"): batches append after the newest one, and once the oldest have
+//! been acknowledged and there is room at the start, the next batch starts there rather than
+//! making a growable storage (`Vec`) grow, so its memory follows what is in flight.
+
+use crate::storage::Storage;
+
+/// Bytes of the record before each batch's frames.
+pub const RECORD_LEN: usize = 8;
+
+/// Why a batch could not join the window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum QueueError {
+    /// No room now: wait for acknowledgements (or refuse the message).
+    Full,
+    /// The batch can never fit: it is larger than the whole window, or empty of messages.
+    TooLarge,
+}
+
+impl core::fmt::Display for QueueError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Full => f.write_str("the acknowledgement window is full"),
+            Self::TooLarge => f.write_str("the batch is larger than the acknowledgement window"),
+        }
+    }
+}
+
+impl core::error::Error for QueueError {}
+
+/// Frames sent and not yet acknowledged, in storage `S` (an array on firmware, a `Vec<u8>`
+/// on std, which grows only as far as the batches in flight need).
+///
+/// Bounded by bytes (the storage's capacity and `max_bytes`, [`RECORD_LEN`] per batch
+/// included) and by messages.
+#[derive(Debug)]
+pub struct Window<S> {
+    storage: S,
+    /// The storage's usable length.
+    limit: usize,
+    max_messages: u64,
+    /// The older region `[start, end)`, and the newer one `[0, wrapped_end)` once the ring
+    /// has wrapped (`wrapped`).
+    start: usize,
+    end: usize,
+    wrapped: bool,
+    wrapped_end: usize,
+    /// How far the storage has ever been written: growing past it costs a growable storage
+    /// memory, wrapping does not.
+    high: usize,
+    messages: u64,
+    frame_bytes: usize,
+}
+
+/// One batch in the window: where its record starts, and what it holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub(crate) at: usize,
+    pub(crate) count: u32,
+    pub(crate) len: usize,
+}
+
+impl Batch {
+    /// Where its frames start in the storage.
+    pub(crate) fn frames_at(&self) -> usize {
+        self.at.saturating_add(RECORD_LEN)
+    }
+
+    /// Where the next record may start.
+    fn end(&self) -> usize {
+        self.frames_at().saturating_add(self.len)
+    }
+}
+
+impl<S: Storage> Window<S> {
+    /// A window over `storage`, holding at most `max_bytes` bytes (records included; capped by
+    /// the storage's capacity) and `max_messages` messages.
+    ///
+    /// ```
+    /// use buffstreams_framing::acked::Window;
+    ///
+    /// let firmware = Window::new([0u8; 2048], usize::MAX, 64);
+    /// assert_eq!(firmware.capacity(), 2048);
+    /// let desktop = Window::new(Vec::new(), 8 << 20, 1 << 20); // grows as needed, up to 8 MiB
+    /// assert_eq!(desktop.capacity(), 8 << 20);
+    /// ```
+    pub fn new(storage: S, max_bytes: usize, max_messages: u64) -> Self {
+        let limit = storage.capacity().min(max_bytes);
+        Self {
+            storage,
+            limit,
+            max_messages,
+            start: 0,
+            end: 0,
+            wrapped: false,
+            wrapped_end: 0,
+            high: 0,
+            messages: 0,
+            frame_bytes: 0,
+        }
+    }
+
+    /// The most bytes it can hold, records included.
+    pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Messages in the window.
+    pub fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    /// Bytes of frames in the window (records not counted).
+    pub fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.messages == 0 && self.start == self.end && !self.wrapped
+    }
+
+    /// Whether a batch of `len` bytes and `count` messages would join now.
+    pub fn has_room(&self, len: usize, count: u32) -> bool {
+        self.place(len, count).is_ok()
+    }
+
+    /// Where a batch of `len` bytes of `count` messages would go.
+    fn place(&self, len: usize, count: u32) -> Result<usize, QueueError> {
+        let need = len.checked_add(RECORD_LEN).ok_or(QueueError::TooLarge)?;
+        if count == 0 || need > self.limit || u64::from(count) > self.max_messages {
+            return Err(QueueError::TooLarge);
+        }
+        if self.messages.saturating_add(u64::from(count)) > self.max_messages {
+            return Err(QueueError::Full);
+        }
+        let fits_at_end = |at: usize| at.checked_add(need).is_some_and(|e| e <= self.limit);
+        if self.wrapped {
+            // Between the newer region's end and the older region's start.
+            return match self.wrapped_end.checked_add(need) {
+                Some(e) if e <= self.start => Ok(self.wrapped_end),
+                _ => Err(QueueError::Full),
+            };
+        }
+        let wraps = need <= self.start;
+        let grows = self.end.saturating_add(need) > self.high;
+        if fits_at_end(self.end) && !(grows && wraps) {
+            Ok(self.end)
+        } else if wraps {
+            Ok(0)
+        } else {
+            Err(QueueError::Full)
+        }
+    }
+
+    /// Appends the concatenation of `parts` (whole frames, `count` of them) as one batch.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] when there is no room now, [`QueueError::TooLarge`] when there
+    /// never will be (or `count` is 0, or the storage cannot provide the room).
+    pub(crate) fn push(&mut self, parts: &[&[u8]], count: u32) -> Result<Batch, QueueError> {
+        let len = parts
+            .iter()
+            .try_fold(0usize, |n, p| n.checked_add(p.len()))
+            .ok_or(QueueError::TooLarge)?;
+        let at = self.place(len, count)?;
+        let batch = Batch { at, count, len };
+        let end = batch.end();
+        let room = self.storage.slot(end).ok_or(QueueError::TooLarge)?;
+        let (record, mut body) = room
+            .get_mut(at..end)
+            .ok_or(QueueError::TooLarge)?
+            .split_at_mut(RECORD_LEN);
+        let len32 = u32::try_from(len).map_err(|_| QueueError::TooLarge)?;
+        let mut head = [0u8; RECORD_LEN];
+        let (c, l) = head.split_at_mut(4);
+        c.copy_from_slice(&count.to_le_bytes());
+        l.copy_from_slice(&len32.to_le_bytes());
+        record.copy_from_slice(&head);
+        for part in parts {
+            let (here, rest) = body.split_at_mut(part.len());
+            here.copy_from_slice(part);
+            body = rest;
+        }
+        if at == 0 && (self.end > 0 || self.wrapped) && self.start != self.end {
+            self.wrapped = true;
+            self.wrapped_end = end;
+        } else if self.wrapped {
+            self.wrapped_end = end;
+        } else {
+            if self.start == self.end {
+                self.start = at;
+            }
+            self.end = end;
+        }
+        self.high = self.high.max(end);
+        self.messages = self.messages.saturating_add(u64::from(count));
+        self.frame_bytes = self.frame_bytes.saturating_add(len);
+        Ok(batch)
+    }
+
+    /// The batch whose record starts at `at`, if one does.
+    pub(crate) fn batch_at(&self, at: usize) -> Option<Batch> {
+        let in_older = at >= self.start && at < self.end;
+        let in_newer = self.wrapped && at < self.wrapped_end;
+        if !(in_older || in_newer) {
+            return None;
+        }
+        let record = self
+            .storage
+            .filled(at.checked_add(RECORD_LEN)?)?
+            .get(at..)?;
+        let count = u32::from_le_bytes(record.get(..4)?.try_into().ok()?);
+        let len = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+        Some(Batch {
+            at,
+            count,
+            len: usize::try_from(len).ok()?,
+        })
+    }
+
+    /// The oldest batch.
+    pub(crate) fn front(&self) -> Option<Batch> {
+        self.batch_at(self.start)
+    }
+
+    /// The batch after `batch`, in wire order.
+    pub(crate) fn after(&self, batch: &Batch) -> Option<Batch> {
+        let next = batch.end();
+        if self.wrapped && batch.at < self.wrapped_end {
+            // In the newer region, which ends the ring.
+            return (next < self.wrapped_end)
+                .then(|| self.batch_at(next))
+                .flatten();
+        }
+        if next < self.end {
+            self.batch_at(next)
+        } else if self.wrapped {
+            self.batch_at(0)
+        } else {
+            None
+        }
+    }
+
+    /// The frames of `batch`, from byte `skip` of them.
+    pub(crate) fn frames(&self, batch: &Batch, skip: usize) -> &[u8] {
+        let end = batch.end();
+        self.storage
+            .filled(end)
+            .and_then(|b| b.get(batch.frames_at().saturating_add(skip)..end))
+            .unwrap_or_default()
+    }
+
+    /// Drops the oldest batch.
+    pub(crate) fn pop_front(&mut self) {
+        let Some(front) = self.front() else {
+            return;
+        };
+        self.start = front.end();
+        self.messages = self.messages.saturating_sub(u64::from(front.count));
+        self.frame_bytes = self.frame_bytes.saturating_sub(front.len);
+        if self.start >= self.end {
+            if self.wrapped {
+                self.start = 0;
+                self.end = self.wrapped_end;
+                self.wrapped = false;
+                self.wrapped_end = 0;
+            } else {
+                self.start = 0;
+                self.end = 0;
+            }
+        }
+    }
+
+    /// Drops everything.
+    pub(crate) fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.wrapped = false;
+        self.wrapped_end = 0;
+        self.messages = 0;
+        self.frame_bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn contents<S: Storage>(w: &Window<S>) -> Vec<(u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut b = w.front();
+        while let Some(batch) = b {
+            out.push((batch.count, w.frames(&batch, 0).to_vec()));
+            b = w.after(&batch);
+        }
+        out
+    }
+
+    #[test]
+    fn batches_come_back_in_order_across_the_wrap() {
+        let mut w = Window::new([0u8; 64], usize::MAX, 100);
+        w.push(&[&[1; 10]], 1).unwrap(); // 0..18
+        w.push(&[&[2; 10]], 2).unwrap(); // 18..36
+        w.push(&[&[3; 10]], 3).unwrap(); // 36..54
+        assert_eq!(w.push(&[&[4; 10]], 1), Err(QueueError::Full));
+        w.pop_front();
+        w.push(&[&[4; 10]], 4).unwrap(); // wraps: 0..18
+        assert_eq!(
+            contents(&w),
+            [
+                (2, [2; 10].to_vec()),
+                (3, [3; 10].to_vec()),
+                (4, [4; 10].to_vec())
+            ]
+        );
+        assert_eq!((w.messages(), w.frame_bytes()), (9, 30));
+        assert_eq!(w.push(&[&[5; 1]], 1), Err(QueueError::Full)); // 18 + 9 > 18
+        w.pop_front();
+        w.push(&[&[5; 1]], 5).unwrap(); // 18..27, still before the older region's 36
+        w.pop_front();
+        w.pop_front();
+        assert_eq!(contents(&w), [(5, [5].to_vec())]);
+        w.pop_front();
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_growable_storage_wraps_rather_than_grows() {
+        let mut w = Window::new(Vec::new(), 1 << 20, 1 << 20);
+        for i in 0..1000u32 {
+            w.push(&[&[i as u8; 100]], 1).unwrap();
+            if w.messages() > 3 {
+                w.pop_front();
+            }
+        }
+        // Four batches in flight at most: the storage never needed more than a few.
+        assert!(w.high <= 6 * 108, "grew to {}", w.high);
+        assert_eq!(w.messages(), 3);
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut w = Window::new([0u8; 32], usize::MAX, 3);
+        assert_eq!(w.push(&[&[0; 25]], 1), Err(QueueError::TooLarge));
+        assert_eq!(w.push(&[&[0; 4]], 0), Err(QueueError::TooLarge));
+        assert_eq!(w.push(&[&[0; 4]], 4), Err(QueueError::TooLarge));
+        w.push(&[&[0; 4]], 2).unwrap();
+        assert_eq!(w.push(&[&[0; 4]], 2), Err(QueueError::Full));
+        let mut v = Window::new(Vec::new(), 40, 10);
+        assert_eq!(v.push(&[&[0; 40]], 1), Err(QueueError::TooLarge));
+        v.push(&[&[0; 20]], 1).unwrap();
+        assert_eq!(v.push(&[&[0; 20]], 1), Err(QueueError::Full));
+    }
+}
