@@ -586,7 +586,7 @@ fn acked_server_and_client_account_for_every_message() {
     assert!(s.status.success(), "{rest}");
     assert!(rest.contains("stopped: 20000 messages"), "{rest}");
     assert!(
-        rest.contains("0 duplicates dropped, 0 refused handshakes"),
+        rest.contains("0 connections superseded, 0 refused handshakes"),
         "{rest}"
     );
 
@@ -595,7 +595,7 @@ fn acked_server_and_client_account_for_every_message() {
     let err = client_fails(&["--addr", &addr, "--count", "1", "--acked"]);
     assert!(
         err.starts_with(&format!(
-            "client: cannot connect to {addr}: acknowledged mode: the peer does not speak the acknowledged mode"
+            "client: cannot connect to {addr}: acknowledged mode: the listener closed the connection without a welcome: it does not speak the acknowledged mode"
         )),
         "{err}"
     );

@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use buffstreams_framing::EncodeError;
-use buffstreams_framing::acked::HandshakeError;
+use buffstreams_framing::acked::SenderError;
 
 /// Errors of the listener, writer and manager.
 ///
@@ -24,9 +24,9 @@ pub enum Error {
     NotOpen(SocketAddr),
     /// The address did not resolve to any socket address.
     BadAddress(String),
-    /// The acknowledged mode's handshake failed: the peer does not speak it, or spoke it
-    /// wrongly.
-    Handshake(HandshakeError),
+    /// The acknowledged mode could not open a connection: the listener does not speak it
+    /// (or refused the session), or spoke it wrongly.
+    Acked(SenderError),
     /// The acknowledged writer's window is full and it is configured to say so
     /// ([`WindowFull::Error`](crate::WindowFull::Error)) rather than wait.
     WindowFull,
@@ -42,7 +42,7 @@ impl fmt::Display for Error {
             Self::AlreadyOpen(a) => write!(f, "{a} is already open"),
             Self::NotOpen(a) => write!(f, "{a} is not open"),
             Self::BadAddress(a) => write!(f, "address {a:?} did not resolve"),
-            Self::Handshake(e) => write!(f, "acknowledged mode: {e}"),
+            Self::Acked(e) => write!(f, "acknowledged mode: {e}"),
             Self::WindowFull => f.write_str("the acknowledgement window is full"),
             Self::Config(why) => write!(f, "invalid configuration: {why}"),
         }
@@ -54,7 +54,7 @@ impl std::error::Error for Error {
         match self {
             Self::Io(e) => Some(e),
             Self::Encode(e) => Some(e),
-            Self::Handshake(e) => Some(e),
+            Self::Acked(e) => Some(e),
             _ => None,
         }
     }

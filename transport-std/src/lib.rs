@@ -10,7 +10,7 @@ mod sync;
 mod writer;
 
 pub use buffstreams_framing as framing;
-pub use buffstreams_framing::acked::{HandshakeError, SessionId};
+pub use buffstreams_framing::acked::{SenderError, SessionId};
 pub use buffstreams_framing::{
     BigEndian, BuffStreams, Config, DecodeError, LengthPrefix, LittleEndian, Oversize, Varint32,
     Varint64,

@@ -67,8 +67,9 @@ counters! {
         /// Acknowledged mode: connections refused at the handshake (a plain peer, a bad
         /// hello, too many sessions).
         handshake_errors,
-        /// Acknowledged mode: re-sent messages dropped because the callback already had them.
-        duplicates_dropped,
+        /// Acknowledged mode: connections ended because their writer opened a newer one, which
+        /// took the session over.
+        superseded,
         /// Acknowledged mode: acknowledgements sent.
         acks_out,
         /// Reads that busy polling answered, so the connection thread did not sleep

@@ -175,7 +175,7 @@ fn summary(s: &ListenerStats) {
     println!(
         "stopped: {} messages ({} bytes) in, {} replies out, {} connections, \
          {} protocol errors, {} idle timeouts, {} truncated, {} skipped, \
-         {} acknowledgements, {} duplicates dropped, {} refused handshakes",
+         {} acknowledgements, {} connections superseded, {} refused handshakes",
         s.messages_in,
         s.bytes_in,
         s.messages_out,
@@ -185,7 +185,7 @@ fn summary(s: &ListenerStats) {
         s.truncated,
         s.skipped_frames,
         s.acks_out,
-        s.duplicates_dropped,
+        s.superseded,
         s.handshake_errors,
     );
 }

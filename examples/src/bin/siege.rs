@@ -41,10 +41,10 @@ struct Args {
     /// The listener's connection cap [default: the listener's default, 1024].
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Fail if the process ever has more threads than this.
+    /// Fail if the process ever has more threads than this [default: no bound].
     #[arg(long)]
     max_threads: Option<u64>,
-    /// Fail if the process's resident memory ever exceeds this many MiB.
+    /// Fail if the process's resident memory ever exceeds this many MiB [default: no bound].
     #[arg(long)]
     max_rss_mib: Option<u64>,
 }

@@ -10,7 +10,8 @@ use buffstreams_framing::LengthPrefix;
 
 use super::Handler;
 use super::config::{ListenerConfig, OverLimit};
-use super::connection::{Connection, connection};
+use super::connection::Connection;
+use super::serve::connection;
 use super::shared::Shared;
 use crate::stats::{add, sub};
 

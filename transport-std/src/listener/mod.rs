@@ -10,6 +10,7 @@ mod config;
 mod connection;
 mod deadline;
 mod poll;
+mod serve;
 mod shared;
 
 use std::marker::PhantomData;
@@ -26,7 +27,7 @@ use crate::sync::relock;
 use accept::serve;
 use shared::Shared;
 
-pub use acked::Delivery;
+pub use buffstreams_framing::acked::Delivery;
 pub use config::{ListenerConfig, OverLimit};
 pub use connection::Connection;
 
@@ -97,7 +98,7 @@ impl<H: LengthPrefix + 'static> Listener<H> {
         Ok(Self {
             socket,
             config,
-            shared: Arc::new(Shared::new(local)),
+            shared: Arc::new(Shared::new(local, &config)),
             _format: PhantomData,
         })
     }

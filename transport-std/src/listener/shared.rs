@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use super::ProtocolErrorFn;
-use super::acked::Sessions;
+use super::acked::SessionTable;
+use super::config::ListenerConfig;
 use super::poll::Pollers;
 use crate::stats::ListenerCounters;
 use crate::sync::relock;
@@ -31,6 +32,8 @@ pub(super) struct Activity {
     busy: AtomicBool,
     /// The accept thread closed this connection to make room.
     evicted: AtomicBool,
+    /// A newer connection of the same acknowledged writer took its session over.
+    superseded: AtomicBool,
 }
 
 impl Activity {
@@ -47,6 +50,16 @@ impl Activity {
     /// Whether the accept thread evicted this connection.
     pub(super) fn evicted(&self) -> bool {
         self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Whether a newer connection of its writer took its session over.
+    pub(super) fn superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
+    }
+
+    /// Whether the listener itself ended it (evicted or superseded): its end is expected.
+    pub(super) fn ended_by_us(&self) -> bool {
+        self.evicted() || self.superseded()
     }
 }
 
@@ -96,6 +109,7 @@ impl Registry {
             last_message: AtomicU64::new(0),
             busy: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            superseded: AtomicBool::new(false),
         });
         *self.per_ip.entry(peer.ip()).or_insert(0) += 1;
         self.open.insert(
@@ -157,6 +171,25 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Ends connection `id`, whose writer has opened a newer one (acknowledged mode): it
+    /// stops reading and hands its session back. Returns whether this call ended it.
+    pub(super) fn supersede(&mut self, id: u64) -> bool {
+        let Some(entry) = self.open.get(&id) else {
+            return false;
+        };
+        if entry.activity.superseded.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let _ = entry.stream.shutdown(Shutdown::Both);
+        log::info!(
+            "{}: superseded by the writer's newer connection",
+            entry.peer
+        );
+        true
+    }
+}
+
 /// State shared by the listener's handles, its accept thread and its connection threads.
 pub(super) struct Shared {
     pub(super) local: SocketAddr,
@@ -173,11 +206,11 @@ pub(super) struct Shared {
     /// Told about every protocol error ([`Listener::on_protocol_error`](super::Listener::on_protocol_error)).
     pub(super) on_protocol_error: Mutex<Option<Arc<ProtocolErrorFn>>>,
     /// The writer sessions remembered in the acknowledged mode.
-    pub(super) sessions: Sessions,
+    pub(super) sessions: SessionTable,
 }
 
 impl Shared {
-    pub(super) fn new(local: SocketAddr) -> Self {
+    pub(super) fn new(local: SocketAddr, config: &ListenerConfig) -> Self {
         Self {
             local,
             epoch: Instant::now(),
@@ -188,13 +221,25 @@ impl Shared {
             wake_peer: Mutex::new(None),
             pollers: Pollers::new(),
             on_protocol_error: Mutex::new(None),
-            sessions: Sessions::default(),
+            sessions: SessionTable::new(
+                if config.acks() {
+                    config.max_sessions()
+                } else {
+                    1
+                },
+                config.session_ttl(),
+            ),
         }
     }
 
     /// Nanoseconds since the listener was bound (never 0 after the first nanosecond).
     pub(super) fn clock(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Microseconds since the listener was bound: the acknowledged mode's clock.
+    pub(super) fn micros(&self, at: Instant) -> u64 {
+        self.clock(at) / 1_000
     }
 
     pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {

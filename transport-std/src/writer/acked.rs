@@ -1,276 +1,40 @@
-//! The writer's side of the acknowledged mode: the window of messages sent and not yet
-//! acknowledged (in wire order, so that their numbers are their positions), sending into it,
-//! and re-sending or giving up after a connection ends (opening one is in `handshake.rs`).
+//! The writer's side of the acknowledged mode, driven from framing's sans-io [`Sender`]: this
+//! file moves bytes, waits and locks; the protocol (numbering, the window, where a connection
+//! resumes, what is given up, when a silent connection counts as broken) is the machine's.
+//!
+//! The machine sits behind a mutex that is never held across socket I/O: a writing thread
+//! queues its batch and, when the connection is caught up, writes its own copy of it; the
+//! reply thread feeds what the listener sends back. The connection itself (`Link`) has its
+//! own lock, which serialises the writing threads as in the plain mode.
 
-use std::collections::VecDeque;
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::{HandshakeError, Hello, SessionId};
-use buffstreams_framing::{Config, Frames, LengthPrefix};
+use buffstreams_framing::acked::{
+    Epoch, QueueError, RECORD_LEN, Received, Sender, SenderConfig, SessionId, Window,
+};
+use buffstreams_framing::{Encoder, Frames, LengthPrefix, MAX_HEADER_LEN};
 
-use super::Shared;
-use super::config::WindowFull;
+use super::config::{ReplyFn, WindowFull, WriterConfig};
+use super::io::write_counting;
+use super::lane::{LANE_CAP, Waker};
+use super::replies::Back;
+use super::{Link, Shared};
 use crate::stats::{WriterCounters, add};
 use crate::sync::relock;
 
-/// Buffers kept for reuse.
-const SPARE: usize = 16;
-
-/// A batch written and not yet wholly acknowledged.
-struct Sent {
-    first_seq: u64,
-    frames: u64,
-    bytes: Vec<u8>,
-}
-
-struct State {
-    /// The session: new after messages were given up, so that numbers never leave a gap.
-    session: SessionId,
-    ring: VecDeque<Sent>,
-    /// Bytes in `ring`.
-    bytes: usize,
-    /// The number of the next message to go on the wire.
-    next_seq: u64,
-    /// Every message up to this one is acknowledged.
-    acked: u64,
-    /// The last message handed, even in part, to a socket.
-    attempted: u64,
-    /// The connection in use, and whether its reply thread saw it end.
-    generation: u64,
-    broken: bool,
-    /// Buffers of acknowledged batches, for the next ones (no allocation per batch).
-    spare: Vec<Vec<u8>>,
-}
-
-/// The acknowledged mode's state, shared by the sending threads and the reply threads.
-pub(super) struct Acks {
-    state: Mutex<State>,
+/// The acknowledged mode's state, shared by the writing threads and the reply threads.
+pub(super) struct Acked<H> {
+    sender: Mutex<Sender<H, Vec<u8>>>,
     /// Signalled when acknowledgements free room, or a connection ends.
     changed: Condvar,
-    /// Mirrors for `WindowFull::Error`'s check without the lock.
-    bytes: AtomicUsize,
+    /// Zero of the machine's clock.
+    zero: Instant,
+    /// Mirrors of the window for `WindowFull::Error`'s check at `write`, without the lock.
     messages: AtomicU64,
-}
-
-impl Acks {
-    pub(super) fn new() -> Self {
-        Self {
-            state: Mutex::new(State {
-                session: new_session(),
-                ring: VecDeque::new(),
-                bytes: 0,
-                next_seq: 1,
-                acked: 0,
-                attempted: 0,
-                generation: 0,
-                broken: false,
-                spare: Vec::new(),
-            }),
-            changed: Condvar::new(),
-            bytes: AtomicUsize::new(0),
-            messages: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether the window is full (for `WindowFull::Error`, before queueing).
-    pub(super) fn full(&self, (bytes, messages): (usize, u64)) -> bool {
-        self.bytes.load(Relaxed) >= bytes || self.messages.load(Relaxed) >= messages
-    }
-
-    fn mirror(&self, st: &State) {
-        self.bytes.store(st.bytes, Relaxed);
-        self.messages.store(st.next_seq - 1 - st.acked, Relaxed);
-    }
-
-    /// Every message up to `delivered` is acknowledged: drops what it covers.
-    ///
-    /// # Errors
-    /// `delivered` is beyond what was sent: the listener is not telling the truth.
-    pub(super) fn acknowledged(
-        &self,
-        session: SessionId,
-        delivered: u64,
-        counters: &WriterCounters,
-    ) -> Result<(), HandshakeError> {
-        let mut st = relock(&self.state);
-        if session != st.session {
-            // A late ack of a session given up since: it says nothing about the new one.
-            return Ok(());
-        }
-        if delivered >= st.next_seq {
-            return Err(HandshakeError::BadSequence);
-        }
-        if delivered <= st.acked {
-            return Ok(());
-        }
-        add(&counters.acked, delivered - st.acked);
-        st.acked = delivered;
-        while let Some(front) = st.ring.front() {
-            if front.first_seq + front.frames - 1 > delivered {
-                break;
-            }
-            st.bytes -= front.bytes.len();
-            if let Some(sent) = st.ring.pop_front()
-                && st.spare.len() < SPARE
-            {
-                st.spare.push(sent.bytes);
-            }
-        }
-        self.mirror(&st);
-        drop(st);
-        self.changed.notify_all();
-        Ok(())
-    }
-
-    /// The reply thread of connection `generation` saw it end.
-    pub(super) fn broken(&self, generation: u64) {
-        let mut st = relock(&self.state);
-        if st.generation == generation {
-            st.broken = true;
-        }
-        drop(st);
-        self.changed.notify_all();
-    }
-
-    /// Whether the connection in use ended with messages unacknowledged: they must be re-sent
-    /// on a new one (the flusher does, when no write comes to do it).
-    pub(super) fn stranded(&self) -> bool {
-        let st = relock(&self.state);
-        st.broken && st.acked + 1 != st.next_seq
-    }
-
-    /// Whether every message written so far is acknowledged.
-    pub(super) fn settled(&self) -> bool {
-        let st = relock(&self.state);
-        st.acked + 1 == st.next_seq
-    }
-
-    /// Waits up to `wait` for every message written so far to be acknowledged.
-    pub(super) fn wait_settled(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        let mut st = relock(&self.state);
-        while st.acked + 1 != st.next_seq {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || st.broken {
-                return false;
-            }
-            st = self
-                .changed
-                .wait_timeout(st, left.min(Duration::from_millis(50)))
-                .map_or_else(|e| e.into_inner().0, |(g, _)| g);
-        }
-        true
-    }
-
-    /// The hello of a new connection: the session, resuming after the last acknowledgement.
-    pub(super) fn hello(&self) -> Hello {
-        let st = relock(&self.state);
-        Hello {
-            session: st.session,
-            first_seq: st.acked + 1,
-            resent_until: st.attempted,
-        }
-    }
-
-    /// A new connection is in use: its number.
-    pub(super) fn connected(&self) -> u64 {
-        let mut st = relock(&self.state);
-        st.generation += 1;
-        st.broken = false;
-        st.generation
-    }
-
-    /// Every message not acknowledged, framed, in order (kept), and how many there are.
-    pub(super) fn window<H: LengthPrefix>(&self, framing: Config) -> (Vec<u8>, u64) {
-        let st = relock(&self.state);
-        (unacked::<H>(&st, framing), st.next_seq - 1 - st.acked)
-    }
-
-    /// Every message not acknowledged, framed, in order, and forgets them (they are given up).
-    /// What comes next starts a new session: the listener may remember the old one, and
-    /// would take the next numbers for a gap.
-    pub(super) fn give_up<H: LengthPrefix>(&self, framing: Config) -> Vec<u8> {
-        let mut st = relock(&self.state);
-        let out = unacked::<H>(&st, framing);
-        st.ring.clear();
-        st.bytes = 0;
-        if !out.is_empty() {
-            st.session = new_session();
-            st.next_seq = 1;
-            st.attempted = 0;
-        }
-        st.acked = st.next_seq - 1;
-        self.mirror(&st);
-        drop(st);
-        self.changed.notify_all();
-        out
-    }
-}
-
-impl<H: LengthPrefix> Shared<H> {
-    /// The flusher's part: a connection that ended with messages unacknowledged while nothing
-    /// is being written is replaced at once, and the messages re-sent (or, beyond the retry
-    /// policy, dead-lettered).
-    pub(super) fn resume(&self, acks: &Arc<Acks>) {
-        if !acks.stranded() {
-            return;
-        }
-        let mut link = relock(&self.conn);
-        if !acks.stranded() {
-            return; // a sending thread got there first
-        }
-        if let Some(old) = link.stream.take() {
-            let _ = old.shutdown(Shutdown::Both);
-        }
-        let mut failures = 0;
-        match self.connect_acked(acks, &mut link, Instant::now(), &mut failures) {
-            Ok(()) => add(&self.counters.reconnects, 1),
-            Err(e) => {
-                let lost = acks.give_up::<H>(self.config.framing());
-                let n = self.dead_letter(&lost);
-                self.note(
-                    log::Level::Error,
-                    format_args!(
-                        "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
-                    ),
-                );
-            }
-        }
-    }
-
-    /// At `close`: waits up to `wait` for every message to be acknowledged, reconnecting and
-    /// re-sending if the connection ends first; what is still unacknowledged then goes to the
-    /// dead letters.
-    pub(super) fn settle(&self, acks: &Arc<Acks>, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        while !acks.wait_settled(deadline.saturating_duration_since(Instant::now()))
-            && Instant::now() < deadline
-        {
-            let mut link = relock(&self.conn);
-            if let Some(old) = link.stream.take() {
-                let _ = old.shutdown(Shutdown::Both);
-            }
-            let mut failures = 0;
-            if self
-                .connect_acked(acks, &mut link, Instant::now(), &mut failures)
-                .is_err()
-            {
-                break;
-            }
-        }
-        if acks.settled() {
-            return;
-        }
-        let lost = acks.give_up::<H>(self.config.framing());
-        let n = self.dead_letter(&lost);
-        self.note(
-            log::Level::Warn,
-            format_args!("closing with {n} messages unacknowledged; dead-lettered"),
-        );
-    }
+    bytes: AtomicUsize,
 }
 
 /// A random session identity.
@@ -281,131 +45,227 @@ fn new_session() -> SessionId {
     SessionId(id)
 }
 
-/// The bytes of every message after `st.acked`, in order.
-fn unacked<H: LengthPrefix>(st: &State, framing: Config) -> Vec<u8> {
-    let mut out = Vec::with_capacity(st.bytes);
-    for sent in &st.ring {
-        let skip = st.acked.saturating_sub(sent.first_seq - 1).min(sent.frames);
-        let from = if skip == 0 {
-            0
-        } else {
-            let mut walk = Frames::<H>::new(framing, &sent.bytes);
-            for _ in 0..skip {
-                walk.next();
-            }
-            walk.offset()
-        };
-        out.extend_from_slice(sent.bytes.get(from..).unwrap_or_default());
-    }
-    out
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-impl<H: LengthPrefix> Shared<H> {
-    /// The acknowledged mode's `send`: the batch joins the window (waiting for room under
-    /// `WindowFull::Block`), goes out, and after a broken connection the whole window is
-    /// re-sent on the next one.
-    pub(super) fn send_acked(&self, acks: &Arc<Acks>, batch: &[u8]) {
-        let frames = Frames::<H>::new(self.config.framing(), batch).count() as u64;
-        let mut link = relock(&self.conn);
-        let link = &mut *link;
-        let started = Instant::now();
-        let mut failures = 0u32;
-        let mut queued = false;
-        let mut waited = false;
-        let mut quiet_since = Instant::now();
-        loop {
-            let broken = {
-                let st = relock(&acks.state);
-                st.broken && st.generation == link.generation
-            };
-            if link.stream.is_none() || broken {
-                if let Some(old) = link.stream.take() {
-                    let _ = old.shutdown(Shutdown::Both);
-                    self.note(
-                        log::Level::Info,
-                        format_args!("connection lost, reconnecting"),
-                    );
-                }
-                match self.connect_acked(acks, link, started, &mut failures) {
-                    Ok(()) => {
-                        add(&self.counters.reconnects, 1);
-                        if queued {
-                            // The window, this batch included, went out on the new connection.
-                            link.last_batch = Instant::now();
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let mut lost = acks.give_up::<H>(self.config.framing());
-                        if !queued {
-                            lost.extend_from_slice(batch);
-                        }
-                        let n = self.dead_letter(&lost);
-                        self.note(
-                            log::Level::Error,
-                            format_args!(
-                                "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
-                            ),
-                        );
-                        return;
-                    }
-                }
+impl<H: LengthPrefix> Acked<H> {
+    pub(super) fn new(config: &WriterConfig) -> Self {
+        let (bytes, messages) = match config.window_full() {
+            // At least one lane's batch, and the largest message, must fit an empty window.
+            WindowFull::Block => {
+                let (bytes, messages) = config.ack_window();
+                let largest = Encoder::<H>::new(config.framing())
+                    .max_frame_len()
+                    .min(64 << 20)
+                    .saturating_add(MAX_HEADER_LEN);
+                (bytes.max(LANE_CAP.max(largest) + RECORD_LEN), messages)
             }
-            if !queued {
-                let mut st = relock(&acks.state);
-                let (max_bytes, max_messages) = self.config.ack_window();
-                let in_flight = st.next_seq - 1 - st.acked;
-                let room = st.ring.is_empty()
-                    || self.config.window_full() == WindowFull::Error
-                    || (st.bytes + batch.len() <= max_bytes && in_flight + frames <= max_messages);
-                if !room {
+            // Bounded at `write`, by the mirrors: never refuse what `write` accepted.
+            WindowFull::Error => (usize::MAX, u64::MAX),
+        };
+        let timeouts = SenderConfig::new()
+            .with_welcome_timeout_us(micros(config.connect_timeout()))
+            .with_silence_timeout_us(config.write_timeout().map_or(0, micros));
+        Self {
+            sender: Mutex::new(Sender::new(
+                config.framing(),
+                timeouts,
+                Window::new(Vec::new(), bytes, messages),
+                new_session(),
+            )),
+            changed: Condvar::new(),
+            zero: Instant::now(),
+            messages: AtomicU64::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
+
+    /// The machine's clock: microseconds since the writer was made.
+    pub(super) fn now_us(&self) -> u64 {
+        micros(self.zero.elapsed())
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Sender<H, Vec<u8>>> {
+        relock(&self.sender)
+    }
+
+    /// After a change of the window: the mirrors, and the threads waiting for room.
+    fn changed(&self, s: &Sender<H, Vec<u8>>) {
+        self.messages.store(s.unacknowledged(), Relaxed);
+        self.bytes.store(s.window().frame_bytes(), Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Whether the window is full (`WindowFull::Error`'s check, before queueing).
+    pub(super) fn full(&self, (bytes, messages): (usize, u64)) -> bool {
+        self.bytes.load(Relaxed) >= bytes || self.messages.load(Relaxed) >= messages
+    }
+
+    /// Queues a batch of `count` frames. `Ok(true)`: the connection is caught up and the
+    /// batch is marked sent: write it now, from the caller's copy.
+    fn queue(&self, batch: &[u8], count: u32) -> Result<bool, QueueError> {
+        let mut s = self.lock();
+        let direct = s.queue(batch, count)?;
+        if direct {
+            // Before the write: an acknowledgement that races it must find it sent.
+            s.transmitted(batch.len(), self.now_us());
+        }
+        self.changed(&s);
+        Ok(direct)
+    }
+
+    /// Whatever the machine has to send on the connection now (re-sent messages, or batches
+    /// queued while it was not caught up), marked sent.
+    pub(super) fn take_pending(&self) -> Vec<u8> {
+        let mut s = self.lock();
+        let mut out = Vec::new();
+        let now = self.now_us();
+        while let Some(bytes) = s.transmit() {
+            out.extend_from_slice(bytes);
+            let n = bytes.len();
+            s.transmitted(n, now);
+        }
+        out
+    }
+
+    /// Connection `epoch` is gone.
+    pub(super) fn disconnected(&self, epoch: Epoch) {
+        let mut s = self.lock();
+        let _ = s.disconnected(epoch);
+        self.changed(&s);
+    }
+
+    /// Whether a connection must be opened: none is open and messages wait.
+    pub(super) fn needs_connection(&self) -> bool {
+        self.lock().needs_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.lock().is_open()
+    }
+
+    /// Whether every message written so far is acknowledged.
+    pub(super) fn settled(&self) -> bool {
+        self.lock().is_settled()
+    }
+
+    /// Gives up every unacknowledged message: their payloads, oldest first. What comes next
+    /// is a new session.
+    fn give_up(&self) -> Vec<Vec<u8>> {
+        let mut s = self.lock();
+        let mut dead = Vec::new();
+        s.give_up(new_session(), |payload| dead.push(payload.to_vec()));
+        self.changed(&s);
+        dead
+    }
+
+    /// Waits up to `wait` for a change of the window (an acknowledgement, a connection lost).
+    fn wait(&self, wait: Duration) {
+        let s = self.lock();
+        let _ = self.changed.wait_timeout(s, wait);
+    }
+}
+
+/// A reply thread's part in the acknowledged mode: what the listener sends back on
+/// connection `epoch` goes to the machine.
+pub(super) struct AckReader<H> {
+    pub(super) acked: Arc<Acked<H>>,
+    pub(super) epoch: Epoch,
+    pub(super) counters: Arc<WriterCounters>,
+    pub(super) on_reply: Option<Arc<ReplyFn>>,
+    /// The flusher, woken when the connection ends: it re-sends what was not acknowledged.
+    pub(super) flusher: Arc<Waker>,
+    pub(super) idle_every: Option<Duration>,
+}
+
+impl<H: LengthPrefix + Send + 'static> Back for AckReader<H> {
+    fn frame(&mut self, payload: &[u8]) -> bool {
+        let mut s = self.acked.lock();
+        let received = s.on_back(self.epoch, payload, self.acked.now_us());
+        match received {
+            Ok(Received::Acked { newly }) => {
+                add(&self.counters.acked, newly);
+                self.acked.changed(&s);
+                true
+            }
+            Ok(Received::Reply(reply)) => {
+                drop(s);
+                add(&self.counters.replies, 1);
+                if let Some(f) = &self.on_reply {
+                    f(reply);
+                }
+                true
+            }
+            Ok(_) => true,
+            Err(e) => {
+                log::warn!("writer: {e}");
+                false
+            }
+        }
+    }
+
+    fn idle_every(&self) -> Option<Duration> {
+        self.idle_every
+    }
+
+    fn idle(&mut self) -> bool {
+        let mut s = self.acked.lock();
+        if s.epoch() != self.epoch || s.poll(self.acked.now_us()).is_none() {
+            return true;
+        }
+        log::warn!("writer: no acknowledgement within the write timeout; reconnecting");
+        let _ = s.disconnected(self.epoch);
+        self.acked.changed(&s);
+        false
+    }
+
+    fn ended(&mut self) {
+        self.acked.disconnected(self.epoch);
+        self.flusher.wake();
+    }
+}
+
+impl<H: LengthPrefix + Send + 'static> Shared<H> {
+    /// The acknowledged mode's `send`: the batch joins the window (waiting for room under
+    /// `WindowFull::Block`) and goes out; after a broken connection the machine says what
+    /// goes again on the next one.
+    pub(super) fn send_acked(&self, acked: &Arc<Acked<H>>, batch: &[u8], count: u32) {
+        let mut link = relock(&self.conn);
+        let mut waited = false;
+        let direct = loop {
+            match acked.queue(batch, count) {
+                Ok(direct) => break direct,
+                Err(QueueError::Full) => {
                     if !waited {
                         waited = true;
                         add(&self.counters.window_waits, 1);
                     }
-                    let acked = st.acked;
-                    st = acks
-                        .changed
-                        .wait_timeout(st, Duration::from_millis(50))
-                        .map_or_else(|e| e.into_inner().0, |(g, _)| g);
-                    if st.acked != acked {
-                        quiet_since = Instant::now();
-                    } else if self
-                        .config
-                        .write_timeout()
-                        .is_some_and(|t| quiet_since.elapsed() >= t)
-                    {
-                        // Nothing acknowledged for the write timeout: take it for broken.
-                        drop(st);
-                        link.stream = None;
-                        quiet_since = Instant::now();
+                    // Waiting with the connection kept open: it is where room comes from.
+                    if !acked.is_open() && !self.reopen(acked, &mut link, Some(batch)) {
+                        return;
                     }
-                    continue;
+                    acked.wait(Duration::from_millis(50));
                 }
-                let first_seq = st.next_seq;
-                st.next_seq += frames;
-                st.bytes += batch.len();
-                st.attempted = st.next_seq - 1;
-                let mut bytes = st.spare.pop().unwrap_or_default();
-                bytes.clear();
-                bytes.extend_from_slice(batch);
-                st.ring.push_back(Sent {
-                    first_seq,
-                    frames,
-                    bytes,
-                });
-                acks.mirror(&st);
-                queued = true;
+                Err(_) if count > 1 => return self.send_in_pieces(acked, batch),
+                Err(e) => {
+                    // Only with a window smaller than the framing allows (WindowFull::Block
+                    // makes it large enough); kept from vanishing all the same.
+                    let n = self.dead_letter(batch);
+                    self.note(
+                        log::Level::Error,
+                        format_args!("{e}: {n} messages dead-lettered"),
+                    );
+                    return;
+                }
             }
-            let Some(stream) = link.stream.as_mut() else {
-                continue;
-            };
-            let (written, result) = super::socket::write_counting(stream, batch);
+        };
+        if direct && let Some(stream) = link.stream.as_mut() {
+            let (written, result) = write_counting(stream, batch);
             add(&self.counters.bytes_out, written as u64);
             match result {
                 Ok(()) => {
                     add(&self.counters.batches, 1);
-                    link.last_batch = Instant::now();
                     return;
                 }
                 Err(e) => {
@@ -414,12 +274,137 @@ impl<H: LengthPrefix> Shared<H> {
                         log::Level::Warn,
                         format_args!("write failed after {written} bytes: {e}"),
                     );
-                    if let Some(old) = link.stream.take() {
-                        let _ = old.shutdown(Shutdown::Both);
-                    }
-                    failures += 1;
+                    self.drop_link(acked, &mut link);
                 }
             }
+        }
+        self.catch_up(acked, &mut link);
+    }
+
+    /// A batch larger than the whole window: queued a frame at a time (a rare path, so the
+    /// walk over its frames costs nothing that matters).
+    fn send_in_pieces(&self, acked: &Arc<Acked<H>>, batch: &[u8]) {
+        let mut walk = Frames::<H>::new(self.config.framing(), batch);
+        let mut from = 0;
+        while let Some(Ok(_)) = walk.next() {
+            let to = walk.offset();
+            if let Some(frame) = batch.get(from..to) {
+                self.send_acked(acked, frame, 1);
+            }
+            from = to;
+        }
+    }
+
+    /// Makes sure a connection is open and everything the machine has to send went out on
+    /// it; gives up (dead letters) when no connection can be made within the retry policy.
+    fn catch_up(&self, acked: &Arc<Acked<H>>, link: &mut Link) {
+        loop {
+            if (!acked.is_open() || link.stream.is_none()) && !self.reopen(acked, link, None) {
+                return;
+            }
+            let pending = acked.take_pending();
+            let Some(stream) = link.stream.as_mut() else {
+                continue;
+            };
+            if pending.is_empty() {
+                return;
+            }
+            let (written, result) = write_counting(stream, &pending);
+            add(&self.counters.bytes_out, written as u64);
+            match result {
+                Ok(()) => {
+                    add(&self.counters.batches, 1);
+                    return;
+                }
+                Err(e) => {
+                    add(&self.counters.io_errors, 1);
+                    self.note(log::Level::Warn, format_args!("write failed: {e}"));
+                    self.drop_link(acked, link);
+                }
+            }
+        }
+    }
+
+    /// Opens a new connection (the handshake re-sends what the welcome says); `false` after
+    /// giving up (the window, and `unqueued` if given, dead-lettered).
+    fn reopen(&self, acked: &Arc<Acked<H>>, link: &mut Link, unqueued: Option<&[u8]>) -> bool {
+        let mut failures = 0;
+        match self.connect_acked(acked, link, Instant::now(), &mut failures) {
+            Ok(()) => {
+                add(&self.counters.reconnects, 1);
+                true
+            }
+            Err(e) => {
+                let mut n = self.give_up(acked, link);
+                if let Some(batch) = unqueued {
+                    n += self.dead_letter(batch);
+                }
+                self.note(
+                    log::Level::Error,
+                    format_args!(
+                        "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    /// Ends the connection in `link`, for the machine too.
+    pub(super) fn drop_link(&self, acked: &Acked<H>, link: &mut Link) {
+        if let Some(old) = link.stream.take() {
+            let _ = old.shutdown(Shutdown::Both);
+        }
+        acked.disconnected(link.epoch);
+    }
+
+    /// Every unacknowledged message to the dead letters; the connection belonged to the old
+    /// session, so it ends. Returns how many.
+    fn give_up(&self, acked: &Acked<H>, link: &mut Link) -> u64 {
+        let dead = acked.give_up();
+        let n = dead.len() as u64;
+        if n > 0 {
+            relock(&self.dead).extend(dead);
+            self.dead_lettered(n);
+            self.drop_link(acked, link);
+        }
+        n
+    }
+
+    /// The flusher's part: a connection that ended with messages unacknowledged while nothing
+    /// is being written is replaced at once, and the messages re-sent (or, beyond the retry
+    /// policy, dead-lettered).
+    pub(super) fn resume(&self, acked: &Arc<Acked<H>>) {
+        if !acked.needs_connection() {
+            return;
+        }
+        let mut link = relock(&self.conn);
+        if acked.needs_connection() {
+            self.catch_up(acked, &mut link);
+        }
+    }
+
+    /// At `close`: waits up to `wait` for every message to be acknowledged, reconnecting and
+    /// re-sending if the connection ends first; what is still unacknowledged then goes to the
+    /// dead letters.
+    pub(super) fn settle(&self, acked: &Arc<Acked<H>>, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while !acked.settled() && Instant::now() < deadline {
+            if acked.needs_connection() {
+                let mut link = relock(&self.conn);
+                self.catch_up(acked, &mut link);
+            }
+            acked.wait(
+                Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+            );
+        }
+        let mut link = relock(&self.conn);
+        let n = self.give_up(acked, &mut link);
+        if n > 0 {
+            self.note(
+                log::Level::Warn,
+                format_args!("closing with {n} messages unacknowledged; dead-lettered"),
+            );
         }
     }
 }

@@ -187,7 +187,7 @@ impl WriterConfig {
     /// already delivered); what cannot be delivered within the retry policy, or is still
     /// unacknowledged when `close` has waited [`with_reply_wait`](Self::with_reply_wait),
     /// goes to the dead letters. `dial` fails with
-    /// [`Error::Handshake`](crate::Error::Handshake) when the listener does not speak the mode.
+    /// [`Error::Acked`](crate::Error::Acked) when the listener does not speak the mode.
     pub fn with_acks(mut self, on: bool) -> Self {
         self.acked = on;
         self

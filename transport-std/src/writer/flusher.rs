@@ -1,6 +1,5 @@
 //! The flusher thread and the hand-off from writing threads to it.
 
-use std::cell::Cell;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::thread;
 use std::time::Duration;
@@ -10,7 +9,6 @@ use buffstreams_framing::LengthPrefix;
 use super::Shared;
 use super::barrier;
 use super::lane::{Appended, Lane};
-use crate::sync::relock;
 
 /// A lane that grew by this many messages between two looks of the flusher is streaming:
 /// its owner sends the full buffers, the flusher only its tail.
@@ -29,7 +27,7 @@ struct Seen {
 /// The flusher's first look at a streaming lane, after which the looks back off to `linger`.
 const FIRST_LOOK: Duration = Duration::from_micros(100);
 
-impl<H: LengthPrefix> Shared<H> {
+impl<H: LengthPrefix + Send + 'static> Shared<H> {
     /// After an append: wakes the flusher if it asked to hear about this lane (the lane was
     /// quiet, so this is a lone message or the start of a burst: it goes out at once), and
     /// hands over dead letters.
@@ -53,7 +51,7 @@ impl<H: LengthPrefix> Shared<H> {
     /// Sends what every lane holds, on the calling thread.
     pub(super) fn flush_all(&self) {
         for (_, lane) in self.lanes.in_use() {
-            lane.send_pending(|bytes| self.send(bytes));
+            lane.send_pending(|bytes, n| self.send(bytes, n));
         }
         self.deliver_deferred();
     }
@@ -91,7 +89,7 @@ impl<H: LengthPrefix> Shared<H> {
                         || now.committed < seen.committed);
                 let mut now = now;
                 if now.pending && (closing || released || !streaming) {
-                    lane.send_pending(|bytes| self.send(bytes));
+                    lane.send_pending(|bytes, n| self.send(bytes, n));
                 } else if now.pending {
                     now.hot = true;
                     hot = true;
@@ -102,8 +100,8 @@ impl<H: LengthPrefix> Shared<H> {
                 }
                 *seen = now;
             }
-            if let Some(acks) = &self.acks {
-                self.resume(acks);
+            if let Some(acked) = &self.acked {
+                self.resume(acked);
             }
             self.deliver_deferred();
             if closing {
@@ -152,43 +150,5 @@ impl<H: LengthPrefix> Shared<H> {
                 thread::park_timeout(Duration::from_millis(10));
             }
         }
-    }
-
-    /// Emits the log lines and hands over the dead letters that `send` queued, outside every
-    /// lock: a logger or a dead-letter callback may write through this writer. A call made
-    /// from inside one of them leaves the work to the outer call.
-    #[inline]
-    pub(super) fn deliver_deferred(&self) {
-        if self.waiting.load(Relaxed) {
-            self.deliver_deferred_now();
-        }
-    }
-
-    #[cold]
-    fn deliver_deferred_now(&self) {
-        thread_local! {
-            static DELIVERING: Cell<bool> = const { Cell::new(false) };
-        }
-        if DELIVERING.with(|d| d.replace(true)) {
-            return;
-        }
-        // Bounded: a logger whose own writes fail and log could otherwise keep this thread
-        // here forever; what is left waits for the next call.
-        for _ in 0..8 {
-            if !self.waiting.swap(false, Acquire) {
-                break;
-            }
-            let notes = std::mem::take(&mut *relock(&self.notes));
-            for (level, line) in &notes {
-                log::log!(*level, "{line}");
-            }
-            if let Some(f) = self.config.dead_letter() {
-                let letters = std::mem::take(&mut *relock(&self.dead));
-                for letter in &letters {
-                    f(letter);
-                }
-            }
-        }
-        DELIVERING.with(|d| d.set(false));
     }
 }

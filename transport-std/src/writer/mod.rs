@@ -23,12 +23,15 @@
 mod acked;
 mod barrier;
 mod config;
+mod connect;
+mod deferred;
 mod flusher;
 mod handshake;
+mod io;
 mod lane;
+mod plain;
 mod replies;
 mod retry;
-mod socket;
 mod sync;
 
 use std::marker::PhantomData;
@@ -44,8 +47,8 @@ use buffstreams_framing::{BigEndian, Encoder, LengthPrefix};
 use crate::error::{Error, resolve};
 use crate::stats::{WriterCounters, WriterStats};
 use crate::sync::relock;
-use acked::Acks;
-use buffstreams_framing::acked::plain_decoder_refuses_hello;
+use acked::Acked;
+use buffstreams_framing::acked::{Epoch, plain_decoder_refuses_hello};
 use lane::{Lane, Lanes, Waker};
 use replies::Replies;
 
@@ -64,8 +67,8 @@ struct Shared<H> {
     dead: Mutex<Vec<Vec<u8>>>,
     /// The reply threads of the connections so far (with `on_reply`).
     replies: Mutex<Vec<Replies>>,
-    /// The acknowledged mode's window and session.
-    acks: Option<Arc<Acks>>,
+    /// The acknowledged mode's machine.
+    acked: Option<Arc<Acked<H>>>,
     /// Log lines from `send`, emitted once no lock is held.
     notes: Mutex<Vec<(log::Level, String)>>,
     /// Log lines wait in `notes`, or dead letters in `dead` for the callback.
@@ -77,7 +80,7 @@ struct Link {
     stream: Option<TcpStream>,
     last_batch: Instant,
     /// The acknowledged mode's number of this connection.
-    generation: u64,
+    epoch: Epoch,
 }
 
 /// A connection to one listener, safe to share between threads (`Arc<Writer>` or `&Writer`).
@@ -124,7 +127,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let addr = resolve(addr)?;
         barrier::init();
         let waker = Arc::new(Waker::default());
-        let acks = config.acks().then(|| Arc::new(Acks::new()));
+        let acked = config.acks().then(|| Arc::new(Acked::new(&config)));
         let shared = Arc::new(Shared {
             addr,
             encoder: Encoder::<H>::new(config.framing()),
@@ -135,17 +138,17 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             conn: Mutex::new(Link {
                 stream: None,
                 last_batch: Instant::now(),
-                generation: 0,
+                epoch: 0,
             }),
             counters: Arc::default(),
             dead: Mutex::new(Vec::new()),
             replies: Mutex::new(Vec::new()),
-            acks,
+            acked,
             notes: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
         });
         let mut failures = 0;
-        if let Some(acks) = &shared.acks {
+        if let Some(acked) = &shared.acked {
             if !plain_decoder_refuses_hello::<H>(&shared.config.framing()) {
                 return Err(Error::Config(
                     "the acknowledged mode needs a header that cannot declare ten FF bytes as a \
@@ -153,12 +156,14 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
                 ));
             }
             let mut link = relock(&shared.conn);
-            let connected = shared.connect_acked(acks, &mut link, Instant::now(), &mut failures);
+            let connected = shared.connect_acked(acked, &mut link, Instant::now(), &mut failures);
             drop(link);
             shared.deliver_deferred();
             connected?;
         } else {
-            let connected = shared.connect(Instant::now(), &mut failures);
+            let connected = shared
+                .connect(Instant::now(), &mut failures)
+                .and_then(|s| shared.read_replies(&s).map(|()| s));
             shared.deliver_deferred();
             let stream = connected?;
             relock(&shared.conn).stream = Some(stream);
@@ -192,9 +197,11 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             s.wake_if_asked(lane);
             return Ok(header.len() + message.len());
         }
-        let (appended, lane) =
-            s.lanes
-                .append([message], |_| Ok(header), |bytes: &[u8]| s.send(bytes))?;
+        let (appended, lane) = s.lanes.append(
+            [message],
+            |_| Ok(header),
+            |bytes: &[u8], n| s.send(bytes, n),
+        )?;
         s.appended(lane, appended, true);
         Ok(appended.bytes)
     }
@@ -223,7 +230,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
     pub fn send(&self, message: &[u8]) -> Result<usize, Error> {
         let s = &*self.shared;
         let (n, lane) = self.queue([message], false)?;
-        lane.send_pending(|bytes| s.send(bytes));
+        lane.send_pending(|bytes, n| s.send(bytes, n));
         s.deliver_deferred();
         Ok(n)
     }
@@ -239,7 +246,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let (appended, lane) = s.lanes.append(
             messages,
             |len| s.encoder.header(len),
-            |bytes: &[u8]| s.send(bytes),
+            |bytes: &[u8], n| s.send(bytes, n),
         )?;
         s.appended(lane, appended, wake);
         Ok((appended.bytes, lane))
@@ -291,8 +298,8 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         {
             log::error!("writer {}: flusher thread panicked", self.shared.addr);
         }
-        if let Some(acks) = &self.shared.acks {
-            self.shared.settle(acks, self.shared.config.reply_wait());
+        if let Some(acked) = &self.shared.acked {
+            self.shared.settle(acked, self.shared.config.reply_wait());
             self.shared.deliver_deferred();
         }
         let stream = relock(&self.shared.conn).stream.take();
@@ -315,10 +322,18 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
     }
 }
 
-impl<H: LengthPrefix> Shared<H> {
+impl<H: LengthPrefix + Send + 'static> Shared<H> {
+    /// Writes one batch of `count` whole frames, as the mode says.
+    fn send(&self, batch: &[u8], count: u32) {
+        match &self.acked {
+            Some(acked) => self.send_acked(acked, batch, count),
+            None => self.send_plain(batch),
+        }
+    }
+
     /// `WindowFull::Error`: refuses new messages while the window is full.
     fn window_check(&self) -> Result<(), Error> {
-        match &self.acks {
+        match &self.acked {
             Some(a)
                 if self.config.window_full() == WindowFull::Error
                     && a.full(self.config.ack_window()) =>

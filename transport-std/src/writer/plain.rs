@@ -1,16 +1,15 @@
-//! The connection: sending batches, reconnecting, in-doubt accounting and dead letters.
+//! The plain mode's connection: sending batches, reconnecting, in-doubt accounting and dead
+//! letters, and the reply thread when the application reads replies.
 
-use std::io::{self, Write};
-use std::mem::MaybeUninit;
+use std::io;
 use std::net::TcpStream;
-use std::sync::atomic::Ordering::Release;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use buffstreams_framing::{Frames, LengthPrefix};
 
 use super::Shared;
-use super::replies::Replies;
+use super::io::{peer_closed, write_counting};
+use super::replies::{Plain, Replies};
 use crate::stats::add;
 use crate::sync::relock;
 
@@ -19,10 +18,7 @@ const QUIET: Duration = Duration::from_micros(100);
 
 impl<H: LengthPrefix> Shared<H> {
     /// Writes one batch of whole frames, reconnecting and re-sending as the policy allows.
-    pub(super) fn send(&self, batch: &[u8]) {
-        if let Some(acks) = &self.acks {
-            return self.send_acked(acks, batch);
-        }
+    pub(super) fn send_plain(&self, batch: &[u8]) {
         let mut link = relock(&self.conn);
         let link = &mut *link;
         let conn = &mut link.stream;
@@ -45,7 +41,10 @@ impl<H: LengthPrefix> Shared<H> {
                         format_args!("peer closed the connection, reconnecting"),
                     );
                 }
-                match self.connect(started, &mut failures) {
+                match self
+                    .connect(started, &mut failures)
+                    .and_then(|s| self.read_replies(&s).map(|()| s))
+                {
                     Ok(s) => {
                         add(&self.counters.reconnects, 1);
                         self.note(log::Level::Info, format_args!("reconnected"));
@@ -102,69 +101,31 @@ impl<H: LengthPrefix> Shared<H> {
         }
     }
 
-    /// Queues a log line for [`deliver_deferred`](Self::deliver_deferred): this runs with the
-    /// connection locked and, inside a writing thread's append, its lane half-written, so a
-    /// logger that writes through this very writer must not be called here.
-    pub(super) fn note(&self, level: log::Level, args: std::fmt::Arguments<'_>) {
-        if level <= log::max_level() {
-            relock(&self.notes).push((level, format!("writer {}: {args}", self.addr)));
-            self.waiting.store(true, Release);
-        }
-    }
-
-    pub(super) fn out_of_budget(&self, started: Instant, failures: u32) -> bool {
-        let retry = self.config.retry();
-        failures >= retry.max_attempts() || retry.deadline().is_some_and(|d| started.elapsed() >= d)
-    }
-
-    pub(super) fn connect(&self, started: Instant, failures: &mut u32) -> io::Result<TcpStream> {
-        loop {
-            match TcpStream::connect_timeout(&self.addr, self.config.connect_timeout()) {
-                Ok(s) => {
-                    s.set_nodelay(self.config.nodelay())?;
-                    s.set_write_timeout(self.config.write_timeout())?;
-                    self.read_replies(&s)?;
-                    return Ok(s);
-                }
-                Err(e) => {
-                    add(&self.counters.connect_failures, 1);
-                    *failures += 1;
-                    if self.out_of_budget(started, *failures) {
-                        return Err(e);
-                    }
-                    let mut wait = self.config.retry().wait_after(*failures);
-                    if let Some(d) = self.config.retry().deadline() {
-                        wait = wait.min(d.saturating_sub(started.elapsed()));
-                    }
-                    self.note(
-                        log::Level::Debug,
-                        format_args!("connect failed ({e}), retrying in {wait:?}"),
-                    );
-                    thread::sleep(wait);
-                }
-            }
-        }
-    }
-
-    /// With `on_reply`, starts the reply thread of a new connection (and forgets those whose
-    /// connection has ended).
-    fn read_replies(&self, stream: &TcpStream) -> io::Result<()> {
-        // The acknowledged mode starts its reply thread after the handshake.
-        let Some(on_reply) = self.config.on_reply_arc().filter(|_| self.acks.is_none()) else {
+    /// With `on_reply`, starts the reply thread of a new connection.
+    pub(super) fn read_replies(&self, stream: &TcpStream) -> io::Result<()> {
+        let Some(on_reply) = self.config.on_reply_arc() else {
             return Ok(());
         };
-        let mut replies = relock(&self.replies);
-        replies.retain(|r| !r.is_finished());
-        replies.push(Replies::start::<H>(
+        let back = Plain {
+            on_reply,
+            counters: self.counters.clone(),
+        };
+        self.add_replies(Replies::start::<H>(
             stream,
             self.config.framing(),
-            Some(on_reply),
-            None,
+            back,
             self.counters.clone(),
             self.addr,
             Vec::new(),
         )?);
         Ok(())
+    }
+
+    /// Keeps a connection's reply thread (and forgets those whose connection has ended).
+    pub(super) fn add_replies(&self, r: Replies) {
+        let mut replies = relock(&self.replies);
+        replies.retain(|r| !r.is_finished());
+        replies.push(r);
     }
 
     /// Walks the frames of `batch` from `from` (a frame start): returns the start of the frame
@@ -187,75 +148,5 @@ impl<H: LengthPrefix> Shared<H> {
             whole += 1;
         }
         (at, whole)
-    }
-
-    pub(super) fn dead_letter(&self, frames: &[u8]) -> u64 {
-        let mut n = 0;
-        let mut queue = relock(&self.dead);
-        for payload in Frames::<H>::new(self.config.framing(), frames) {
-            let Ok(payload) = payload else {
-                break;
-            };
-            queue.push(payload.to_vec());
-            n += 1;
-        }
-        if n > 0 && self.config.dead_letter().is_some() {
-            self.waiting.store(true, Release);
-        }
-        add(&self.counters.dead_lettered, n);
-        n
-    }
-}
-
-/// Writes all of `bytes`, reporting how many were taken even on failure.
-pub(super) fn write_counting(stream: &mut impl Write, bytes: &[u8]) -> (usize, io::Result<()>) {
-    let mut written = 0;
-    while written < bytes.len() {
-        match stream.write(bytes.get(written..).unwrap_or_default()) {
-            Ok(0) => return (written, Err(io::ErrorKind::WriteZero.into())),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return (written, Err(e)),
-        }
-    }
-    (written, Ok(()))
-}
-
-/// Whether the peer has closed (FIN or reset). On Linux one `poll`, which does not take the
-/// socket lock as a peek does; the peek settles it when the peer has sent us data.
-fn peer_closed(stream: &TcpStream) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::event::{PollFd, PollFlags, Timespec, poll};
-        let mut fds = [PollFd::new(stream, PollFlags::IN | PollFlags::RDHUP)];
-        let now = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        if let Ok(ready) = poll(&mut fds, Some(&now)) {
-            let events = fds[0].revents();
-            if ready == 0 {
-                return false;
-            }
-            if events.intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR) {
-                return true;
-            }
-        }
-    }
-    peek_closed(stream)
-}
-
-/// A non-blocking peek of one byte, no data consumed.
-fn peek_closed(stream: &TcpStream) -> bool {
-    let mut byte = [MaybeUninit::<u8>::uninit(); 1];
-    match socket2::SockRef::from(stream)
-        .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-    {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => !matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
     }
 }

@@ -1,7 +1,8 @@
-//! What the listener sends back: with [`WriterConfig::with_on_reply`](super::WriterConfig::with_on_reply),
-//! or in the acknowledged mode, each connection gets a thread that decodes what comes back
-//! (same framing and limit as the messages written) and hands replies to the callback and
-//! acknowledgements to the window.
+//! What the listener sends back on a writer's connection: each connection that reads replies
+//! (with [`WriterConfig::with_on_reply`](super::WriterConfig::with_on_reply), or in the
+//! acknowledged mode) gets a thread that decodes it (same framing and limit as the messages
+//! written) and hands every frame to a [`Back`]: the application's callback, or the
+//! acknowledged mode's sender.
 
 use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -9,38 +10,45 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::{Back, SessionId};
 use buffstreams_framing::{Config, Decoder, Event, LengthPrefix};
 
-use super::acked::Acks;
 use super::config::ReplyFn;
-use super::lane::Waker;
 use crate::stats::{WriterCounters, add};
+
+/// What a reply thread does with what it reads.
+pub(super) trait Back: Send + 'static {
+    /// A frame's payload; `false` when the listener broke the protocol (the connection closes).
+    fn frame(&mut self, payload: &[u8]) -> bool;
+    /// How long a read may wait for data before [`idle`](Self::idle) is asked.
+    fn idle_every(&self) -> Option<Duration> {
+        None
+    }
+    /// Nothing came for `idle_every`: `false` when the connection counts as broken.
+    fn idle(&mut self) -> bool {
+        true
+    }
+    /// The connection ended (whoever ended it).
+    fn ended(&mut self) {}
+}
+
+/// The plain mode: every frame is a reply for the application.
+pub(super) struct Plain {
+    pub(super) on_reply: Arc<ReplyFn>,
+    pub(super) counters: Arc<WriterCounters>,
+}
+
+impl Back for Plain {
+    fn frame(&mut self, payload: &[u8]) -> bool {
+        add(&self.counters.replies, 1);
+        (self.on_reply)(payload);
+        true
+    }
+}
 
 /// The reply thread of one connection, and a handle on its socket to end it.
 pub(super) struct Replies {
     stream: TcpStream,
     thread: JoinHandle<()>,
-}
-
-/// A reply thread's part in the acknowledged mode.
-pub(super) struct AckReader {
-    /// The window.
-    pub(super) acks: Arc<Acks>,
-    /// The session this connection said hello for: its acks count only for it.
-    pub(super) session: SessionId,
-    /// This connection's number.
-    pub(super) generation: u64,
-    /// The flusher, woken when the connection ends: it re-sends what was not acknowledged.
-    pub(super) flusher: Arc<Waker>,
-}
-
-/// What a reply thread reads for.
-struct Reader {
-    on_reply: Option<Arc<ReplyFn>>,
-    acks: Option<AckReader>,
-    counters: Arc<WriterCounters>,
-    addr: SocketAddr,
 }
 
 impl Replies {
@@ -49,27 +57,18 @@ impl Replies {
     pub(super) fn start<H: LengthPrefix>(
         stream: &TcpStream,
         framing: Config,
-        on_reply: Option<Arc<ReplyFn>>,
-        acks: Option<AckReader>,
+        mut back: impl Back,
         counters: Arc<WriterCounters>,
         addr: SocketAddr,
         leftover: Vec<u8>,
     ) -> io::Result<Self> {
         let reading = stream.try_clone()?;
-        let reader = Reader {
-            on_reply,
-            acks,
-            counters,
-            addr,
-        };
+        reading.set_read_timeout(back.idle_every())?;
         let thread = thread::Builder::new()
             .name(format!("bs-replies-{addr}"))
             .spawn(move || {
-                read::<H>(reading, framing, &reader, &leftover);
-                if let Some(a) = &reader.acks {
-                    a.acks.broken(a.generation);
-                    a.flusher.wake();
-                }
+                read::<H>(reading, framing, &mut back, &counters, addr, &leftover);
+                back.ended();
             })?;
         Ok(Self {
             stream: stream.try_clone()?,
@@ -96,31 +95,14 @@ impl Replies {
     }
 }
 
-/// Handles one frame from the listener; `false` when it breaks the protocol.
-fn handle(reader: &Reader, frame: &[u8]) -> bool {
-    let reply = match &reader.acks {
-        None => frame,
-        Some(a) => match Back::parse(frame) {
-            Ok(Back::Reply(reply)) => reply,
-            Ok(Back::Ack { delivered }) => {
-                return a
-                    .acks
-                    .acknowledged(a.session, delivered, &reader.counters)
-                    .is_ok();
-            }
-            Ok(_) | Err(_) => return false,
-        },
-    };
-    add(&reader.counters.replies, 1);
-    if let Some(f) = &reader.on_reply {
-        f(reply);
-    }
-    true
-}
-
-fn read<H: LengthPrefix>(mut stream: TcpStream, framing: Config, reader: &Reader, leftover: &[u8]) {
-    let addr = reader.addr;
-    let counters = &reader.counters;
+fn read<H: LengthPrefix>(
+    mut stream: TcpStream,
+    framing: Config,
+    back: &mut impl Back,
+    counters: &WriterCounters,
+    addr: SocketAddr,
+    leftover: &[u8],
+) {
     let mut decoder = Decoder::<H, Vec<u8>>::new(framing, Vec::new());
     let mut buf = vec![0u8; 64 * 1024];
     let mut first = Some(leftover);
@@ -137,6 +119,19 @@ fn read<H: LengthPrefix>(mut stream: TcpStream, framing: Config, reader: &Reader
                 }
                 Ok(n) => buf.get(..n).unwrap_or_default(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if back.idle() {
+                        continue;
+                    }
+                    // Counted broken: the writer reconnects.
+                    let _ = stream.shutdown(Shutdown::Both);
+                    return;
+                }
                 // Closed under us: by `close`, or by `send` dropping a broken connection.
                 Err(_) => return,
             },
@@ -155,10 +150,12 @@ fn read<H: LengthPrefix>(mut stream: TcpStream, framing: Config, reader: &Reader
             };
             input = input.get(fed.consumed..).unwrap_or_default();
             if let Some(Event::Frame(frame)) = fed.event
-                && !handle(reader, frame)
+                && !back.frame(frame)
             {
                 add(&counters.reply_errors, 1);
-                log::warn!("writer {addr}: a malformed acknowledgement, closing the connection");
+                log::warn!(
+                    "writer {addr}: the listener broke the protocol, closing the connection"
+                );
                 let _ = stream.shutdown(Shutdown::Both);
                 return;
             }

@@ -105,7 +105,7 @@ impl Lanes {
         &self,
         messages: impl IntoIterator<Item = M>,
         header: impl Fn(usize) -> Result<Header, EncodeError>,
-        send: impl FnMut(&[u8]),
+        send: impl FnMut(&[u8], u32),
     ) -> Result<(Appended, &Lane), EncodeError> {
         let (index, exclusive) = self.mine();
         let lane = self.lanes.get(index).unwrap_or(self.shared());

@@ -53,13 +53,22 @@ fn frame(i: u8) -> [u8; 3] {
     [2, i, i]
 }
 
+/// Puts sent bytes on `wire`, checking that the frame count sent with them is right (three
+/// bytes a frame): bytes and count come from one atomic, however the threads interleave.
+fn take(wire: &Mutex<Vec<u8>>, bytes: &[u8], frames: u32) {
+    assert_eq!(
+        bytes.len(),
+        3 * frames as usize,
+        "the frame count sent with the bytes"
+    );
+    wire.lock().unwrap().extend_from_slice(bytes);
+}
+
 /// Appends message `i` on the calling thread's lane; bytes the producer sends itself go to
 /// `wire`.
 fn write(lanes: &Lanes, i: u8, wire: &Mutex<Vec<u8>>) -> usize {
     let (_, lane) = lanes
-        .append([[i, i]], header, |b: &[u8]| {
-            wire.lock().unwrap().extend_from_slice(b)
-        })
+        .append([[i, i]], header, |b: &[u8], n| take(wire, b, n))
         .unwrap();
     lanes.iter().position(|l| std::ptr::eq(l, lane)).unwrap()
 }
@@ -88,13 +97,13 @@ fn a_producer_and_two_senders_pass_every_frame_once_in_order() {
         let sender = {
             let (lanes, wire) = (lanes.clone(), wire.clone());
             thread::spawn(move || {
-                lane0(&lanes).send_pending(|b| wire.lock().unwrap().extend_from_slice(b));
+                lane0(&lanes).send_pending(|b, n| take(&wire, b, n));
             })
         };
-        lane0(&lanes).send_pending(|b| wire.lock().unwrap().extend_from_slice(b));
+        lane0(&lanes).send_pending(|b, n| take(&wire, b, n));
         producer.join().unwrap();
         sender.join().unwrap();
-        lane0(&lanes).send_pending(|b| wire.lock().unwrap().extend_from_slice(b));
+        lane0(&lanes).send_pending(|b, n| take(&wire, b, n));
         assert!(!lane0(&lanes).has_pending());
         let want: Vec<u8> = (1..=3).flat_map(frame).collect();
         assert_eq!(*wire.lock().unwrap(), want);
@@ -115,7 +124,7 @@ fn a_published_message_is_never_missed_by_both_sides() {
         // quiet and drained, with no wake-up request pending.
         write(&lanes, 0, &wire);
         let lane = lane0(&lanes);
-        lane.send_pending(|_| {});
+        lane.send_pending(|_, _| {});
         lane.wake_me.store(false, Relaxed);
         let flusher = {
             let lanes = lanes.clone();
@@ -157,7 +166,7 @@ fn a_released_lane_is_drained_then_handed_to_the_next_thread() {
             thread::spawn(move || {
                 let lane = lane0(&lanes);
                 if lane.ticket.released.load(Acquire) {
-                    lane.send_pending(|b| wire.lock().unwrap().extend_from_slice(b));
+                    lane.send_pending(|b, n| take(&wire, b, n));
                     lane.recycle();
                 }
             })
@@ -169,7 +178,7 @@ fn a_released_lane_is_drained_then_handed_to_the_next_thread() {
         flusher.join().unwrap();
         let took = next.join().unwrap();
         for lane in lanes.iter() {
-            lane.send_pending(|b| wire.lock().unwrap().extend_from_slice(b));
+            lane.send_pending(|b, n| take(&wire, b, n));
         }
         let wire = wire.lock().unwrap().clone();
         // Lane 0 once recycled, else the next free one.

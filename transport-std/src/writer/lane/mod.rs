@@ -67,7 +67,8 @@ pub(crate) struct Ticket {
 /// The protocol:
 /// - The producer (the thread that claimed the lane, or whoever holds the shared lane's
 ///   producer lock) writes bytes only at offsets `>= committed` and then publishes them by
-///   storing a larger `committed` with `Release`.
+///   storing a larger `committed` with `Release` (with the count of frames published in
+///   the buffer beside it, in the same atomic: see [`pack`]).
 /// - Senders hold `tx` (the offset sent so far), load `committed` with `Acquire` and read only
 ///   bytes in `[sent, committed)`.
 /// - Bytes below `committed` are never written again until `committed` is reset to 0, and the
@@ -75,7 +76,8 @@ pub(crate) struct Ticket {
 ///   while holding `tx`.
 #[repr(align(128))] // each lane's hot counters on their own cache lines
 pub(crate) struct Lane {
-    committed: AtomicUsize,
+    /// Bytes and frames published in the buffer ([`pack`]).
+    committed: AtomicU64,
     /// Messages published through this lane (monotonic): the flusher tells a growing lane
     /// from a quiet one by it.
     messages: AtomicU64,
@@ -90,8 +92,28 @@ pub(crate) struct Lane {
     asymmetric: bool,
     cap: usize,
     buf: OnceLock<Buf>,
-    tx: Mutex<usize>,
+    tx: Mutex<Sent>,
     pub(crate) ticket: Arc<Ticket>,
+}
+
+/// How far a lane's buffer has been sent: bytes, and the frames in them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sent {
+    bytes: usize,
+    frames: u32,
+}
+
+/// `committed`'s value: the bytes published in the buffer (at most [`LANE_CAP`]) in the low
+/// half, the frames among them in the high half. One atomic, so a sender that sees the bytes
+/// also sees how many messages they are, and the window downstream never re-parses them.
+#[inline(always)]
+fn pack(bytes: usize, frames: u32) -> u64 {
+    bytes as u64 | (u64::from(frames) << 32)
+}
+
+#[inline(always)]
+fn unpack(committed: u64) -> (usize, u32) {
+    ((committed & 0xffff_ffff) as usize, (committed >> 32) as u32)
 }
 
 // SAFETY: `buf` is the only field that is not `Sync` by itself; every access to it follows
@@ -111,7 +133,7 @@ pub(crate) struct Appended {
 impl Lane {
     pub(crate) fn new(cap: usize, waker: Arc<Waker>) -> Self {
         Self {
-            committed: AtomicUsize::new(0),
+            committed: AtomicU64::new(0),
             messages: AtomicU64::new(0),
             wake_me: AtomicBool::new(true),
             sent_hint: AtomicUsize::new(0),
@@ -119,7 +141,7 @@ impl Lane {
             asymmetric: barrier::asymmetric(),
             cap: cap.clamp(1, LANE_CAP),
             buf: OnceLock::new(),
-            tx: Mutex::new(0),
+            tx: Mutex::new(Sent::default()),
             ticket: Arc::new(Ticket {
                 released: AtomicBool::new(false),
                 waker,
@@ -160,45 +182,48 @@ impl Lane {
 
     /// Bytes published in the current buffer (drops to 0 when it is sent whole).
     pub(crate) fn committed(&self) -> usize {
-        self.committed.load(Ordering::Relaxed)
+        unpack(self.committed.load(Ordering::Relaxed)).0
     }
 
     /// Whether published bytes wait to be sent (a stale answer is only ever "yes").
     pub(crate) fn has_pending(&self) -> bool {
         // `committed` first: its acquire makes any reset of the mirror visible.
-        let committed = self.committed.load(Ordering::Acquire);
+        let (committed, _) = unpack(self.committed.load(Ordering::Acquire));
         committed != self.sent_hint.load(Ordering::Relaxed)
     }
 
-    fn lock_tx(&self) -> MutexGuard<'_, usize> {
+    fn lock_tx(&self) -> MutexGuard<'_, Sent> {
         // Nothing panics while holding `tx` except `send`, which never leaves it inconsistent.
         self.tx.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Sends what is published and not sent yet; returns whether there was anything.
-    pub(crate) fn send_pending(&self, send: impl FnOnce(&[u8])) -> bool {
+    /// Sends what is published and not sent yet (its bytes, and how many frames they are);
+    /// returns whether there was anything.
+    pub(crate) fn send_pending(&self, send: impl FnOnce(&[u8], u32)) -> bool {
         let Some(buf) = self.buf.get() else {
             return false;
         };
         let mut sent = self.lock_tx();
         let committed = self.committed.load(Ordering::Acquire);
-        if committed <= *sent {
+        let (bytes, frames) = unpack(committed);
+        if bytes <= sent.bytes {
             return false;
         }
+        let count = frames.wrapping_sub(sent.frames);
         // SAFETY: `sent <= committed <= buf.len()`. The bytes in `[sent, committed)` were
         // published by the producer's release store, which the acquire load above observed,
         // and the producer does not write below `committed` until it resets it, which needs
         // `tx`: held here until the slice is gone.
-        unsafe { buf.read(*sent, committed - *sent, send) };
-        *sent = committed;
-        self.sent_hint.store(committed, Ordering::Relaxed);
+        unsafe { buf.read(sent.bytes, bytes - sent.bytes, |b| send(b, count)) };
+        *sent = Sent { bytes, frames };
+        self.sent_hint.store(bytes, Ordering::Relaxed);
         true
     }
 
     /// Frees a released lane for the next thread (after its bytes were sent).
     pub(crate) fn recycle(&self) {
         let mut sent = self.lock_tx();
-        *sent = 0;
+        *sent = Sent::default();
         self.sent_hint.store(0, Ordering::Relaxed);
         self.committed.store(0, Ordering::Relaxed);
         self.ticket.released.store(false, Ordering::Relaxed);
@@ -216,7 +241,7 @@ impl Lane {
         let Some(buf) = self.buf.get() else {
             return false;
         };
-        let len = self.committed.load(Ordering::Relaxed);
+        let (len, frames) = unpack(self.committed.load(Ordering::Relaxed));
         // Room for the padded header too: it is copied whole (one fixed-size move) and the
         // payload then overwrites its padding.
         if MAX_HEADER_LEN + message.len() > buf.len() - len {
@@ -229,15 +254,17 @@ impl Lane {
             buf.write(len + header.len(), message);
         }
         self.messages.store(self.messages() + 1, Ordering::Relaxed);
+        let end = len + header.len() + message.len();
         self.committed
-            .store(len + header.len() + message.len(), Ordering::Release);
+            .store(pack(end, frames + 1), Ordering::Release);
         true
     }
 
     /// Appends `messages` as frames and publishes them together. When they do not fit, the
-    /// published bytes are sent first (through `send`, on this thread); a batch larger than
-    /// the lane is sent in one piece from a temporary buffer. Returns what was appended; on
-    /// an encoding error nothing of this call is published or sent.
+    /// published bytes are sent first (through `send`, on this thread, with their frame
+    /// count); a batch larger than the lane is sent in one piece from a temporary buffer.
+    /// Returns what was appended; on an encoding error nothing of this call is published or
+    /// sent.
     ///
     /// # Safety
     /// The caller is the lane's only producer for the whole call: the thread that claimed it,
@@ -246,12 +273,12 @@ impl Lane {
         &self,
         messages: impl IntoIterator<Item = M>,
         header: impl Fn(usize) -> Result<Header, EncodeError>,
-        mut send: impl FnMut(&[u8]),
+        mut send: impl FnMut(&[u8], u32),
     ) -> Result<Appended, EncodeError> {
         let buf = self.buffer();
         let cap = buf.len();
         // Only the producer stores `committed` outside `tx`, and we are the producer.
-        let mut start = self.committed.load(Ordering::Relaxed);
+        let (mut start, mut published) = unpack(self.committed.load(Ordering::Relaxed));
         let mut len = start;
         let mut spill: Option<Vec<u8>> = None;
         let mut done = Appended::default();
@@ -269,16 +296,18 @@ impl Lane {
             if n > cap - len && start > 0 {
                 // Full: the published frames go out in one write, this call's move to the front.
                 let mut sent = self.lock_tx();
+                let count = published.wrapping_sub(sent.frames);
                 // SAFETY: `[sent, start)` is published (`start` is `committed`) and nobody
                 // else writes it; we hold `tx`, so no sender reads it meanwhile either.
-                unsafe { buf.read(*sent, start - *sent, &mut send) };
+                unsafe { buf.read(sent.bytes, start - sent.bytes, |b| send(b, count)) };
                 done.sent = true;
                 // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding `tx`, we
                 // may overwrite the published bytes: no sender reads without it.
                 unsafe { buf.move_to_front(start, len - start) };
                 len -= start;
                 start = 0;
-                *sent = 0;
+                published = 0;
+                *sent = Sent::default();
                 self.sent_hint.store(0, Ordering::Relaxed);
                 self.committed.store(0, Ordering::Relaxed);
             }
@@ -303,14 +332,19 @@ impl Lane {
         }
         self.messages
             .store(self.messages() + done.messages, Ordering::Relaxed);
+        // Every frame of this call is in the spill, or unpublished in the buffer.
+        let count = u32::try_from(done.messages).unwrap_or(u32::MAX);
         match spill {
             Some(v) => {
                 // `start` is 0: nothing published waits before these frames.
                 let _sent = self.lock_tx();
-                send(&v);
+                send(&v, count);
                 done.sent = true;
             }
-            None => self.committed.store(len, Ordering::Release),
+            None => {
+                let committed = pack(len, published + count);
+                self.committed.store(committed, Ordering::Release)
+            }
         }
         Ok(done)
     }

@@ -53,12 +53,13 @@ proptest! {
 
     /// Any sequence of appends (single messages and batches, some larger than the lane)
     /// and sends: the bytes sent are exactly the frames in order, every send holds whole
-    /// frames, and only a batch larger than the lane makes a send larger than the lane.
+    /// frames and says how many, and only a batch larger than the lane makes a send larger
+    /// than the lane.
     #[test]
     fn sends_are_the_frames_in_order(ops in prop::collection::vec(op(), 1..60), cap in 16usize..700) {
         let lanes = Lanes::new(cap, Arc::new(Waker::default()));
         let enc = Encoder::<BigEndian<4>>::new(Config::new().with_max_frame_len(1000));
-        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut sent: Vec<(Vec<u8>, u32)> = Vec::new();
         let mut written: Vec<Vec<u8>> = Vec::new();
         let mut big_batches: Vec<Vec<u8>> = Vec::new();
         let mut lane_cap = 0;
@@ -68,7 +69,7 @@ proptest! {
                     let batch: Vec<Vec<u8>> =
                         sizes.iter().map(|&n| vec![k as u8; n]).collect();
                     let (done, lane) = lanes
-                        .append(&batch, |n| enc.header(n), |b: &[u8]| sent.push(b.to_vec()))
+                        .append(&batch, |n| enc.header(n), |b: &[u8], n| sent.push((b.to_vec(), n)))
                         .unwrap();
                     lane_cap = lane.cap;
                     prop_assert_eq!(done.messages, batch.len() as u64);
@@ -80,20 +81,21 @@ proptest! {
                 }
                 Op::SendPending => {
                     for lane in lanes.iter() {
-                        lane.send_pending(|b| sent.push(b.to_vec()));
+                        lane.send_pending(|b, n| sent.push((b.to_vec(), n)));
                     }
                 }
             }
         }
         for lane in lanes.iter() {
-            lane.send_pending(|b| sent.push(b.to_vec()));
+            lane.send_pending(|b, n| sent.push((b.to_vec(), n)));
             prop_assert!(!lane.has_pending());
         }
-        for s in &sent {
-            whole_frames(s);
+        for (s, n) in &sent {
+            prop_assert_eq!(whole_frames(s), *n as usize, "the frame count sent with the bytes");
             prop_assert!(s.len() <= lane_cap || big_batches.contains(s));
         }
-        prop_assert_eq!(sent.concat(), frames(&written));
+        let bytes: Vec<Vec<u8>> = sent.into_iter().map(|(s, _)| s).collect();
+        prop_assert_eq!(bytes.concat(), frames(&written));
         let total: u64 = lanes.iter().map(Lane::messages).sum();
         prop_assert_eq!(total, written.len() as u64);
     }
@@ -104,14 +106,14 @@ proptest! {
 fn concurrent_producer_and_sender() {
     let lanes = Arc::new(Lanes::new(1024, Arc::new(Waker::default())));
     let enc = Encoder::<BigEndian<4>>::new(Config::new());
-    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
     let stop = Arc::new(AtomicBool::new(false));
     let sender = {
         let (lanes, tx, stop) = (lanes.clone(), tx.clone(), stop.clone());
         thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
                 for lane in lanes.iter() {
-                    lane.send_pending(|b| tx.send(b.to_vec()).unwrap());
+                    lane.send_pending(|b, n| tx.send((b.to_vec(), n)).unwrap());
                 }
             }
         })
@@ -123,7 +125,7 @@ fn concurrent_producer_and_sender() {
             .append(
                 [&m],
                 |n| enc.header(n),
-                |b: &[u8]| tx.send(b.to_vec()).unwrap(),
+                |b: &[u8], n| tx.send((b.to_vec(), n)).unwrap(),
             )
             .unwrap();
         written.push(m);
@@ -131,14 +133,16 @@ fn concurrent_producer_and_sender() {
     stop.store(true, Ordering::Release);
     sender.join().unwrap();
     for lane in lanes.iter() {
-        lane.send_pending(|b| tx.send(b.to_vec()).unwrap());
+        lane.send_pending(|b, n| tx.send((b.to_vec(), n)).unwrap());
     }
     drop(tx);
-    let sent: Vec<Vec<u8>> = rx.iter().collect();
-    for s in &sent {
-        whole_frames(s);
+    let sent: Vec<(Vec<u8>, u32)> = rx.iter().collect();
+    for (s, n) in &sent {
+        // The count came with the bytes, though the producer published both while this ran.
+        assert_eq!(whole_frames(s), *n as usize);
     }
-    assert_eq!(sent.concat(), frames(&written));
+    let bytes: Vec<Vec<u8>> = sent.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(bytes.concat(), frames(&written));
 }
 
 /// A lane whose thread exited is handed to the next thread once recycled; until then
@@ -152,7 +156,7 @@ fn lanes_are_claimed_per_thread_and_recycled() {
     let claim = |lanes: Arc<Lanes>| {
         thread::spawn(move || {
             let (_, lane) = lanes
-                .append([b"m"], |n| enc.header(n), |_: &[u8]| {})
+                .append([b"m"], |n| enc.header(n), |_: &[u8], _| {})
                 .unwrap();
             index(&lanes, lane)
         })
@@ -178,15 +182,15 @@ fn lanes_are_claimed_per_thread_and_recycled() {
         "no lane of its own left: the shared one"
     );
     let first = lanes.iter().next().unwrap();
-    first.send_pending(|_| {});
+    first.send_pending(|_, _| {});
     first.recycle();
     assert_eq!(claim(lanes.clone()), 0);
     // The same thread keeps its lane.
     let (_, a) = lanes
-        .append([b"a"], |n| enc.header(n), |_: &[u8]| {})
+        .append([b"a"], |n| enc.header(n), |_: &[u8], _| {})
         .unwrap();
     let (_, b) = lanes
-        .append([b"b"], |n| enc.header(n), |_: &[u8]| {})
+        .append([b"b"], |n| enc.header(n), |_: &[u8], _| {})
         .unwrap();
     assert!(std::ptr::eq(a, b));
 }

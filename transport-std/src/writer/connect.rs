@@ -1,0 +1,54 @@
+//! Dialling: a connection within the retry policy, configured as the writer wants it.
+
+use std::io;
+use std::net::TcpStream;
+use std::thread;
+use std::time::Instant;
+
+use buffstreams_framing::LengthPrefix;
+
+use super::Shared;
+use crate::stats::add;
+
+impl<H: LengthPrefix> Shared<H> {
+    /// Whether the retry policy is spent: `failures` attempts, or its deadline since `started`.
+    pub(super) fn out_of_budget(&self, started: Instant, failures: u32) -> bool {
+        let retry = self.config.retry();
+        failures >= retry.max_attempts() || retry.deadline().is_some_and(|d| started.elapsed() >= d)
+    }
+
+    /// Connects, retrying with backoff under the policy (`failures` counts the attempts that
+    /// failed since `started`).
+    pub(super) fn connect(&self, started: Instant, failures: &mut u32) -> io::Result<TcpStream> {
+        loop {
+            match TcpStream::connect_timeout(&self.addr, self.config.connect_timeout()) {
+                Ok(s) => {
+                    s.set_nodelay(self.config.nodelay())?;
+                    s.set_write_timeout(self.config.write_timeout())?;
+                    return Ok(s);
+                }
+                Err(e) => {
+                    add(&self.counters.connect_failures, 1);
+                    *failures += 1;
+                    if self.out_of_budget(started, *failures) {
+                        return Err(e);
+                    }
+                    self.back_off(started, *failures, format_args!("connect failed ({e})"));
+                }
+            }
+        }
+    }
+
+    /// Sleeps the policy's wait after `failures` failures (never past its deadline).
+    pub(super) fn back_off(&self, started: Instant, failures: u32, why: std::fmt::Arguments<'_>) {
+        let mut wait = self.config.retry().wait_after(failures);
+        if let Some(d) = self.config.retry().deadline() {
+            wait = wait.min(d.saturating_sub(started.elapsed()));
+        }
+        self.note(
+            log::Level::Debug,
+            format_args!("{why}, retrying in {wait:?}"),
+        );
+        thread::sleep(wait);
+    }
+}
