@@ -308,6 +308,8 @@ step fmt bash -c 'cargo fmt --all --check && (cd fuzz && cargo fmt --check) && (
 # transport-smoltcp's `log` and `defmt` features exclude each other: one clippy run each.
 # The interop peers in Go and Python: formatted and vetted as their languages expect.
 step peers-lint bash -c 'test -z "$(gofmt -l examples/peers)" && (cd examples/peers && go vet peer.go) && /usr/bin/python3 -c "import ast; ast.parse(open('"'"'examples/peers/peer.py'"'"').read())"'
+# No source file imports one that imports it back (by a `use` or an inline path).
+step import-cycles python3 .ci/import-cycles.py framing/src transport-std/src transport-smoltcp/src
 step clippy cargo clippy --workspace --exclude "$SMOLTCP" --all-targets --all-features --locked -- -D warnings
 step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
 step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings

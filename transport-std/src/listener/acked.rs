@@ -2,33 +2,12 @@
 //! connection's [`Receiver`] and the [`Sessions`] table its connections share. This file only
 //! moves what the machines say between threads; the protocol is theirs.
 
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use buffstreams_framing::acked::{
-    ACK_LEN, Delivery, OpenError, Receiver, SessionSlot, Sessions, WELCOME_LEN, WireError,
-};
+use buffstreams_framing::acked::{ACK_LEN, Delivery, OpenError, Receiver, WELCOME_LEN, WireError};
 
 use super::shared::Shared;
 use crate::sync::relock;
-
-/// The writer sessions a listener remembers, shared by its connection threads.
-#[derive(Debug)]
-pub(super) struct SessionTable {
-    table: Mutex<Sessions<Vec<SessionSlot>>>,
-    /// Signalled when a connection hands its session back.
-    released: Condvar,
-}
-
-impl SessionTable {
-    pub(super) fn new(max: usize, ttl: Duration) -> Self {
-        let ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX);
-        Self {
-            table: Mutex::new(Sessions::new(vec![SessionSlot::EMPTY; max.max(1)], ttl_us)),
-            released: Condvar::new(),
-        }
-    }
-}
 
 /// Why a connection was refused at its opening.
 #[derive(Debug)]

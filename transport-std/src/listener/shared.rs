@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
+use buffstreams_framing::acked::{SessionSlot, Sessions};
+
 use super::ProtocolErrorFn;
-use super::acked::SessionTable;
 use super::config::ListenerConfig;
 use super::poll::Pollers;
 use crate::stats::ListenerCounters;
@@ -187,6 +188,24 @@ impl Registry {
             entry.peer
         );
         true
+    }
+}
+
+/// The writer sessions a listener remembers, shared by its connection threads.
+#[derive(Debug)]
+pub(super) struct SessionTable {
+    pub(super) table: Mutex<Sessions<Vec<SessionSlot>>>,
+    /// Signalled when a connection hands its session back.
+    pub(super) released: Condvar,
+}
+
+impl SessionTable {
+    pub(super) fn new(max: usize, ttl: Duration) -> Self {
+        let ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX);
+        Self {
+            table: Mutex::new(Sessions::new(vec![SessionSlot::EMPTY; max.max(1)], ttl_us)),
+            released: Condvar::new(),
+        }
     }
 }
 
