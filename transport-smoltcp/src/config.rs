@@ -11,6 +11,7 @@ pub struct ListenerConfig {
     pub(crate) framing: Config,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) frame_timeout: Option<Duration>,
+    pub(crate) session_ttl: Duration,
 }
 
 impl ListenerConfig {
@@ -23,7 +24,20 @@ impl ListenerConfig {
             framing: Config::new(),
             idle_timeout: Some(Duration::from_secs(120)),
             frame_timeout: Some(Duration::from_secs(10)),
+            session_ttl: Duration::from_secs(600),
         }
+    }
+
+    /// Acknowledged mode ([`Listener::with_acks`](crate::Listener::with_acks)): how long an
+    /// idle writer session is remembered (default 10 minutes).
+    pub const fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// How long an idle writer session is remembered.
+    pub const fn session_ttl(&self) -> Duration {
+        self.session_ttl
     }
 
     /// The framing options: maximum message length, oversize policy, length counting the
@@ -158,6 +172,7 @@ pub struct WriterConfig {
     pub(crate) framing: Config,
     pub(crate) retry: RetryPolicy,
     pub(crate) seed: u32,
+    pub(crate) ack_timeout: Duration,
 }
 
 impl WriterConfig {
@@ -167,6 +182,7 @@ impl WriterConfig {
             framing: Config::new(),
             retry: RetryPolicy::new(),
             seed: 0x9e37_79b9,
+            ack_timeout: Duration::from_secs(30),
         }
     }
 
@@ -190,6 +206,14 @@ impl WriterConfig {
         self
     }
 
+    /// Acknowledged mode ([`Writer::with_acks`](crate::Writer::with_acks)): how long
+    /// messages may wait for an acknowledgement, with none arriving, before the connection
+    /// counts as broken and is redialled (default 30 s; zero: never).
+    pub const fn with_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
     /// The framing options.
     pub const fn framing(&self) -> Config {
         self.framing
@@ -198,6 +222,11 @@ impl WriterConfig {
     /// The reconnect policy.
     pub const fn retry(&self) -> RetryPolicy {
         self.retry
+    }
+
+    /// How long unacknowledged messages wait before the connection counts as broken.
+    pub const fn ack_timeout(&self) -> Duration {
+        self.ack_timeout
     }
 }
 

@@ -6,6 +6,7 @@
 
 use core::fmt;
 
+use buffstreams_framing::acked::SenderError;
 use buffstreams_framing::{DecodeError, EncodeError};
 
 /// Why a frame was not sent. Whatever the variant, no byte of the frame is in the send ring:
@@ -34,6 +35,9 @@ pub enum SendError {
     NotConnected,
     /// The payload cannot be framed (longer than the maximum or than the header can express).
     Encode(EncodeError),
+    /// Acknowledged mode: the window of unacknowledged messages is full. Try again once
+    /// acknowledgements have come (after the next polls).
+    WindowFull,
 }
 
 impl From<EncodeError> for SendError {
@@ -54,6 +58,7 @@ impl fmt::Display for SendError {
                 "frame of {needed} bytes can never fit a send ring of {capacity} bytes"
             ),
             Self::NotConnected => f.write_str("socket is not connected"),
+            Self::WindowFull => f.write_str("the acknowledgement window is full"),
             Self::Encode(e) => write!(f, "cannot frame payload: {e}"),
         }
     }
@@ -80,6 +85,8 @@ pub enum RecvError {
     /// The socket cannot receive: not connected, or the peer closed and everything it sent
     /// has been read.
     NotConnected,
+    /// Acknowledged mode: the peer broke the acknowledged protocol (the connection is aborted).
+    Acked(SenderError),
 }
 
 impl From<DecodeError> for RecvError {
@@ -93,6 +100,7 @@ impl fmt::Display for RecvError {
         match self {
             Self::Decode(e) => write!(f, "invalid frame: {e}"),
             Self::NotConnected => f.write_str("socket is not connected"),
+            Self::Acked(e) => write!(f, "acknowledged mode: {e}"),
         }
     }
 }
@@ -101,6 +109,7 @@ impl core::error::Error for RecvError {
     fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Decode(e) => Some(e),
+            Self::Acked(e) => Some(e),
             Self::NotConnected => None,
         }
     }

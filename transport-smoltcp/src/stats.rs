@@ -30,6 +30,13 @@ pub struct ListenerStats {
     pub reply_errors: u64,
     /// Times a socket could not be put back to listening.
     pub listen_errors: u64,
+    /// Acknowledged mode: connections refused at their opening (a plain peer, a bad hello,
+    /// no room for the session).
+    pub handshake_errors: u64,
+    /// Acknowledged mode: acknowledgements staged.
+    pub acks_out: u64,
+    /// Acknowledged mode: connections ended because their writer opened a newer one.
+    pub superseded: u64,
 }
 
 /// Counters a writer keeps (read them with [`Writer::stats`](crate::Writer::stats)).
@@ -61,4 +68,10 @@ pub struct WriterStats {
     pub in_doubt_bytes: u64,
     /// Reply streams aborted because the peer broke the protocol.
     pub protocol_errors: u64,
+    /// Acknowledged mode: messages the listener acknowledged.
+    pub acked: u64,
+    /// Acknowledged mode: messages written again after a reconnect.
+    pub resent: u64,
+    /// Acknowledged mode: messages given up with [`Writer::give_up`](crate::Writer::give_up).
+    pub dead_lettered: u64,
 }

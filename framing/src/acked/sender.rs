@@ -54,7 +54,7 @@ impl Default for SenderConfig {
 
 /// What the listener did that the sender refuses: the connection must end (the messages stay
 /// in the window and go again on the next one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum SenderError {
@@ -413,6 +413,23 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     /// As [`queue`](Self::queue).
     pub fn queue_message(&mut self, header: &Header, payload: &[u8]) -> Result<bool, QueueError> {
         let batch = self.window.push(&[header.as_bytes(), payload], 1)?;
+        Ok(self.queued(batch))
+    }
+
+    /// Queues a batch of `len` bytes, `count` whole frames of format `H`, that `fill` writes
+    /// straight into the window (no buffer of the caller's in between): as
+    /// [`queue`](Self::queue). `fill` must write exactly that: the frames are walked when a
+    /// connection resumes inside the batch and when messages are given up.
+    ///
+    /// # Errors
+    /// As [`queue`](Self::queue).
+    pub fn queue_with(
+        &mut self,
+        len: usize,
+        count: u32,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<bool, QueueError> {
+        let batch = self.window.push_with(len, count, fill)?;
         Ok(self.queued(batch))
     }
 

@@ -19,7 +19,7 @@ use crate::storage::Storage;
 pub const RECORD_LEN: usize = 8;
 
 /// Why a batch could not join the window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum QueueError {
@@ -175,11 +175,30 @@ impl<S: Storage> Window<S> {
             .iter()
             .try_fold(0usize, |n, p| n.checked_add(p.len()))
             .ok_or(QueueError::TooLarge)?;
+        self.push_with(len, count, |mut body| {
+            for part in parts {
+                let (here, rest) = body.split_at_mut(part.len());
+                here.copy_from_slice(part);
+                body = rest;
+            }
+        })
+    }
+
+    /// Appends a batch of `len` bytes (`count` whole frames) that `fill` writes in place.
+    ///
+    /// # Errors
+    /// As [`push`](Self::push).
+    pub(crate) fn push_with(
+        &mut self,
+        len: usize,
+        count: u32,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Batch, QueueError> {
         let at = self.place(len, count)?;
         let batch = Batch { at, count, len };
         let end = batch.end();
         let room = self.storage.slot(end).ok_or(QueueError::TooLarge)?;
-        let (record, mut body) = room
+        let (record, body) = room
             .get_mut(at..end)
             .ok_or(QueueError::TooLarge)?
             .split_at_mut(RECORD_LEN);
@@ -189,11 +208,7 @@ impl<S: Storage> Window<S> {
         c.copy_from_slice(&count.to_le_bytes());
         l.copy_from_slice(&len32.to_le_bytes());
         record.copy_from_slice(&head);
-        for part in parts {
-            let (here, rest) = body.split_at_mut(part.len());
-            here.copy_from_slice(part);
-            body = rest;
-        }
+        fill(body);
         if at == 0 && (self.end > 0 || self.wrapped) && self.start != self.end {
             self.wrapped = true;
             self.wrapped_end = end;

@@ -73,7 +73,7 @@ pub struct Hello {
 }
 
 /// Why bytes that should be a hello or a listener-to-writer frame are not one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum WireError {

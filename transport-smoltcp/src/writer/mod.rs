@@ -1,8 +1,14 @@
 //! The BuffStreams writer for a poll loop: dials, writes framed messages, reconnects with
-//! exponential backoff measured on the application's clock, and reads replies.
+//! exponential backoff measured on the application's clock, and reads replies; in the
+//! acknowledged mode (`acked.rs`) keeps every message in a window until the listener has it.
+
+mod acked;
 
 use core::ops::ControlFlow;
 
+use buffstreams_framing::acked::{
+    QueueError, Sender, SenderConfig, SessionId, Window, back_config,
+};
 use buffstreams_framing::{Decoder, Encoder, Event, LengthPrefix, Storage};
 use smoltcp::iface::{Context, SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -13,6 +19,7 @@ use crate::config::WriterConfig;
 use crate::error::{RecvError, SendError};
 use crate::socket::{recv_frames, send_frame, send_frames, send_free};
 use crate::stats::WriterStats;
+use acked::{Acked, BackError};
 
 /// Where a [`Writer`] stands, as [`Writer::poll`] reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,8 +78,15 @@ const PORT_SPAN: u32 = 16384;
 /// // Not connected until `poll` has dialled and the handshake is done:
 /// assert_eq!(writer.write(&mut sockets, b"hello"), Err(SendError::NotConnected));
 /// ```
+///
+/// # The acknowledged mode
+/// [`with_acks`](Self::with_acks) gives the writer a window (a buffer of yours) that keeps
+/// every message until the listener (a transport-std or transport-smoltcp listener with acks)
+/// has handed it to its application: a lost connection or a restarted server loses nothing,
+/// and what may arrive twice is marked on the listener's side. See
+/// [`buffstreams_framing::acked`].
 #[derive(Debug)]
-pub struct Writer<H, S> {
+pub struct Writer<H, S, W = [u8; 0]> {
     handle: SocketHandle,
     remote: IpEndpoint,
     config: WriterConfig,
@@ -86,6 +100,7 @@ pub struct Writer<H, S> {
     /// lost connection's last replies are handed over before it is given up.
     reads: bool,
     stats: WriterStats,
+    acked: Option<Acked<H, W>>,
 }
 
 impl<H: LengthPrefix, S: Storage> Writer<H, S> {
@@ -106,27 +121,95 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             port: PORT_FIRST,
             reads: false,
             stats: WriterStats::default(),
+            acked: None,
         };
         let offset = writer.random() % PORT_SPAN;
         writer.port = PORT_FIRST.saturating_add(offset as u16);
         writer
     }
 
+    /// The acknowledged mode: every message is kept in `window` (your buffer: its size bounds
+    /// the bytes in flight, 8 bytes per message on top of its frame) until the listener
+    /// acknowledges it, and sent again after a lost connection; [`write`](Self::write) queues
+    /// into the window whether connected or not, and refuses with
+    /// [`SendError::WindowFull`] when it is full. `session` must be new every time the
+    /// device starts (16 bytes from a hardware RNG): a listener that remembers an old
+    /// session with the same id would take the new messages for ones it has delivered.
+    ///
+    /// A reboot loses the window: an application that must not lose what it queued before a
+    /// reboot keeps it (and the session) in persistent storage itself.
+    ///
+    /// ```
+    /// use buffstreams_framing::BigEndian;
+    /// use buffstreams_framing::acked::{SessionId, Window};
+    /// use buffstreams_transport_smoltcp::{Writer, WriterConfig};
+    /// use smoltcp::iface::SocketSet;
+    /// use smoltcp::socket::tcp;
+    /// use smoltcp::wire::{IpAddress, IpEndpoint};
+    ///
+    /// let mut sockets = SocketSet::new(vec![]);
+    /// let handle = sockets.add(tcp::Socket::new(
+    ///     tcp::SocketBuffer::new(vec![0; 4096]),
+    ///     tcp::SocketBuffer::new(vec![0; 4096]),
+    /// ));
+    /// let server = IpEndpoint::new(IpAddress::v4(192, 168, 69, 100), 5031);
+    /// let session = SessionId([0x5a; 16]); // from the device's RNG, new at every boot
+    /// let mut writer = Writer::<BigEndian<4>, _>::new(handle, server, WriterConfig::new(), [0u8; 512])
+    ///     .with_acks(Window::new([0u8; 8192], usize::MAX, 256), session);
+    /// // Queued in the window even before the connection is up:
+    /// assert!(writer.write(&mut sockets, b"reading 1").is_ok());
+    /// assert_eq!(writer.unacknowledged(), 1);
+    /// ```
+    pub fn with_acks<W: Storage>(self, window: Window<W>, session: SessionId) -> Writer<H, S, W> {
+        let retry = self.config.retry;
+        let timeouts = SenderConfig::new()
+            .with_welcome_timeout_us(retry.connect_timeout.total_micros())
+            .with_silence_timeout_us(self.config.ack_timeout.total_micros());
+        let framing = self.config.framing;
+        let storage = self.decoder.into_storage();
+        Writer {
+            handle: self.handle,
+            remote: self.remote,
+            config: self.config,
+            encoder: self.encoder,
+            // Welcomes, acknowledgements and replies: one byte more than a message.
+            decoder: Decoder::new(back_config::<H>(framing), storage),
+            state: self.state,
+            failures: self.failures,
+            rng: self.rng,
+            port: self.port,
+            reads: self.reads,
+            stats: self.stats,
+            acked: Some(Acked::new(Sender::new(framing, timeouts, window, session))),
+        }
+    }
+}
+
+impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
     /// Drives the connection: dials when it is time, notices an established, refused, lost or
     /// timed-out connection, and schedules the next attempt. `cx` is `iface.context()`.
     pub fn poll(&mut self, cx: &mut Context, sockets: &mut SocketSet<'_>, now: Instant) -> Status {
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        if let Some(a) = self.acked.as_mut() {
+            a.now_us = u64::try_from(now.total_micros()).unwrap_or(0);
+        }
         match self.state {
             State::Backoff(at) if now >= at => self.dial(cx, socket, now),
             State::Backoff(_) | State::GaveUp | State::Closed => {}
             State::Connecting(since) => match socket.state() {
                 tcp::State::Established => {
                     self.state = State::Connected;
-                    self.failures = 0;
+                    // In the acknowledged mode an attempt succeeds with its welcome.
+                    if self.acked.is_none() {
+                        self.failures = 0;
+                    }
                     self.reads = false;
                     self.decoder.reset();
                     self.stats.connects = self.stats.connects.saturating_add(1);
                     info!("connected to {}", self.remote);
+                    if let Some(a) = self.acked.as_mut() {
+                        a.connected(socket);
+                    }
                 }
                 tcp::State::SynSent | tcp::State::SynReceived
                     if now < since + self.config.retry.connect_timeout => {}
@@ -137,7 +220,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
                 }
             },
             State::Connected => match socket.state() {
-                tcp::State::Established => {}
+                tcp::State::Established => self.acked_poll(sockets),
                 // Replies that arrived before the peer closed or reset go to `receive` first
                 // (redialling resets the socket and its rings).
                 _ if self.reads && socket.can_recv() => {}
@@ -155,6 +238,49 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             }
         }
         self.status()
+    }
+
+    /// The acknowledged mode's share of a poll on an established connection: what the
+    /// listener sent back (unless the application reads it with `receive`), a connection that
+    /// has gone silent, and what the window has to send.
+    fn acked_poll(&mut self, sockets: &mut SocketSet<'_>) {
+        let Some(a) = self.acked.as_mut() else {
+            return;
+        };
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        let read = if self.reads {
+            Ok(0)
+        } else {
+            // The application does not read replies: they are counted and dropped.
+            a.read_back(socket, &mut self.decoder, &mut self.stats, |_| {})
+        };
+        let broken = match read {
+            Err(BackError::Protocol(e)) => {
+                warn!("{} broke the acknowledged protocol: {}", self.remote, e);
+                true
+            }
+            Err(BackError::Recv(RecvError::Decode(e))) => {
+                warn!(
+                    "reply stream from {} broke the protocol: {}",
+                    self.remote, e
+                );
+                true
+            }
+            Err(BackError::Recv(_)) | Ok(_) => a.broken().is_some_and(|b| {
+                warn!("connection to {} broken: {:?}", self.remote, b);
+                true
+            }),
+        };
+        if broken {
+            self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
+            // The next poll sees it closed and redials.
+            socket.abort();
+            return;
+        }
+        if a.is_open() {
+            self.failures = 0;
+        }
+        a.pump(socket);
     }
 
     fn dial(&mut self, cx: &mut Context, socket: &mut tcp::Socket<'_>, now: Instant) {
@@ -214,6 +340,15 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         if reset {
             socket.abort();
         }
+        // In the acknowledged mode a connection that ended before its welcome was refused:
+        // an attempt that failed (it counts against the retry policy).
+        let welcomed = self.acked.as_ref().is_none_or(Acked::is_open);
+        if let Some(a) = self.acked.as_mut() {
+            a.lost();
+        }
+        if !welcomed {
+            return self.failed(now);
+        }
         self.failures = 0;
         let delay = self.config.retry.delay(1);
         self.state = State::Backoff(now + self.jitter(delay));
@@ -249,6 +384,9 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         sockets: &mut SocketSet<'_>,
         payload: &[u8],
     ) -> Result<usize, SendError> {
+        if self.acked.is_some() {
+            return self.queue(sockets, &[payload]);
+        }
         if self.state != State::Connected {
             return Err(SendError::NotConnected);
         }
@@ -269,12 +407,63 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         sockets: &mut SocketSet<'_>,
         payloads: &[&[u8]],
     ) -> Result<usize, SendError> {
+        if self.acked.is_some() {
+            return self.queue(sockets, payloads);
+        }
         if self.state != State::Connected {
             return Err(SendError::NotConnected);
         }
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
         let sent = send_frames(socket, &self.encoder, payloads);
         self.count(sent, payloads.len())
+    }
+
+    /// The acknowledged mode's write: the frames go straight into the window as one batch
+    /// (all or nothing), then as far into the send ring as it has room.
+    fn queue(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        payloads: &[&[u8]],
+    ) -> Result<usize, SendError> {
+        let Some(a) = self.acked.as_mut() else {
+            return Err(SendError::NotConnected);
+        };
+        let mut needed = 0usize;
+        for p in payloads {
+            let n = self.encoder.encoded_len(p.len())?;
+            needed = needed.checked_add(n).ok_or(SendError::ExceedsBuffer {
+                needed: usize::MAX,
+                capacity: a.sender.window().capacity(),
+            })?;
+        }
+        let count = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+        let encoder = &self.encoder;
+        let queued = a.sender.queue_with(needed, count, |mut room| {
+            for p in payloads {
+                // Every header was computed above and the encoder is deterministic.
+                let Ok(header) = encoder.header(p.len()) else {
+                    return;
+                };
+                let (h, rest) = room.split_at_mut(header.len());
+                h.copy_from_slice(&header);
+                let (body, rest) = rest.split_at_mut(p.len());
+                body.copy_from_slice(p);
+                room = rest;
+            }
+        });
+        match queued {
+            Ok(_) => {
+                if self.state == State::Connected {
+                    a.pump(sockets.get_mut::<tcp::Socket>(self.handle));
+                }
+                self.count(Ok(needed), payloads.len())
+            }
+            Err(QueueError::Full) => self.count(Err(SendError::WindowFull), 0),
+            Err(_) => Err(SendError::ExceedsBuffer {
+                needed,
+                capacity: a.sender.window().capacity(),
+            }),
+        }
     }
 
     /// Counts what a write of `messages` queued, or that the ring was full.
@@ -288,7 +477,9 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
                 self.stats.messages_out = self.stats.messages_out.saturating_add(messages as u64);
                 self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);
             }
-            Err(SendError::Full { .. }) => self.stats.full = self.stats.full.saturating_add(1),
+            Err(SendError::Full { .. } | SendError::WindowFull) => {
+                self.stats.full = self.stats.full.saturating_add(1);
+            }
             Err(_) => {}
         }
         sent
@@ -317,6 +508,20 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         }
         self.reads = true;
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        if let Some(a) = self.acked.as_mut() {
+            return match a.read_back(socket, &mut self.decoder, &mut self.stats, &mut on_message) {
+                Ok(n) => Ok(n),
+                Err(BackError::Recv(RecvError::NotConnected)) => Ok(0),
+                Err(e) => {
+                    self.stats.protocol_errors = self.stats.protocol_errors.saturating_add(1);
+                    socket.abort();
+                    Err(match e {
+                        BackError::Recv(e) => e,
+                        BackError::Protocol(e) => RecvError::Acked(e),
+                    })
+                }
+            };
+        }
         let mut count = 0usize;
         let stats = &mut self.stats;
         let result = recv_frames(socket, &mut self.decoder, |event| {
@@ -346,6 +551,10 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// Where the writer stands.
     pub fn status(&self) -> Status {
         match self.state {
+            // In the acknowledged mode, once the listener has welcomed the connection.
+            State::Connected if self.acked.as_ref().is_some_and(|a| !a.is_open()) => {
+                Status::Connecting
+            }
             State::Connected => Status::Connected,
             State::Connecting(_) => Status::Connecting,
             State::Backoff(at) => Status::Backoff(at),
@@ -354,13 +563,19 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
         }
     }
 
-    /// Whether [`write`](Self::write) can queue messages now.
+    /// Whether the connection is up (in the acknowledged mode: welcomed by the listener).
     pub fn is_connected(&self) -> bool {
-        self.state == State::Connected
+        self.status() == Status::Connected
     }
 
     /// Whether a message of `payload_len` bytes would be queued by [`write`](Self::write) now.
     pub fn can_write(&self, sockets: &SocketSet<'_>, payload_len: usize) -> bool {
+        if let Some(a) = &self.acked {
+            return self
+                .encoder
+                .encoded_len(payload_len)
+                .is_ok_and(|n| a.sender.has_room(n, 1));
+        }
         if self.state != State::Connected {
             return false;
         }
@@ -395,6 +610,40 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// The counters.
     pub fn stats(&self) -> WriterStats {
         self.stats
+    }
+
+    /// Acknowledged mode: messages written and not yet acknowledged (0 in the plain mode).
+    pub fn unacknowledged(&self) -> u64 {
+        self.acked.as_ref().map_or(0, |a| a.sender.unacknowledged())
+    }
+
+    /// Acknowledged mode: whether every message written so far is acknowledged (always in
+    /// the plain mode). Close once it is, to lose nothing.
+    pub fn is_settled(&self) -> bool {
+        self.unacknowledged() == 0
+    }
+
+    /// Acknowledged mode: gives up every message not acknowledged, handing each payload to
+    /// `dead` (oldest first), and goes on in session `next` (new random bytes, as for
+    /// [`with_acks`](Self::with_acks)): a listener that remembers the old session would take
+    /// the new messages for a gap. The connection is redialled. Returns how many were given
+    /// up (0 in the plain mode).
+    pub fn give_up(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        next: SessionId,
+        dead: impl FnMut(&[u8]),
+    ) -> u64 {
+        let Some(a) = self.acked.as_mut() else {
+            return 0;
+        };
+        let n = a.give_up(next, dead);
+        if n > 0 && self.state == State::Connected {
+            // The connection belonged to the old session.
+            sockets.get_mut::<tcp::Socket>(self.handle).abort();
+        }
+        self.stats.dead_lettered = self.stats.dead_lettered.saturating_add(n);
+        n
     }
 
     /// The socket handle.

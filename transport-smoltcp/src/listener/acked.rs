@@ -1,0 +1,144 @@
+//! The listener's acknowledged mode, slot by slot: framing's sans-io [`Receiver`] reads the
+//! hello, opens the writer's session in the listener's [`Sessions`] table, numbers every
+//! message and paces the acknowledgements; this file moves bytes between it and the socket.
+
+use buffstreams_framing::acked::{
+    ACK_LEN, Delivery, OpenError, Receiver, SessionSlot, Sessions, WELCOME_LEN, WireError,
+};
+use buffstreams_framing::{Encoder, LengthPrefix};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+
+use super::slot::Staged;
+
+/// Microseconds of the application's clock, for the machines.
+pub(super) fn micros(now: Instant) -> u64 {
+    u64::try_from(now.total_micros()).unwrap_or(0)
+}
+
+/// One slot's acknowledged-mode state: the connection's `Receiver` and its id in the
+/// session table.
+#[derive(Debug, Default)]
+pub(super) struct AckedSlot {
+    receiver: Receiver,
+    pub(super) id: u64,
+}
+
+/// What the opening of a connection came to.
+pub(super) enum Opened {
+    /// The hello is incomplete, or its welcome waits for room: nothing more to do now.
+    Waiting,
+    /// The session is open and its welcome staged: messages follow.
+    Open,
+    /// Another slot's connection (`id`) serves the writer's session: end it, then serve this
+    /// slot again.
+    Held(u64),
+    /// The connection must be aborted.
+    Refused,
+}
+
+impl AckedSlot {
+    /// A new connection, numbered `id` (never reused while it lives).
+    pub(super) fn start(&mut self, id: u64) {
+        self.receiver = Receiver::new();
+        self.id = id;
+    }
+
+    pub(super) fn is_open(&self) -> bool {
+        self.receiver.is_open()
+    }
+
+    pub(super) fn is_mid_hello(&self) -> bool {
+        self.receiver.is_mid_hello()
+    }
+
+    /// Reads the hello from the receive ring and, once it is whole, opens its session and
+    /// stages the welcome.
+    pub(super) fn open<H: LengthPrefix, B: AsMut<[u8]>, T>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        sessions: &mut Sessions<T>,
+        back: &Encoder<H>,
+        staged: &mut Staged<B>,
+        now: Instant,
+    ) -> Result<Opened, WireError>
+    where
+        T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>,
+    {
+        let receiver = &mut self.receiver;
+        let mut hello = None;
+        // Twice at most: the ring may wrap inside the hello.
+        for _ in 0..2 {
+            let read = socket.recv(|ring| match receiver.read_hello(ring) {
+                Ok((used, h)) => (used, Ok(h)),
+                Err(e) => (0, Err(e)),
+            });
+            match read {
+                Ok(Ok(Some(h))) => {
+                    hello = Some(h);
+                    break;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        // Already read, and waiting for its session or for room: it is still there.
+        let hello = match hello {
+            Some(h) => h,
+            None => match receiver.read_hello(&[]) {
+                Ok((_, Some(h))) => h,
+                _ => return Ok(Opened::Waiting),
+            },
+        };
+        // The welcome is staged whole or the opening waits.
+        if staged.free() < WELCOME_LEN + buffstreams_framing::MAX_HEADER_LEN {
+            return Ok(Opened::Waiting);
+        }
+        match receiver.open(hello, sessions, self.id, micros(now)) {
+            Ok(welcome) => Ok(match staged.push(back, None, &welcome) {
+                Ok(_) => Opened::Open,
+                Err(_) => Opened::Refused,
+            }),
+            Err(OpenError::Held { by }) => Ok(Opened::Held(by)),
+            Err(e) => {
+                warn!("session refused: {}", e);
+                Ok(Opened::Refused)
+            }
+        }
+    }
+
+    /// Numbers the next message (delivered, or skipped as oversize).
+    pub(super) fn number(&mut self) -> Option<Delivery> {
+        self.receiver.on_message()
+    }
+
+    /// The handler returned for `delivery`.
+    pub(super) fn delivered(&mut self, delivery: Delivery) {
+        self.receiver.delivered(delivery);
+    }
+
+    /// Stages the acknowledgement due at `now`, if one is and it fits.
+    pub(super) fn acknowledge<H: LengthPrefix, B: AsMut<[u8]>>(
+        &mut self,
+        back: &Encoder<H>,
+        staged: &mut Staged<B>,
+        now: Instant,
+    ) -> bool {
+        if staged.free() < ACK_LEN + buffstreams_framing::MAX_HEADER_LEN {
+            return false;
+        }
+        match self.receiver.poll_ack(micros(now)) {
+            Some(ack) => staged.push(back, None, &ack).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The connection ended: its session goes back to the table.
+    pub(super) fn close<T>(&mut self, sessions: &mut Sessions<T>, now: Instant)
+    where
+        T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>,
+    {
+        self.receiver.close(sessions, micros(now));
+    }
+}
