@@ -5,11 +5,8 @@
 use buffstreams_framing::acked::{
     ACK_LEN, Delivery, OpenError, Receiver, SessionSlot, Sessions, WELCOME_LEN, WireError,
 };
-use buffstreams_framing::{Encoder, LengthPrefix};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-
-use super::slot::Staged;
 
 /// Microseconds of the application's clock, for the machines.
 pub(super) fn micros(now: Instant) -> u64 {
@@ -26,10 +23,10 @@ pub(super) struct AckedSlot {
 
 /// What the opening of a connection came to.
 pub(super) enum Opened {
-    /// The hello is incomplete, or its welcome waits for room: nothing more to do now.
+    /// The hello is incomplete: nothing more to do now.
     Waiting,
-    /// The session is open and its welcome staged: messages follow.
-    Open,
+    /// The session is open: send the welcome; messages follow.
+    Open([u8; WELCOME_LEN]),
     /// Another slot's connection (`id`) serves the writer's session: end it, then serve this
     /// slot again.
     Held(u64),
@@ -52,14 +49,11 @@ impl AckedSlot {
         self.receiver.is_mid_hello()
     }
 
-    /// Reads the hello from the receive ring and, once it is whole, opens its session and
-    /// stages the welcome.
-    pub(super) fn open<H: LengthPrefix, B: AsMut<[u8]>, T>(
+    /// Reads the hello from the receive ring and, once it is whole, opens its session.
+    pub(super) fn open<T>(
         &mut self,
         socket: &mut tcp::Socket<'_>,
         sessions: &mut Sessions<T>,
-        back: &Encoder<H>,
-        staged: &mut Staged<B>,
         now: Instant,
     ) -> Result<Opened, WireError>
     where
@@ -91,15 +85,8 @@ impl AckedSlot {
                 _ => return Ok(Opened::Waiting),
             },
         };
-        // The welcome is staged whole or the opening waits.
-        if staged.free() < WELCOME_LEN + buffstreams_framing::MAX_HEADER_LEN {
-            return Ok(Opened::Waiting);
-        }
         match receiver.open(hello, sessions, self.id, micros(now)) {
-            Ok(welcome) => Ok(match staged.push(back, None, &welcome) {
-                Ok(_) => Opened::Open,
-                Err(_) => Opened::Refused,
-            }),
+            Ok(welcome) => Ok(Opened::Open(welcome)),
             Err(OpenError::Held { by }) => Ok(Opened::Held(by)),
             Err(e) => {
                 warn!("session refused: {}", e);
@@ -118,20 +105,9 @@ impl AckedSlot {
         self.receiver.delivered(delivery);
     }
 
-    /// Stages the acknowledgement due at `now`, if one is and it fits.
-    pub(super) fn acknowledge<H: LengthPrefix, B: AsMut<[u8]>>(
-        &mut self,
-        back: &Encoder<H>,
-        staged: &mut Staged<B>,
-        now: Instant,
-    ) -> bool {
-        if staged.free() < ACK_LEN + buffstreams_framing::MAX_HEADER_LEN {
-            return false;
-        }
-        match self.receiver.poll_ack(micros(now)) {
-            Some(ack) => staged.push(back, None, &ack).is_ok(),
-            None => false,
-        }
+    /// The acknowledgement due at `now`, if one is (call it only with room to stage it).
+    pub(super) fn acknowledge(&mut self, now: Instant) -> Option<[u8; ACK_LEN]> {
+        self.receiver.poll_ack(micros(now))
     }
 
     /// The connection ended: its session goes back to the table.

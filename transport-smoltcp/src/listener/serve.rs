@@ -3,8 +3,8 @@
 
 use core::ops::ControlFlow;
 
-use buffstreams_framing::acked::{SessionSlot, Sessions};
-use buffstreams_framing::{Encoder, Event, LengthPrefix, Storage};
+use buffstreams_framing::acked::{ACK_LEN, SessionSlot, Sessions, WELCOME_LEN};
+use buffstreams_framing::{Encoder, Event, LengthPrefix, MAX_HEADER_LEN, Storage};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
@@ -99,14 +99,17 @@ where
     }
     conn.staged.flush(socket);
     let acked = ctx.sessions.is_some();
+    // The hello, then the welcome, staged whole: with too little room, the opening waits.
     if let Some(sessions) = ctx.sessions.as_deref_mut()
         && !conn.acked.is_open()
+        && conn.staged.free() >= WELCOME_LEN + MAX_HEADER_LEN
     {
-        match conn
-            .acked
-            .open(socket, sessions, ctx.back, &mut conn.staged, now)
-        {
-            Ok(Opened::Open) => conn.staged.flush(socket),
+        match conn.acked.open(socket, sessions, now) {
+            Ok(Opened::Open(welcome)) => {
+                // The room was checked: staging cannot fail.
+                let _ = conn.staged.push(ctx.back, None, &welcome);
+                conn.staged.flush(socket);
+            }
             Ok(Opened::Waiting) => {}
             Ok(Opened::Held(by)) => return Served::Held(by),
             Ok(Opened::Refused) | Err(_) => {
@@ -184,7 +187,11 @@ where
         }
         conn.staged.flush(socket);
     }
-    if acked && conn.acked.acknowledge(ctx.back, &mut conn.staged, now) {
+    if acked
+        && conn.staged.free() >= ACK_LEN + MAX_HEADER_LEN
+        && let Some(ack) = conn.acked.acknowledge(now)
+        && conn.staged.push(ctx.back, None, &ack).is_ok()
+    {
         ctx.stats.acks_out = ctx.stats.acks_out.saturating_add(1);
     }
     conn.staged.flush(socket);

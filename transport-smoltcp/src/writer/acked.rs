@@ -11,6 +11,9 @@ use buffstreams_framing::acked::{
 use buffstreams_framing::{Decoder, Event, LengthPrefix, Storage};
 use smoltcp::socket::tcp;
 
+use smoltcp::iface::SocketSet;
+
+use super::{State, Writer};
 use crate::error::RecvError;
 use crate::socket::recv_frames;
 use crate::stats::WriterStats;
@@ -140,5 +143,42 @@ impl<H: LengthPrefix, W: Storage> Acked<H, W> {
     pub(crate) fn give_up(&mut self, next: SessionId, dead: impl FnMut(&[u8])) -> u64 {
         self.hello_left = 0;
         self.sender.give_up(next, dead)
+    }
+}
+
+/// The acknowledged mode's part of the writer's API.
+impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
+    /// Acknowledged mode: messages written and not yet acknowledged (0 in the plain mode).
+    pub fn unacknowledged(&self) -> u64 {
+        self.acked.as_ref().map_or(0, |a| a.sender.unacknowledged())
+    }
+
+    /// Acknowledged mode: whether every message written so far is acknowledged (always in
+    /// the plain mode). Close once it is, to lose nothing.
+    pub fn is_settled(&self) -> bool {
+        self.unacknowledged() == 0
+    }
+
+    /// Acknowledged mode: gives up every message not acknowledged, handing each payload to
+    /// `dead` (oldest first), and goes on in session `next` (new random bytes, as for
+    /// [`with_acks`](Self::with_acks)): a listener that remembers the old session would take
+    /// the new messages for a gap. The connection is redialled. Returns how many were given
+    /// up (0 in the plain mode).
+    pub fn give_up(
+        &mut self,
+        sockets: &mut SocketSet<'_>,
+        next: SessionId,
+        dead: impl FnMut(&[u8]),
+    ) -> u64 {
+        let Some(a) = self.acked.as_mut() else {
+            return 0;
+        };
+        let n = a.give_up(next, dead);
+        if n > 0 && self.state == State::Connected {
+            // The connection belonged to the old session.
+            sockets.get_mut::<tcp::Socket>(self.handle).abort();
+        }
+        self.stats.dead_lettered = self.stats.dead_lettered.saturating_add(n);
+        n
     }
 }
