@@ -1,6 +1,7 @@
 //! smoltcp over a TAP device against the Linux kernel's TCP, both directions, with
 //! transport-std on the kernel side: a smoltcp `Writer` into a transport-std `Listener` that
-//! echoes every message, and a transport-std `Writer` into a smoltcp `Listener`.
+//! echoes every message, and a transport-std `Writer` into a smoltcp `Listener`; then the
+//! same in the acknowledged mode, with connections cut and listeners restarted mid-stream.
 //!
 //! The TAP device exists only inside a network namespace that the test creates and always
 //! deletes: nothing is added to the root namespace and nothing can leave the machine. Needs
@@ -56,8 +57,8 @@ fn ip(args: &[&str]) {
 struct Netns(String);
 
 impl Netns {
-    fn create() -> Self {
-        let name = format!("bsrs-tap-{}", std::process::id());
+    fn create(tag: &str) -> Self {
+        let name = format!("bsrs-tap-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
         ip(&["netns", "add", &name]);
         let ns = Self(name);
@@ -83,8 +84,9 @@ impl Drop for Netns {
     }
 }
 
-#[test]
-fn tap_both_directions_against_transport_std() {
+/// Runs test `inner` of this binary inside a new network namespace with a TAP device, unless
+/// this is not root (then it says why it skips, or fails under `BUFFSTREAMS_NO_SKIP`).
+fn in_namespace(tag: &str, inner: &str) {
     if std::env::var_os(INSIDE).is_some() {
         return;
     }
@@ -96,14 +98,14 @@ fn tap_both_directions_against_transport_std() {
         eprintln!("skipped: creating a network namespace and a TAP device needs root (CI runs it)");
         return;
     }
-    let ns = Netns::create();
+    let ns = Netns::create(tag);
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(exe)
         .args([
             "--exact",
-            "inside_the_namespace",
+            inner,
             "--ignored",
             "--nocapture",
             "--test-threads=1",
@@ -124,15 +126,22 @@ fn tap_both_directions_against_transport_std() {
 }
 
 #[test]
-#[ignore = "run by tap_both_directions_against_transport_std inside its network namespace"]
-fn inside_the_namespace() {
+fn tap_both_directions_against_transport_std() {
+    in_namespace("plain", "inside_the_namespace");
+}
+
+#[test]
+fn tap_acknowledged_both_directions_with_cuts_and_restarts() {
+    in_namespace("acked", "inside_the_namespace_acked");
+}
+
+/// The smoltcp side of the TAP device (192.168.69.1), from inside the namespace.
+fn tap_interface() -> (TunTapInterface, Interface) {
     assert!(
         std::env::var_os(INSIDE).is_some(),
         "run only inside the test's namespace"
     );
-    let started = StdInstant::now();
     let mut device = TunTapInterface::new("tap0", Medium::Ethernet).unwrap();
-    let fd = device.as_raw_fd();
     let mut config = IfaceConfig::new(EthernetAddress([0x02, 0, 0, 0, 0, 0x01]).into());
     config.random_seed = 0x5eed;
     let mut iface = Interface::new(config, &mut device, Instant::now());
@@ -140,6 +149,15 @@ fn inside_the_namespace() {
         a.push(IpCidr::new(IpAddress::v4(192, 168, 69, 1), 24))
             .unwrap()
     });
+    (device, iface)
+}
+
+#[test]
+#[ignore = "run by tap_both_directions_against_transport_std inside its network namespace"]
+fn inside_the_namespace() {
+    let started = StdInstant::now();
+    let (mut device, mut iface) = tap_interface();
+    let fd = device.as_raw_fd();
 
     // Kernel side: a transport-std listener that echoes every message.
     let (seen_tx, seen_rx) = mpsc::channel();
@@ -237,6 +255,180 @@ fn inside_the_namespace() {
     println!(
         "smoltcp writer -> std listener -> echo: {COUNT} messages each way; std writer -> smoltcp listener: {COUNT}; {:?} in all; std writer reconnects {}",
         started.elapsed(),
+        wstats.reconnects
+    );
+}
+
+/// A message of the acknowledged run: its index, then filler.
+fn numbered(i: u64) -> Vec<u8> {
+    let mut m = i.to_be_bytes().to_vec();
+    m.resize(8 + (i % 200) as usize, 0xa7);
+    m
+}
+
+fn index_of(m: &[u8]) -> u64 {
+    u64::from_be_bytes(m[..8].try_into().unwrap())
+}
+
+/// Deliveries `(index, seq, may_repeat)` of one session: each message numbered as written,
+/// none missing, and a message seen twice only when marked.
+fn check_once(what: &str, seen: &[(u64, u64, bool)], n: u64) -> u64 {
+    let mut first = std::collections::HashSet::new();
+    let mut repeats = 0;
+    for &(i, seq, may_repeat) in seen {
+        assert_eq!(seq, i + 1, "{what}: message {i} numbered {seq}");
+        if !first.insert(i) {
+            assert!(
+                may_repeat,
+                "{what}: message {i} delivered again without may_repeat"
+            );
+            repeats += 1;
+        }
+    }
+    assert_eq!(first.len() as u64, n, "{what}: messages missing");
+    repeats
+}
+
+#[test]
+#[ignore = "run by tap_acknowledged_both_directions_with_cuts_and_restarts inside its namespace"]
+fn inside_the_namespace_acked() {
+    use buffstreams_framing::acked::{SessionId, SessionSlot, Window};
+    use std::sync::{Arc, Mutex};
+    const N: u64 = 6_000;
+    let started = StdInstant::now();
+    let (mut device, mut iface) = tap_interface();
+    let fd = device.as_raw_fd();
+    let mut sockets = SocketSet::new(vec![]);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 16 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 16 * 1024]),
+        )
+    };
+
+    // smoltcp writer -> transport-std listener, restarted once on the same port.
+    type Seen = Arc<Mutex<Vec<(u64, u64, bool)>>>;
+    let std_seen: Seen = Arc::default();
+    let record = |seen: Seen| {
+        let config = buffstreams_transport_std::ListenerConfig::new().with_acks(true);
+        buffstreams_transport_std::Listener::<BigEndian<4>>::bind("192.168.69.100:5033", config)
+            .unwrap()
+            .spawn_with_reply(move |m, conn| {
+                let d = conn.delivery().unwrap();
+                seen.lock()
+                    .unwrap()
+                    .push((index_of(m), d.seq, d.may_repeat));
+                Ok(())
+            })
+            .unwrap()
+    };
+    let mut std_side = Some(record(std_seen.clone()));
+    let writer_handle = sockets.add(new_socket());
+    let retry = buffstreams_transport_smoltcp::RetryPolicy::new()
+        .with_initial_backoff(Duration::from_millis(20));
+    let mut writer = Writer::<BigEndian<4>, _>::new(
+        writer_handle,
+        IpEndpoint::new(IpAddress::v4(192, 168, 69, 100), 5033),
+        WriterConfig::new().with_seed(9).with_retry(retry),
+        vec![0u8; 512],
+    )
+    .with_acks(
+        Window::new([0u8; 64 * 1024], usize::MAX, 4096),
+        SessionId([0x31; 16]),
+    );
+
+    // transport-std writer -> smoltcp listener, whose sockets are aborted once and whose
+    // state is rebuilt once.
+    let slot_handles = [sockets.add(new_socket()), sockets.add(new_socket())];
+    let smol_listener = || {
+        Listener::<BigEndian<4>, Vec<u8>, [u8; 64], 2>::new(
+            ListenerConfig::new(5034),
+            slot_handles.map(|h| Slot::new(h, vec![0u8; 4096], [0u8; 64])),
+        )
+        .with_acks([SessionSlot::EMPTY; 4])
+    };
+    let mut listener = smol_listener();
+    let std_writer = std::thread::spawn(|| {
+        let config = buffstreams_transport_std::WriterConfig::new()
+            .with_acks(true)
+            .with_reply_wait(StdDuration::from_secs(20));
+        let w: buffstreams_transport_std::Writer =
+            buffstreams_transport_std::Writer::dial("192.168.69.1:5034", config).unwrap();
+        for i in 0..N {
+            w.write(&numbered(i)).unwrap();
+        }
+        w.close()
+    });
+
+    let mut smol_seen = Vec::new();
+    let (mut sent, mut writer_cut, mut std_restarted) = (0u64, false, false);
+    let (mut listener_cut, mut listener_rebuilt) = (false, false);
+    loop {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(60),
+            "stalled: smoltcp writer sent {sent}, {} unacknowledged; smoltcp listener got {}",
+            writer.unacknowledged(),
+            smol_seen.len()
+        );
+        let now = Instant::now();
+        iface.poll(now, &mut device, &mut sockets);
+        writer.poll(iface.context(), &mut sockets, now);
+        listener.poll(&mut sockets, now, |conn, m| {
+            let d = conn.delivery().unwrap();
+            smol_seen.push((index_of(m), d.seq, d.may_repeat));
+        });
+        while sent < N {
+            match writer.write(&mut sockets, &numbered(sent)) {
+                Ok(_) => sent += 1,
+                Err(SendError::WindowFull) => break,
+                Err(e) => panic!("smoltcp write {sent}: {e}"),
+            }
+        }
+        // smoltcp -> std: the writer's connection cut at a third, the listener restarted at
+        // two thirds (a new process would forget the session; so does a new Listener).
+        let delivered = std_seen.lock().unwrap().len() as u64;
+        if !writer_cut && delivered >= N / 3 {
+            writer_cut = true;
+            sockets.get_mut::<tcp::Socket>(writer_handle).abort();
+        }
+        if !std_restarted && delivered >= 2 * N / 3 {
+            std_restarted = true;
+            std_side.take().unwrap().shutdown();
+            std_side = Some(record(std_seen.clone()));
+        }
+        // std -> smoltcp: the listener's connections aborted at a third, its state rebuilt
+        // from nothing over the same sockets at two thirds.
+        let got = smol_seen.len() as u64;
+        if !listener_cut && got >= N / 3 {
+            listener_cut = true;
+            listener.close(&mut sockets);
+        }
+        if !listener_rebuilt && got >= 2 * N / 3 {
+            listener_rebuilt = true;
+            listener.close(&mut sockets);
+            listener = smol_listener();
+        }
+        iface.poll(now, &mut device, &mut sockets);
+        if sent == N && writer.is_settled() && std_writer.is_finished() {
+            break;
+        }
+        let delay = iface
+            .poll_delay(now, &sockets)
+            .unwrap_or(Duration::from_millis(5));
+        phy_wait(fd, Some(delay.min(Duration::from_millis(5)))).unwrap();
+    }
+    let wstats = std_writer.join().unwrap();
+    std_side.take().unwrap().shutdown();
+    let std_repeats = check_once("smoltcp -> std", &std_seen.lock().unwrap(), N);
+    let smol_repeats = check_once("std -> smoltcp", &smol_seen, N);
+    assert_eq!((wstats.acked, wstats.dead_lettered), (N, 0), "{wstats:?}");
+    let ws = writer.stats();
+    assert!(ws.connects >= 3 && ws.resent > 0, "{ws:?}");
+    println!(
+        "acknowledged over TAP, {N} messages each way in {:?}: smoltcp -> std {std_repeats} repeats \
+         (all marked), {} reconnects; std -> smoltcp {smol_repeats} repeats (all marked), {} reconnects",
+        started.elapsed(),
+        ws.connects - 1,
         wstats.reconnects
     );
 }
