@@ -187,6 +187,14 @@ firmware_size() {
         $3 ~ /[tTrR]/ { if ($0 ~ /buffstreams_framing/) f += $2; else if ($0 ~ /buffstreams_transport_smoltcp/) t += $2;
                         else if ($0 ~ /__cortex_m_rt_main/) m += $2; else if ($0 ~ /smoltcp::/) s += $2 }
         END { printf "firmware .text by symbol: framing %d B, transport-smoltcp %d B, main (app loop + inlined writer/decoder) %d B, smoltcp %d B\n", f, t, m, s }'
+    # What the acknowledged mode costs: the `acked` image against its twin without the mode.
+    local budget="${ACKED_CODE_BUDGET:-4096}" plain acked
+    cargo build --release --locked --bin acked --features plain-twin
+    plain=$("$tools/llvm-size" -A target/thumbv7m-none-eabi/release/acked | awk '$1 ~ /^\.(text|rodata)$/ { s += $2 } END { print s }')
+    cargo build --release --locked --bin acked
+    acked=$("$tools/llvm-size" -A target/thumbv7m-none-eabi/release/acked | awk '$1 ~ /^\.(text|rodata)$/ { s += $2 } END { print s }')
+    echo "acknowledged mode: +$((acked - plain)) B of flash (.text + .rodata; the acked firmware against its plain twin, budget $budget B)"
+    [[ $((acked - plain)) -le $budget ]]
 }
 
 nostd_check() {
@@ -270,6 +278,7 @@ self_test() {
     planted size-build text_size "planted failure: cargo build" 'shadow cargo 101 "--target thumbv7em-none-eabihf"'
     planted size-budget text_size "over the 16 B budget" 'export TEXT_BUDGET=16'
     planted firmware-build firmware_size "planted failure: cargo build" 'shadow cargo 101 "--bin firmware"'
+    planted acked-budget firmware_size "budget 16 B" 'export ACKED_CODE_BUDGET=16'
     # counts: a Miri filter that ran nothing, an empty fuzz list, an interop peer that never ran.
     planted miri-empty miri_lanes "miri: 0 lane tests ran" 'shadow cargo 0 "miri test"'
     planted fuzz-list-empty fuzz_targets "cargo fuzz list differs" 'shadow cargo 0 "fuzz list"'
@@ -321,7 +330,7 @@ step package cargo package --workspace --exclude buffstreams-examples --exclude 
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
 
 echo "== tests"
-rm -rf target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt "$INTEROP_RAN_DIR"
+rm -rf target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt "$INTEROP_RAN_DIR"
 # --no-fail-fast: every test binary runs, so a failure's count is complete.
 step tests cargo test --workspace --locked --no-fail-fast
 count_tests "$LOG_DIR/tests.log"
@@ -379,9 +388,9 @@ if [[ $fw_line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 fi
 # The network firmware against a transport-std listener runs in the workspace tests
 # (examples/tests/firmware.rs), which leave its figures here:
-sed 's/^/      /' target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt 2>/dev/null || true
+sed 's/^/      /' target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt 2>/dev/null || true
 step firmware-size firmware_size
-grep -hE "^\.vector|^firmware .text" "$LOG_DIR/firmware-size.log" 2>/dev/null | sed 's/^/      /' || true
+grep -hE "^\.vector|^firmware .text|^acknowledged mode" "$LOG_DIR/firmware-size.log" 2>/dev/null | sed 's/^/      /' || true
 step no-alloc-link-check nostd_check
 step thumbv7em-text-size text_size
 grep -h "thumbv7em .text" "$LOG_DIR/thumbv7em-text-size.log" 2>/dev/null | sed 's/^/      /'

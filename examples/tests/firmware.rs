@@ -20,58 +20,13 @@ use std::thread;
 use std::time::Duration;
 
 use buffstreams_transport_std::{Listener, ListenerConfig};
+use common::firmware::{build, firmware_dir};
+
+mod common {
+    pub mod firmware;
+}
 
 const COUNT: u64 = 10_000;
-
-fn firmware_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("firmware")
-}
-
-/// Skips (with the reason) unless CI demands the test, then fails with it.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("BUFFSTREAMS_NO_SKIP").is_none(),
-        "BUFFSTREAMS_NO_SKIP is set: {reason}"
-    );
-    eprintln!("skipped: {reason}");
-}
-
-/// `cargo` in the firmware's own workspace, without the variables of the cargo running us.
-fn cargo(args: &[&str]) -> Output {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy().into_owned();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.args(args)
-        .current_dir(firmware_dir())
-        .output()
-        .expect("run cargo")
-}
-
-/// Builds firmware `bin`; `false` (after saying why) when this machine cannot run it.
-fn build(bin: &str) -> bool {
-    if Command::new("qemu-system-arm")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        skip("qemu-system-arm is not installed");
-        return false;
-    }
-    let build = cargo(&["build", "--release", "--locked", "--bin", bin]);
-    if !build.status.success() {
-        let err = String::from_utf8_lossy(&build.stderr);
-        if err.contains("thumbv7m-none-eabi") && err.contains("target may not be installed") {
-            skip("the thumbv7m-none-eabi target is not installed");
-            return false;
-        }
-        panic!("{bin} build failed:\n{err}");
-    }
-    true
-}
 
 /// Runs firmware `bin` on QEMU with its network forwarded to 127.0.0.1:`port`; its output.
 fn run(bin: &str, port: u16) -> Output {

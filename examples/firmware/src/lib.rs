@@ -60,3 +60,31 @@ pub fn exit(success: bool) -> ! {
         cortex_m::asm::wfi();
     }
 }
+
+/// 16 random bytes from the host, through semihosting (QEMU reads its `/dev/urandom`): the
+/// emulated board has no random number generator. Real hardware reads its TRNG instead
+/// (or, lacking one, mixes an unique id with a boot counter kept in flash). `None` when the
+/// host refuses.
+pub fn host_random() -> Option<[u8; 16]> {
+    use cortex_m_semihosting::nr;
+    let path = b"/dev/urandom\0";
+    let mut out = [0u8; 16];
+    // SAFETY: semihosting calls with the arguments the ARM semihosting specification gives
+    // them: a NUL-terminated path and its length without the NUL, then a buffer we own and
+    // its length. The host writes at most `out.len()` bytes into `out`.
+    unsafe {
+        let fd = cortex_m_semihosting::syscall(
+            nr::OPEN,
+            &[path.as_ptr() as usize, nr::open::R_BINARY, path.len() - 1],
+        ) as isize;
+        if fd < 0 {
+            return None;
+        }
+        let left = cortex_m_semihosting::syscall(
+            nr::READ,
+            &[fd as usize, out.as_mut_ptr() as usize, out.len()],
+        );
+        cortex_m_semihosting::syscall(nr::CLOSE, &[fd as usize]);
+        (left == 0).then_some(out)
+    }
+}
