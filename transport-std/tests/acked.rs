@@ -492,3 +492,60 @@ fn connections_evicted_for_newcomers_lose_nothing() {
     assert!(lstats.evictions >= 3, "{lstats:?}");
     exactly_once(&seen.lock().unwrap(), N);
 }
+
+/// A listener that welcomes every connection (as one that knows nothing of the session) and
+/// then drops it: each handshake succeeds, nothing is ever acknowledged. The writer must not
+/// reconnect for ever: connections lost without progress count against its retry policy, and
+/// once it is spent the messages go to the dead letters.
+#[test]
+fn a_listener_that_welcomes_then_drops_every_connection_is_given_up_on() {
+    use buffstreams_transport_std::framing::acked::{HELLO_LEN, Hello, welcome};
+    let front = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = front.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    thread::spawn(move || {
+        for conn in front.incoming() {
+            let Ok(mut conn) = conn else { return };
+            count.fetch_add(1, SeqCst);
+            let mut hello = [0u8; HELLO_LEN];
+            if conn.read_exact(&mut hello).is_err() {
+                continue;
+            }
+            let Ok(Some(hello)) = Hello::parse(&hello) else {
+                continue;
+            };
+            let w = welcome(hello.first_seq - 1);
+            let mut frame = (w.len() as u32).to_be_bytes().to_vec();
+            frame.extend_from_slice(&w);
+            let _ = conn.write_all(&frame);
+            // Drops it, with whatever the writer sends unread.
+        }
+    });
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let d = dead.clone();
+    let config = WriterConfig::new()
+        .with_acks(true)
+        .with_retry(
+            RetryPolicy::new()
+                .with_max_attempts(4)
+                .with_initial_backoff(Duration::from_millis(1))
+                .with_deadline(None),
+        )
+        .with_reply_wait(LONG)
+        .with_dead_letter(move |m| d.lock().unwrap().push(m.to_vec()));
+    let started = Instant::now();
+    let writer: Writer = Writer::dial(addr, config).unwrap();
+    writer.write(&message(7)).unwrap();
+    writer.flush();
+    let stats = writer.close();
+    assert!(
+        started.elapsed() < LONG,
+        "gave up only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(*dead.lock().unwrap(), [message(7)], "{stats:?}");
+    assert_eq!((stats.acked, stats.dead_lettered), (0, 1), "{stats:?}");
+    let n = accepted.load(SeqCst);
+    assert!((2..=8).contains(&n), "{n} connections: {stats:?}");
+}

@@ -584,6 +584,11 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
         matches!(self.link, Link::Up { .. })
     }
 
+    /// Whether a connection is open or opening (not lost, not given up).
+    pub fn has_connection(&self) -> bool {
+        !matches!(self.link, Link::Down)
+    }
+
     /// Whether a connection is needed: none is open or opening, and messages wait in the
     /// window.
     pub fn needs_connection(&self) -> bool {

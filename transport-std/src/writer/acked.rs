@@ -22,6 +22,7 @@ use super::io::write_counting;
 use super::lane::{LANE_CAP, Waker};
 use super::replies::Back;
 use super::{Link, Shared};
+use crate::error::Error;
 use crate::stats::{WriterCounters, add};
 use crate::sync::relock;
 
@@ -35,6 +36,9 @@ pub(super) struct Acked<H> {
     /// Mirrors of the window for `WindowFull::Error`'s check at `write`, without the lock.
     messages: AtomicU64,
     bytes: AtomicUsize,
+    /// The retry policy's budget, for the whole writer: connections lost, refused or silent
+    /// since acknowledgements last made progress (when the first was, and how many).
+    trouble: Mutex<Option<(Instant, u32)>>,
 }
 
 /// A random session identity.
@@ -78,7 +82,30 @@ impl<H: LengthPrefix> Acked<H> {
             zero: Instant::now(),
             messages: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
+            trouble: Mutex::new(None),
         }
+    }
+
+    /// The budget so far: since when, and how many failures (`(now, 0)` without trouble).
+    fn budget(&self) -> (Instant, u32) {
+        relock(&self.trouble).unwrap_or((Instant::now(), 0))
+    }
+
+    /// Stores the budget after a reconnection attempt counted `failures` in it.
+    fn set_budget(&self, started: Instant, failures: u32) {
+        *relock(&self.trouble) = (failures > 0).then_some((started, failures));
+    }
+
+    /// A connection was lost (or refused, or silent): one more failure.
+    fn trouble(&self) {
+        let mut t = relock(&self.trouble);
+        let (_, failures) = t.get_or_insert((Instant::now(), 0));
+        *failures += 1;
+    }
+
+    /// Acknowledgements made progress (or the window was given up): the budget renews.
+    fn progress(&self) {
+        *relock(&self.trouble) = None;
     }
 
     /// The machine's clock: microseconds since the writer was made.
@@ -129,11 +156,16 @@ impl<H: LengthPrefix> Acked<H> {
         out
     }
 
-    /// Connection `epoch` is gone.
+    /// Connection `epoch` is gone: if it was the current one, that is one more failure.
     pub(super) fn disconnected(&self, epoch: Epoch) {
         let mut s = self.lock();
+        let lost = s.epoch() == epoch && s.has_connection();
         let _ = s.disconnected(epoch);
         self.changed(&s);
+        drop(s);
+        if lost {
+            self.trouble();
+        }
     }
 
     /// Whether a connection must be opened: none is open and messages wait.
@@ -157,6 +189,8 @@ impl<H: LengthPrefix> Acked<H> {
         let mut dead = Vec::new();
         s.give_up(new_session(), |payload| dead.push(payload.to_vec()));
         self.changed(&s);
+        drop(s);
+        self.progress();
         dead
     }
 
@@ -187,6 +221,10 @@ impl<H: LengthPrefix + Send + 'static> Back for AckReader<H> {
             Ok(Received::Acked { newly }) => {
                 add(&self.counters.acked, newly);
                 self.acked.changed(&s);
+                drop(s);
+                if newly > 0 {
+                    self.acked.progress();
+                }
                 true
             }
             Ok(Received::Reply(reply)) => {
@@ -210,13 +248,15 @@ impl<H: LengthPrefix + Send + 'static> Back for AckReader<H> {
     }
 
     fn idle(&mut self) -> bool {
-        let mut s = self.acked.lock();
-        if s.epoch() != self.epoch || s.poll(self.acked.now_us()).is_none() {
+        let silent = {
+            let s = self.acked.lock();
+            s.epoch() == self.epoch && s.poll(self.acked.now_us()).is_some()
+        };
+        if !silent {
             return true;
         }
         log::warn!("writer: no acknowledgement within the write timeout; reconnecting");
-        let _ = s.disconnected(self.epoch);
-        self.acked.changed(&s);
+        self.acked.disconnected(self.epoch);
         false
     }
 
@@ -268,14 +308,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
                     add(&self.counters.batches, 1);
                     return;
                 }
-                Err(e) => {
-                    add(&self.counters.io_errors, 1);
-                    self.note(
-                        log::Level::Warn,
-                        format_args!("write failed after {written} bytes: {e}"),
-                    );
-                    self.drop_link(acked, &mut link);
-                }
+                Err(e) => self.write_failed(acked, &mut link, written, &e),
             }
         }
         self.catch_up(acked, &mut link);
@@ -296,7 +329,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
     }
 
     /// Makes sure a connection is open and everything the machine has to send went out on
-    /// it; gives up (dead letters) when no connection can be made within the retry policy.
+    /// it; gives up (dead letters) once the retry policy's budget is spent.
     fn catch_up(&self, acked: &Arc<Acked<H>>, link: &mut Link) {
         loop {
             if (!acked.is_open() || link.stream.is_none()) && !self.reopen(acked, link, None) {
@@ -316,20 +349,38 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
                     add(&self.counters.batches, 1);
                     return;
                 }
-                Err(e) => {
-                    add(&self.counters.io_errors, 1);
-                    self.note(log::Level::Warn, format_args!("write failed: {e}"));
-                    self.drop_link(acked, link);
-                }
+                Err(e) => self.write_failed(acked, link, written, &e),
             }
         }
     }
 
-    /// Opens a new connection (the handshake re-sends what the welcome says); `false` after
-    /// giving up (the window, and `unqueued` if given, dead-lettered).
+    /// A write on an open connection failed: the connection ends (a failure in the budget).
+    fn write_failed(&self, acked: &Acked<H>, link: &mut Link, written: usize, e: &std::io::Error) {
+        add(&self.counters.io_errors, 1);
+        self.note(
+            log::Level::Warn,
+            format_args!("write failed after {written} bytes: {e}"),
+        );
+        self.drop_link(acked, link);
+    }
+
+    /// Opens a new connection (the handshake re-sends what the welcome says) within the
+    /// writer's budget: connections lost, refused or silent since acknowledgements last made
+    /// progress count against the retry policy, with its backoff between them; `false` once
+    /// it is spent, after giving up (the window, and `unqueued` if given, dead-lettered).
     fn reopen(&self, acked: &Arc<Acked<H>>, link: &mut Link, unqueued: Option<&[u8]>) -> bool {
-        let mut failures = 0;
-        match self.connect_acked(acked, link, Instant::now(), &mut failures) {
+        let (started, mut failures) = acked.budget();
+        let spent = failures > 0 && self.out_of_budget(started, failures);
+        if !spent && failures > 0 {
+            self.back_off(started, failures, format_args!("connection lost"));
+        }
+        let opened = if spent {
+            Err(Error::Io(std::io::ErrorKind::TimedOut.into()))
+        } else {
+            self.connect_acked(acked, link, started, &mut failures)
+        };
+        acked.set_budget(started, failures);
+        match opened {
             Ok(()) => {
                 add(&self.counters.reconnects, 1);
                 true
@@ -339,10 +390,15 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
                 if let Some(batch) = unqueued {
                     n += self.dead_letter(batch);
                 }
+                let why = if spent {
+                    format!("{failures} connections lost without progress")
+                } else {
+                    e.to_string()
+                };
                 self.note(
                     log::Level::Error,
                     format_args!(
-                        "cannot reconnect ({e}); {n} unacknowledged messages dead-lettered"
+                        "cannot reconnect ({why}); {n} unacknowledged messages dead-lettered"
                     ),
                 );
                 false
@@ -367,6 +423,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
             relock(&self.dead).extend(dead);
             self.dead_lettered(n);
             self.drop_link(acked, link);
+            acked.progress();
         }
         n
     }

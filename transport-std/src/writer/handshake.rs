@@ -26,7 +26,9 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
         started: Instant,
         failures: &mut u32,
     ) -> Result<(), Error> {
-        self.drop_link(acked, link);
+        if let Some(old) = link.stream.take() {
+            let _ = old.shutdown(Shutdown::Both);
+        }
         loop {
             let stream = self.connect(started, failures)?;
             match self.handshake(acked, &stream) {
