@@ -343,11 +343,15 @@ count_tests "$LOG_DIR/tests-32bit.log"
 # poll) must at least compile cleanly.
 step clippy-macos cargo clippy -p buffstreams-transport-std --target x86_64-apple-darwin --locked -- -D warnings
 
-echo "== the writer's lock-free lanes: a loom model (with its mutations) and Miri"
+echo "== models with their mutations: the writer's lanes (loom, Miri), the acknowledged machines"
 # The model checks the real lane code (src/writer/lane/loom.rs); loom.sh then weakens one
 # ordering or drops one fence at a time and requires the model to fail on each.
 step loom loom_model
 grep -h "^loom:" "$LOG_DIR/loom.log" 2>/dev/null | sed 's/^/      /'
+# The acknowledged mode's machines with planted bugs: the property test must catch each, and
+# the crash tests the ones the README names (framing/acked-mutants.sh).
+step acked-mutants bash framing/acked-mutants.sh
+grep -h "^mutants:" "$LOG_DIR/acked-mutants.log" 2>/dev/null | sed 's/^/      /'
 step miri miri_lanes
 count_tests "$LOG_DIR/miri.log"
 grep -h "^miri:" "$LOG_DIR/miri.log" 2>/dev/null | sed 's/^/      /'
