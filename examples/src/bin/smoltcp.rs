@@ -4,14 +4,18 @@
 //!
 //! Each round runs the raw-byte transfer, then 110-byte messages (one `write` each, and 64 per
 //! `write_batch`) and 4 KiB messages from a `Writer`
-//! into a `Listener` over the same setup; every message is counted and checked (its length
-//! and its sequence number). Rounds are interleaved so the runs share the machine's state;
-//! the table shows medians and each run's ratio to the raw one (in wire bytes: the raw run
-//! moves no headers, the framed runs move a 4-byte header per message).
+//! into a `Listener` over the same setup, and the 110-byte and 4 KiB `write` runs again in the
+//! acknowledged mode (a 256 KiB window; every message numbered, acknowledged once handled);
+//! every message is counted and checked (its length and its sequence number; in the
+//! acknowledged mode its number too). Rounds are interleaved so the runs share the machine's
+//! state; the table shows medians, each run's ratio to the raw one (in wire bytes: the raw run
+//! moves no headers, the framed runs move a 4-byte header per message), and each
+//! acknowledged run's ratio to its plain twin.
 
 use std::process::ExitCode;
 use std::time::Instant as StdInstant;
 
+use buffstreams_framing::acked::{SessionId, SessionSlot, Window};
 use buffstreams_framing::{BigEndian, Config};
 use buffstreams_transport_smoltcp::{Listener, ListenerConfig, Slot, Writer, WriterConfig};
 use clap::Parser;
@@ -106,35 +110,68 @@ fn raw(seconds: f64) -> Run {
     }
 }
 
+/// One framed run: message size, messages per call, acknowledged mode.
+#[derive(Clone, Copy)]
+struct Shape {
+    size: usize,
+    batch: usize,
+    acked: bool,
+}
+
 /// `size`-byte messages from a `Writer` into a `Listener` on the same setup, `batch` at a time
-/// (`write` for 1, `write_batch` above). Each message carries its sequence number in its
-/// first 8 bytes; the handler checks it and the length.
-fn framed(seconds: f64, size: usize, batch: usize) -> Result<Run, String> {
-    let mut s = setup();
+/// (`write` for 1, `write_batch` above), plain or acknowledged. Each message carries its
+/// sequence number in its first 8 bytes; the handler checks it, the length and (acknowledged)
+/// the message's number.
+fn framed(seconds: f64, shape: Shape) -> Result<Run, String> {
+    let Shape { size, acked, .. } = shape;
+    let s = setup();
     let framing = Config::new().with_max_frame_len(size);
-    let mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 0], 1> = Listener::new(
+    let listener: Listener<BigEndian<4>, Vec<u8>, [u8; 64], 1> = Listener::new(
         ListenerConfig::new(PORT).with_framing(framing),
-        [Slot::new(s.server, vec![0u8; size], [0u8; 0])],
+        [Slot::new(s.server, vec![0u8; size], [0u8; 64])],
     );
     let remote = IpEndpoint::new(IpAddress::v4(127, 0, 0, 1), PORT);
-    let mut writer = Writer::<BigEndian<4>, _>::new(
+    let writer = Writer::<BigEndian<4>, _>::new(
         s.client,
         remote,
         WriterConfig::new().with_framing(framing),
-        [0u8; 0],
+        [0u8; 64],
     );
+    if acked {
+        let listener = listener.with_acks(vec![SessionSlot::EMPTY; 2]);
+        let window = Window::new(Vec::new(), 256 * 1024, 1 << 20);
+        let writer = writer.with_acks(window, SessionId([9; 16]));
+        drive(seconds, shape, s, listener, writer)
+    } else {
+        drive(seconds, shape, s, listener, writer)
+    }
+}
+
+/// Runs `writer` into `listener` for `seconds`, checking every message.
+fn drive<T, W>(
+    seconds: f64,
+    Shape { size, batch, .. }: Shape,
+    mut s: Setup,
+    mut listener: Listener<BigEndian<4>, Vec<u8>, [u8; 64], 1, T>,
+    mut writer: Writer<BigEndian<4>, [u8; 64], W>,
+) -> Result<Run, String>
+where
+    T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>,
+    W: buffstreams_framing::Storage,
+{
     let mut messages = vec![vec![0xa5u8; size]; batch];
     let (mut sent, mut received, mut bad) = (0u64, 0u64, 0u64);
     let start = StdInstant::now();
     while start.elapsed().as_secs_f64() < seconds {
         let now = Instant::now();
         s.iface.poll(now, &mut s.device, &mut s.sockets);
-        listener.poll(&mut s.sockets, now, |_, msg| {
+        listener.poll(&mut s.sockets, now, |conn, msg| {
             let seq = msg
                 .get(..8)
                 .and_then(|b| b.try_into().ok())
                 .map_or(received, u64::from_le_bytes);
-            if msg.len() != size || (size >= 8 && seq != received) {
+            let numbered = conn.delivery().is_none_or(|d| d.seq == received + 1);
+            if msg.len() != size || (size >= 8 && seq != received) || !numbered {
                 bad += 1;
             }
             received += 1;
@@ -196,8 +233,23 @@ fn main() -> ExitCode {
     println!(
         "smoltcp phy::Loopback, one Interface, 64 KiB socket buffers, one thread: {rounds} rounds of {seconds} s per run"
     );
-    // (message size, messages per call)
-    let sizes = [(110usize, 1usize), (110, 64), (4096, 1)];
+    let plain = |size, batch| Shape {
+        size,
+        batch,
+        acked: false,
+    };
+    let acked = |size| Shape {
+        size,
+        batch: 1,
+        acked: true,
+    };
+    let sizes = [
+        plain(110, 1),
+        plain(110, 64),
+        plain(4096, 1),
+        acked(110),
+        acked(4096),
+    ];
     let mut raw_rates = Vec::new();
     let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); sizes.len()];
     for round in 1..=rounds {
@@ -205,12 +257,15 @@ fn main() -> ExitCode {
         let raw_rate = r.wire as f64 / r.secs;
         raw_rates.push(raw_rate);
         eprintln!("round {round}: raw {:.2} Gbit/s", raw_rate * 8.0 / 1e9);
-        for (i, &(size, batch)) in sizes.iter().enumerate() {
-            match framed(seconds, size, batch) {
+        for (i, &shape) in sizes.iter().enumerate() {
+            match framed(seconds, shape) {
                 Ok(f) => {
                     let rate = f.wire as f64 / f.secs;
                     eprintln!(
-                        "round {round}: {size} B messages x{batch} {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
+                        "round {round}: {} B messages x{}{} {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
+                        shape.size,
+                        shape.batch,
+                        if shape.acked { " acknowledged" } else { "" },
                         f.messages as f64 / f.secs / 1e6,
                         rate * 8.0 / 1e9,
                         rate / raw_rate
@@ -224,26 +279,47 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("| run | messages/s | wire Gbit/s | payload MB/s | vs raw (per-round median) |");
-    println!("|---|---|---|---|---|");
     println!(
-        "| raw bytes (smoltcp loopback_benchmark) | | {:.2} | | 1.00x |",
+        "| run | messages/s | wire Gbit/s | payload MB/s | vs raw (per-round median) | vs plain (per-round median) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| raw bytes (smoltcp loopback_benchmark) | | {:.2} | | 1.00x | |",
         median(raw_rates) * 8.0 / 1e9
     );
-    for (i, &(size, batch)) in sizes.iter().enumerate() {
-        let how = if batch == 1 {
+    for (i, shape) in sizes.iter().enumerate() {
+        let how = if shape.batch == 1 {
             "write".to_string()
         } else {
-            format!("write_batch x{batch}")
+            format!("write_batch x{}", shape.batch)
         };
         let msgs = median(rates[i].iter().map(|r| r.0).collect());
         let wire = median(rates[i].iter().map(|r| r.1).collect());
         let ratio = median(rates[i].iter().map(|r| r.2).collect());
+        // The acknowledged run beside its plain twin of the same round.
+        let twin = sizes
+            .iter()
+            .position(|p| !p.acked && p.size == shape.size && p.batch == shape.batch);
+        let vs_plain = match (shape.acked, twin) {
+            (true, Some(j)) => format!(
+                "{:.2}x",
+                median(
+                    rates[i]
+                        .iter()
+                        .zip(&rates[j])
+                        .map(|(a, p)| a.0 / p.0)
+                        .collect()
+                )
+            ),
+            _ => String::new(),
+        };
         println!(
-            "| {size} B messages, Writer::{how} -> Listener, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x |",
+            "| {} B messages, Writer::{how} -> Listener{}, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x | {vs_plain} |",
+            shape.size,
+            if shape.acked { ", acknowledged" } else { "" },
             msgs / 1e6,
             wire * 8.0 / 1e9,
-            msgs * size as f64 / 1e6,
+            msgs * shape.size as f64 / 1e6,
             ratio
         );
     }

@@ -8,7 +8,8 @@ use super::wire::{ACK_LEN, HELLO_LEN, Hello, SessionId, WELCOME_LEN, WireError, 
 /// While a writer streams, an acknowledgement goes out at least every this many messages.
 pub const ACK_EVERY: u64 = 4_096;
 
-/// An acknowledgement waits this long (µs) for more messages to cover before it goes out.
+/// By default an acknowledgement waits this long (µs) for more messages to cover before it
+/// goes out ([`Receiver::with_ack_delay_us`]).
 pub const ACK_DELAY_US: u64 = 500;
 
 /// What the application is told about a message in the acknowledged mode.
@@ -57,6 +58,7 @@ pub struct Receiver {
     pre: [u8; HELLO_LEN],
     pre_len: usize,
     state: State,
+    ack_delay_us: u64,
 }
 
 impl Default for Receiver {
@@ -72,7 +74,18 @@ impl Receiver {
             pre: [0; HELLO_LEN],
             pre_len: 0,
             state: State::Hello,
+            ack_delay_us: ACK_DELAY_US,
         }
+    }
+
+    /// How long an acknowledgement waits for more messages to cover (default
+    /// [`ACK_DELAY_US`]). A writer whose window is full waits this long for room, once per
+    /// window: where acknowledging is cheap (a poll loop) or windows are small (firmware),
+    /// 0 acknowledges at the end of every chunk of messages; where each one wakes a thread
+    /// (transport-std), coalescing them pays.
+    pub const fn with_ack_delay_us(mut self, us: u64) -> Self {
+        self.ack_delay_us = us;
+        self
     }
 
     /// Takes the connection's first bytes until the hello is whole: how many of `input` it
@@ -166,7 +179,8 @@ impl Receiver {
     }
 
     /// The acknowledgement due at `now_us`, if one is: at once after [`ACK_EVERY`] messages,
-    /// else once delivery has been quiet for [`ACK_DELAY_US`]. Send it framed like a reply.
+    /// else once delivery has been quiet for the acknowledgement delay. Send it framed like a
+    /// reply.
     /// Call it after every chunk of messages, and at [`ack_at`](Self::ack_at).
     pub fn poll_ack(&mut self, now_us: u64) -> Option<[u8; ACK_LEN]> {
         let State::Serving(s) = &mut self.state else {
@@ -180,7 +194,7 @@ impl Receiver {
             s.quiet_since = now_us;
         }
         let due = s.delivered - s.acked >= ACK_EVERY
-            || now_us.saturating_sub(s.quiet_since) >= ACK_DELAY_US;
+            || now_us.saturating_sub(s.quiet_since) >= self.ack_delay_us;
         due.then(|| {
             s.acked = s.delivered;
             ack(s.delivered)
@@ -192,7 +206,7 @@ impl Receiver {
     pub fn ack_at(&self) -> Option<u64> {
         match &self.state {
             State::Serving(s) if s.delivered > s.acked => {
-                Some(s.quiet_since.saturating_add(ACK_DELAY_US))
+                Some(s.quiet_since.saturating_add(self.ack_delay_us))
             }
             _ => None,
         }

@@ -407,19 +407,27 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     }
 
     /// Queues one message, framed with `header` (from an [`Encoder`](crate::Encoder) of the
-    /// same format): as [`queue`](Self::queue) with one frame.
+    /// same format): as [`queue_with`](Self::queue_with) with one frame.
     ///
     /// # Errors
     /// As [`queue`](Self::queue).
     pub fn queue_message(&mut self, header: &Header, payload: &[u8]) -> Result<bool, QueueError> {
-        let batch = self.window.push(&[header.as_bytes(), payload], 1)?;
-        Ok(self.queued(batch))
+        let len = header.len().saturating_add(payload.len());
+        self.queue_with(len, 1, |room| {
+            let (h, p) = room.split_at_mut(header.len());
+            h.copy_from_slice(header);
+            p.copy_from_slice(payload);
+        })
     }
 
     /// Queues a batch of `len` bytes, `count` whole frames of format `H`, that `fill` writes
     /// straight into the window (no buffer of the caller's in between): as
     /// [`queue`](Self::queue). `fill` must write exactly that: the frames are walked when a
     /// connection resumes inside the batch and when messages are given up.
+    ///
+    /// Queued while the newest batch has not gone out on the connection, the frames join it
+    /// (up to an eighth of the window): a poll loop that writes many small messages between
+    /// two polls then moves them with one copy and one record.
     ///
     /// # Errors
     /// As [`queue`](Self::queue).
@@ -429,8 +437,47 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
         count: u32,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<bool, QueueError> {
-        let batch = self.window.push_with(len, count, fill)?;
+        let mut fill = Some(fill);
+        if self.tail_unsent() {
+            let max = self.window.capacity() / 8;
+            let grown = self.window.extend_tail_with(len, count, max, |room| {
+                if let Some(f) = fill.take() {
+                    f(room);
+                }
+            });
+            if let Ok(batch) = grown {
+                self.next_seq = self.next_seq.saturating_add(u64::from(count));
+                if let Link::Up {
+                    cursor: Some(c), ..
+                } = &mut self.link
+                    && c.batch.at == batch.at
+                {
+                    c.batch = batch;
+                }
+                return Ok(false);
+            }
+        }
+        let batch = self.window.push_with(len, count, |room| {
+            if let Some(f) = fill.take() {
+                f(room);
+            }
+        })?;
         Ok(self.queued(batch))
+    }
+
+    /// Whether the newest batch has not gone out, even in part, on the current connection
+    /// (with none open, it goes out whole on the next, so it may grow).
+    fn tail_unsent(&self) -> bool {
+        let Some(tail) = self.window.tail() else {
+            return false;
+        };
+        match self.link {
+            Link::Up { cursor: None, .. } => false,
+            Link::Up {
+                cursor: Some(c), ..
+            } => c.batch.at != tail.at || c.skip == 0,
+            Link::Down | Link::Welcoming { .. } => true,
+        }
     }
 
     fn queued(&mut self, batch: Batch) -> bool {

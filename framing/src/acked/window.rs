@@ -60,6 +60,8 @@ pub struct Window<S> {
     /// How far the storage has ever been written: growing past it costs a growable storage
     /// memory, wrapping does not.
     high: usize,
+    /// Where the newest batch's record starts.
+    tail: Option<usize>,
     messages: u64,
     frame_bytes: usize,
 }
@@ -107,6 +109,7 @@ impl<S: Storage> Window<S> {
             wrapped: false,
             wrapped_end: 0,
             high: 0,
+            tail: None,
             messages: 0,
             frame_bytes: 0,
         }
@@ -221,9 +224,70 @@ impl<S: Storage> Window<S> {
             self.end = end;
         }
         self.high = self.high.max(end);
+        self.tail = Some(at);
         self.messages = self.messages.saturating_add(u64::from(count));
         self.frame_bytes = self.frame_bytes.saturating_add(len);
         Ok(batch)
+    }
+
+    /// The newest batch.
+    pub(crate) fn tail(&self) -> Option<Batch> {
+        self.batch_at(self.tail?)
+    }
+
+    /// Appends `len` bytes (`count` whole frames) that `fill` writes in place to the newest
+    /// batch, if there is room right after it and it stays under `max_len`. Returns the
+    /// batch as it now is.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] when it cannot grow so (the caller starts a new batch).
+    pub(crate) fn extend_tail_with(
+        &mut self,
+        len: usize,
+        count: u32,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Batch, QueueError> {
+        let tail = self.tail().ok_or(QueueError::Full)?;
+        let grown = tail.len.checked_add(len).ok_or(QueueError::Full)?;
+        let new_count = tail.count.checked_add(count).ok_or(QueueError::Full)?;
+        let from = tail.end();
+        let to = from.checked_add(len).ok_or(QueueError::Full)?;
+        // The room after the newest batch: to the limit, or to the older region's start once
+        // the ring has wrapped.
+        let bound = if self.wrapped { self.start } else { self.limit };
+        let over = self.messages.saturating_add(u64::from(count)) > self.max_messages;
+        if count == 0 || grown > max_len || to > bound || over {
+            return Err(QueueError::Full);
+        }
+        let (Ok(len32), Some(room)) = (u32::try_from(grown), self.storage.slot(to)) else {
+            return Err(QueueError::Full);
+        };
+        let Some(room) = room.get_mut(tail.at..to) else {
+            return Err(QueueError::Full);
+        };
+        let (record, rest) = room.split_at_mut(RECORD_LEN);
+        let mut head = [0u8; RECORD_LEN];
+        let (c, l) = head.split_at_mut(4);
+        c.copy_from_slice(&new_count.to_le_bytes());
+        l.copy_from_slice(&len32.to_le_bytes());
+        record.copy_from_slice(&head);
+        if let Some(body) = rest.get_mut(tail.len..) {
+            fill(body);
+        }
+        if self.wrapped {
+            self.wrapped_end = to;
+        } else {
+            self.end = to;
+        }
+        self.high = self.high.max(to);
+        self.messages = self.messages.saturating_add(u64::from(count));
+        self.frame_bytes = self.frame_bytes.saturating_add(len);
+        Ok(Batch {
+            at: tail.at,
+            count: new_count,
+            len: grown,
+        })
     }
 
     /// The batch whose record starts at `at`, if one does.
@@ -295,12 +359,14 @@ impl<S: Storage> Window<S> {
             } else {
                 self.start = 0;
                 self.end = 0;
+                self.tail = None;
             }
         }
     }
 
     /// Drops everything.
     pub(crate) fn clear(&mut self) {
+        self.tail = None;
         self.start = 0;
         self.end = 0;
         self.wrapped = false;

@@ -36,8 +36,8 @@ pub(super) enum Opened {
 
 impl AckedSlot {
     /// A new connection, numbered `id` (never reused while it lives).
-    pub(super) fn start(&mut self, id: u64) {
-        self.receiver = Receiver::new();
+    pub(super) fn start(&mut self, id: u64, ack_delay_us: u64) {
+        self.receiver = Receiver::new().with_ack_delay_us(ack_delay_us);
         self.id = id;
     }
 

@@ -92,7 +92,8 @@ where
         conn.frame_since = None;
         conn.decoder.reset();
         conn.staged.len = 0;
-        conn.acked.start(*ctx.next_conn);
+        conn.acked
+            .start(*ctx.next_conn, ctx.config.ack_delay.total_micros());
         *ctx.next_conn = ctx.next_conn.wrapping_add(1);
         ctx.stats.connections_total = ctx.stats.connections_total.saturating_add(1);
         debug!("slot {}: accepted {:?}", id, remote);

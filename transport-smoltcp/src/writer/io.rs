@@ -95,8 +95,12 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
         });
         match queued {
             Ok(_) => {
-                if self.state == State::Connected {
-                    a.pump(sockets.get_mut::<tcp::Socket>(self.handle));
+                // An idle link gets the message at once; while the send ring still holds
+                // bytes, messages gather in the window's newest batch and move at the next
+                // poll, many per copy.
+                let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+                if self.state == State::Connected && socket.send_queue() == 0 {
+                    a.pump(socket);
                 }
                 self.count(Ok(needed), payloads.len())
             }

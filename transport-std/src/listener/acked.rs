@@ -46,9 +46,10 @@ pub(super) struct AckedConn {
 }
 
 impl AckedConn {
-    pub(super) fn new(id: u64) -> Self {
+    pub(super) fn new(id: u64, ack_delay: Duration) -> Self {
+        let us = u64::try_from(ack_delay.as_micros()).unwrap_or(u64::MAX);
         Self {
-            receiver: Receiver::new(),
+            receiver: Receiver::new().with_ack_delay_us(us),
             id,
         }
     }

@@ -44,6 +44,7 @@ pub struct ListenerConfig {
     acked: bool,
     max_sessions: usize,
     session_ttl: Duration,
+    ack_delay: Duration,
 }
 
 impl Default for ListenerConfig {
@@ -64,6 +65,7 @@ impl Default for ListenerConfig {
             acked: false,
             max_sessions: 4096,
             session_ttl: Duration::from_secs(600),
+            ack_delay: Duration::from_micros(500),
         }
     }
 }
@@ -188,6 +190,17 @@ impl ListenerConfig {
         self.max_sessions = max.max(1);
         self
     }
+    /// Acknowledged mode: how long an acknowledgement waits for more messages to cover
+    /// (default 500 µs; one goes out at least every 4,096 messages anyway). Each one wakes the
+    /// writer's reply thread, so they are coalesced; a writer with a small window
+    /// ([`WriterConfig::with_ack_window`](crate::WriterConfig::with_ack_window)) waits up to
+    /// this long for room once per window, so keep the window at 4,096 messages or more, or
+    /// shorten this.
+    pub fn with_ack_delay(mut self, delay: Duration) -> Self {
+        self.ack_delay = delay;
+        self
+    }
+
     /// How long an idle session is remembered (default 10 minutes).
     pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
@@ -205,6 +218,11 @@ impl ListenerConfig {
     /// How long an idle session is remembered.
     pub fn session_ttl(&self) -> Duration {
         self.session_ttl
+    }
+
+    /// How long an acknowledgement waits for more messages to cover.
+    pub fn ack_delay(&self) -> Duration {
+        self.ack_delay
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).

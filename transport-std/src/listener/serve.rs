@@ -86,7 +86,9 @@ pub(super) fn connection<H: LengthPrefix>(
             conn,
             shared,
             handler,
-            acked: config.acks().then(|| AckedConn::new(id)),
+            acked: config
+                .acks()
+                .then(|| AckedConn::new(id, config.ack_delay())),
         },
     };
     let mut buf = vec![0u8; c.config.read_buffer()];
