@@ -190,19 +190,25 @@ fn a_full_window_refuses_then_takes_messages_once_acknowledged() {
     // Room for about ten messages: writes are refused, whole, once it is full.
     let room = 10 * (8 + 4 + 58);
     let mut w = writer(&mut net, room, 4);
-    let mut used = 0;
+    let mut frames = 0;
     let mut i = 0;
     loop {
         match w.write(&mut net.sockets, &message(i)) {
-            Ok(n) => used += n + 8,
+            Ok(n) => frames += n,
             Err(SendError::WindowFull) => break,
             Err(e) => panic!("{e}"),
         }
         i += 1;
     }
+    // Every frame is in the window, with at least one 8-byte record, and the refused one
+    // would not have fitted beside them.
     assert!(
-        used <= room && used + message(i).len() + 4 + 8 > room,
-        "{used} of {room}"
+        i > 5 && frames + 8 <= room,
+        "{i} messages, {frames} B of {room}"
+    );
+    assert!(
+        frames + message(i).len() + 4 > room - 8 * i as usize,
+        "{i}: {frames}"
     );
     assert_eq!(w.unacknowledged(), i);
     let queued = w.unacknowledged();
