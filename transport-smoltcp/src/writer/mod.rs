@@ -54,7 +54,7 @@ const PORT_SPAN: u32 = 16384;
 /// peer's replies into `storage` when they arrive split. No threads, no heap, no clock of its
 /// own: call [`poll`](Self::poll) after each `Interface::poll`.
 ///
-/// A write is all of a frame or none of it: [`SendError::Full`] means "try again after the
+/// A write is all of a frame or none of it: [`SendError::Full`](crate::SendError::Full) means "try again after the
 /// next poll", never a partial frame.
 ///
 /// # Examples
@@ -129,7 +129,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// the bytes in flight, 8 bytes per message on top of its frame) until the listener
     /// acknowledges it, and sent again after a lost connection; [`write`](Self::write) queues
     /// into the window whether connected or not, and refuses with
-    /// [`SendError::WindowFull`] when it is full. `session` must be new every time the
+    /// [`SendError::WindowFull`](crate::SendError::WindowFull) when it is full. `session` must be new every time the
     /// device starts (16 bytes from a hardware RNG): a listener that remembers an old
     /// session with the same id would take the new messages for ones it has delivered.
     ///
