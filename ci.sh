@@ -32,7 +32,8 @@ could pass having run nothing check counts: Miri must run at least MIN_MIRI_TEST
 the fuzz loop every target of fuzz/Cargo.toml (at least MIN_FUZZ_TARGETS), the interop tests
 every peer (Go, Python, Java, tokio-util). --self-test (also run as a step of the full run)
 plants a failing command in each kind of step (install, build, run, size check, count check,
-loom's mutants) and requires each to turn that step into FAIL.
+loom's mutants, a test whose tool is missing under BUFFSTREAMS_NO_SKIP) and requires each to
+turn that step into FAIL.
 
 CI runs it through .ci/run, as root, with CI and BUFFSTREAMS_NO_SKIP set: tests that need
 root, QEMU or a peer fail instead of skipping.
@@ -260,6 +261,16 @@ loom_model() {
     bash transport-std/loom.sh
 }
 
+# A test whose tool is missing must fail under BUFFSTREAMS_NO_SKIP, not skip: the firmware
+# test binary with no qemu-system-arm on its PATH.
+no_skip() {
+    local bin
+    bin=$(cargo test -p buffstreams-examples --test firmware --locked --no-run --message-format=json 2>/dev/null |
+        grep '"kind":\["test"\]' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+    [[ -x "$bin" ]] || { echo "no firmware test binary"; return 1; }
+    PATH="$NO_SKIP_PATH" BUFFSTREAMS_NO_SKIP=1 "$bin" --test-threads 1
+}
+
 self_test() {
     # The cases run as plain statements: inside a condition (`planted .. || ..`) bash would
     # ignore their errexit too, which is the very hole this tests.
@@ -283,6 +294,8 @@ self_test() {
     planted miri-empty miri_lanes "miri: 0 lane tests ran" 'shadow cargo 0 "miri test"'
     planted fuzz-list-empty fuzz_targets "cargo fuzz list differs" 'shadow cargo 0 "fuzz list"'
     planted interop-skipped interop_peers "go: did not run" "export INTEROP_RAN_DIR=$empty"
+    # fail instead of skip: a test with its emulator missing, under BUFFSTREAMS_NO_SKIP.
+    planted missing-qemu no_skip "BUFFSTREAMS_NO_SKIP is set: qemu-system-arm is not installed" "export NO_SKIP_PATH=$empty"
     # loom: a mutant that breaks the build is not a caught mutant.
     planted loom-broken-build loom_model "broke the build" 'export LOOM_PLANT=build'
     rmdir "$empty"
