@@ -59,7 +59,7 @@ fn check<H: LengthPrefix>(case: &Case<'_>) {
     for _ in 0..50_000 {
         now += Duration::from_millis(1);
         iface.poll(now, &mut device, &mut sockets);
-        listener.poll(&mut sockets, now, |_, msg| frames.push(msg.to_vec()));
+        listener.poll(&mut sockets, now, |msg, _| frames.push(msg.to_vec()));
         let s = sockets.get_mut::<tcp::Socket>(client);
         if !dialled && listener.handle(0).is_some() {
             s.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 7), 40000)
@@ -93,7 +93,7 @@ fn check<H: LengthPrefix>(case: &Case<'_>) {
     // One more round lets the listener notice a reset it caused or a close it completed.
     now += Duration::from_millis(1);
     iface.poll(now, &mut device, &mut sockets);
-    listener.poll(&mut sockets, now, |_, msg| frames.push(msg.to_vec()));
+    listener.poll(&mut sockets, now, |msg, _| frames.push(msg.to_vec()));
 
     let want: Vec<Vec<u8>> = expected
         .items

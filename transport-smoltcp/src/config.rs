@@ -62,6 +62,13 @@ impl ListenerConfig {
         self
     }
 
+    /// The longest message (default 4096 bytes, also capped by each slot's storage):
+    /// shorthand for the framing's maximum.
+    pub const fn with_max_frame_len(mut self, max: usize) -> Self {
+        self.framing = self.framing.with_max_frame_len(max);
+        self
+    }
+
     /// Aborts a connection that has sent nothing for this long (`None`: never). A slot held by
     /// a silent peer serves nobody else, so firmware should keep a timeout.
     pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -105,18 +112,15 @@ pub struct RetryPolicy {
     pub(crate) initial: Duration,
     pub(crate) max: Duration,
     pub(crate) max_attempts: Option<u32>,
-    pub(crate) connect_timeout: Duration,
 }
 
 impl RetryPolicy {
-    /// First retry after 100 ms (± jitter), doubling up to 10 s, forever; a connection attempt
-    /// that gets no answer is given up after 5 s.
+    /// First retry after 100 ms (± jitter), doubling up to 10 s, forever.
     pub const fn new() -> Self {
         Self {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(10),
             max_attempts: None,
-            connect_timeout: Duration::from_secs(5),
         }
     }
 
@@ -140,12 +144,6 @@ impl RetryPolicy {
         self
     }
 
-    /// How long a connection attempt may go unanswered before it counts as failed.
-    pub const fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
     /// The delay before the first retry.
     pub const fn initial_backoff(&self) -> Duration {
         self.initial
@@ -159,11 +157,6 @@ impl RetryPolicy {
     /// Failed attempts in a row before giving up.
     pub const fn max_attempts(&self) -> Option<u32> {
         self.max_attempts
-    }
-
-    /// The connect timeout.
-    pub const fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
     }
 
     /// The delay after `failures` failed attempts in a row (1 = the first), before jitter.
@@ -186,6 +179,7 @@ impl Default for RetryPolicy {
 pub struct WriterConfig {
     pub(crate) framing: Config,
     pub(crate) retry: RetryPolicy,
+    pub(crate) connect_timeout: Duration,
     pub(crate) seed: u32,
     pub(crate) ack_timeout: Duration,
 }
@@ -196,9 +190,29 @@ impl WriterConfig {
         Self {
             framing: Config::new(),
             retry: RetryPolicy::new(),
+            connect_timeout: Duration::from_secs(5),
             seed: 0x9e37_79b9,
             ack_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The longest message, written or read back (default 4096 bytes): shorthand for the
+    /// framing's maximum.
+    pub const fn with_max_frame_len(mut self, max: usize) -> Self {
+        self.framing = self.framing.with_max_frame_len(max);
+        self
+    }
+
+    /// How long a connection attempt may go unanswered before it counts as failed
+    /// (default 5 s).
+    pub const fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The connect timeout.
+    pub const fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The framing options (maximum message length for writes and for replies read).

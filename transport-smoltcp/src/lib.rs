@@ -25,6 +25,6 @@ mod writer;
 pub use config::{ListenerConfig, RetryPolicy, WriterConfig};
 pub use error::{RecvError, ReplyError, SendError};
 pub use listener::{Connection, Listener, Slot};
-pub use socket::{recv_frames, send_frame, send_frames, send_free};
+pub use socket::{read_frames, write_frame, write_frames, write_room};
 pub use stats::{ListenerStats, WriterStats};
 pub use writer::{Status, Writer};

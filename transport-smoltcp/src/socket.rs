@@ -10,7 +10,7 @@ use crate::error::{RecvError, SendError};
 
 /// Bytes free in the socket's send ring.
 #[inline]
-pub fn send_free(socket: &tcp::Socket<'_>) -> usize {
+pub fn write_room(socket: &tcp::Socket<'_>) -> usize {
     socket.send_capacity().saturating_sub(socket.send_queue())
 }
 
@@ -31,7 +31,7 @@ pub fn send_free(socket: &tcp::Socket<'_>) -> usize {
 /// # Examples
 /// ```
 /// use buffstreams_framing::{BigEndian, Encoder};
-/// use buffstreams_transport_smoltcp::{SendError, send_frame};
+/// use buffstreams_transport_smoltcp::{SendError, write_frame};
 /// use smoltcp::socket::tcp;
 ///
 /// let mut socket = tcp::Socket::new(
@@ -40,10 +40,10 @@ pub fn send_free(socket: &tcp::Socket<'_>) -> usize {
 /// );
 /// let encoder = Encoder::<BigEndian<4>>::default();
 /// // Not connected yet: refused, nothing queued.
-/// assert_eq!(send_frame(&mut socket, &encoder, b"hi"), Err(SendError::NotConnected));
+/// assert_eq!(write_frame(&mut socket, &encoder, b"hi"), Err(SendError::NotConnected));
 /// assert_eq!(socket.send_queue(), 0);
 /// ```
-pub fn send_frame<H: LengthPrefix>(
+pub fn write_frame<H: LengthPrefix>(
     socket: &mut tcp::Socket<'_>,
     encoder: &Encoder<H>,
     payload: &[u8],
@@ -87,18 +87,18 @@ pub fn send_frame<H: LengthPrefix>(
 ///
 /// The batch's encoded length is checked against the free space first, then every frame is
 /// copied inside one `send(|window| ..)` (one ring update for the whole batch, which is what
-/// makes it cheaper per message than [`send_frame`] in a loop); when the window is cut short by
+/// makes it cheaper per message than [`write_frame`] in a loop); when the window is cut short by
 /// the ring's end, the parts go in turn. Returns the bytes queued.
 ///
 /// # Errors
-/// As [`send_frame`], for the batch as a whole: [`SendError::Full`] and
+/// As [`write_frame`], for the batch as a whole: [`SendError::Full`] and
 /// [`SendError::ExceedsBuffer`] compare the whole batch with the ring, and a payload that
 /// cannot be framed fails the batch before anything is queued.
 ///
 /// # Examples
 /// ```
 /// use buffstreams_framing::{BigEndian, Encoder};
-/// use buffstreams_transport_smoltcp::{SendError, send_frames};
+/// use buffstreams_transport_smoltcp::{SendError, write_frames};
 /// use smoltcp::socket::tcp;
 ///
 /// let mut socket = tcp::Socket::new(
@@ -107,9 +107,9 @@ pub fn send_frame<H: LengthPrefix>(
 /// );
 /// let encoder = Encoder::<BigEndian<4>>::default();
 /// let batch: [&[u8]; 2] = [b"temperature 21.5", b"humidity 40"];
-/// assert_eq!(send_frames(&mut socket, &encoder, &batch), Err(SendError::NotConnected));
+/// assert_eq!(write_frames(&mut socket, &encoder, &batch), Err(SendError::NotConnected));
 /// ```
-pub fn send_frames<H: LengthPrefix>(
+pub fn write_frames<H: LengthPrefix>(
     socket: &mut tcp::Socket<'_>,
     encoder: &Encoder<H>,
     payloads: &[&[u8]],
@@ -171,7 +171,7 @@ fn check_room(socket: &tcp::Socket<'_>, needed: usize) -> Result<(), SendError> 
     if needed > capacity {
         return Err(SendError::ExceedsBuffer { needed, capacity });
     }
-    let free = send_free(socket);
+    let free = write_room(socket);
     if needed > free {
         return Err(SendError::Full { needed, free });
     }
@@ -209,7 +209,7 @@ fn send_parts(
 /// # Errors
 /// [`RecvError::Decode`] when the peer broke the protocol (the decoder is then failed: abort
 /// the connection), [`RecvError::NotConnected`] when the socket cannot receive.
-pub fn recv_frames<H, S, F>(
+pub fn read_frames<H, S, F>(
     socket: &mut tcp::Socket<'_>,
     decoder: &mut Decoder<H, S>,
     mut on_event: F,

@@ -9,7 +9,7 @@ pub struct ListenerStats {
     pub messages_in: u64,
     /// Payload bytes of those messages.
     pub bytes_in: u64,
-    /// Replies staged by handlers (and [`Listener::send`](crate::Listener::send) frames).
+    /// Replies staged by handlers (and [`Listener::push`](crate::Listener::push) frames).
     pub messages_out: u64,
     /// Wire bytes of those replies, headers included.
     pub bytes_out: u64,
@@ -27,7 +27,7 @@ pub struct ListenerStats {
     /// Connections aborted because a message did not arrive whole within the frame deadline.
     pub frame_timeouts: u64,
     /// Replies refused because they did not fit the reply buffer.
-    pub reply_errors: u64,
+    pub replies_refused: u64,
     /// Times a socket could not be put back to listening.
     pub listen_errors: u64,
     /// Acknowledged mode: connections refused at their opening (a plain peer, a bad hello,
@@ -51,13 +51,13 @@ pub struct WriterStats {
     /// Writes refused with [`SendError::Full`](crate::SendError::Full) (the caller retries after a poll).
     pub full: u64,
     /// Replies read.
-    pub messages_in: u64,
+    pub replies: u64,
     /// Payload bytes of those replies.
-    pub bytes_in: u64,
+    pub reply_bytes: u64,
     /// Connection attempts started.
     pub connect_attempts: u64,
-    /// Connections established.
-    pub connects: u64,
+    /// Connections established after the first (after a lost connection or a give-up).
+    pub reconnects: u64,
     /// Attempts that failed (refused, reset, timed out, or no route).
     pub connect_failures: u64,
     /// Established connections that were lost (reset, closed by the peer, or aborted after a

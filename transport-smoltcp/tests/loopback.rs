@@ -6,7 +6,7 @@ mod common;
 use buffstreams_framing::{BigEndian, Config, Decoder, Encoder, Oversize, Varint32};
 use buffstreams_transport_smoltcp::{
     Listener, ListenerConfig, RetryPolicy, SendError, Slot, Status, Writer, WriterConfig,
-    send_frame, send_frames,
+    write_frame, write_frames,
 };
 use common::{Net, PORT, payload, server};
 use smoltcp::iface::SocketHandle;
@@ -48,7 +48,7 @@ fn echo_many_frames_both_ways() {
     let (mut sent, mut got) = (0usize, 0usize);
     run_until(&mut net, 200_000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |conn, msg| {
+        listener.poll(&mut net.sockets, net.now, |msg, conn| {
             conn.reply(msg).unwrap();
         });
         while sent < COUNT {
@@ -77,8 +77,8 @@ fn echo_many_frames_both_ways() {
     );
     let ws = writer.stats();
     assert_eq!(
-        (ws.messages_out, ws.messages_in, ws.connects),
-        (COUNT as u64, COUNT as u64, 1)
+        (ws.messages_out, ws.replies, ws.reconnects),
+        (COUNT as u64, COUNT as u64, 0)
     );
     assert!(
         ws.full > 0,
@@ -102,7 +102,7 @@ fn frames_larger_than_the_socket_buffers_are_assembled_in_storage() {
     let mut sent = 0usize;
     run_until(&mut net, 100_000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |_, msg| {
+        listener.poll(&mut net.sockets, net.now, |msg, _| {
             received.push(msg.to_vec())
         });
         if sent < 20
@@ -139,12 +139,12 @@ fn ring_wrap_at_every_offset_of_a_header() {
         }
         let (mut next, mut got) = (0usize, 0usize);
         run_until(&mut net, 100_000, |net| {
-            listener.poll(&mut net.sockets, net.now, |_, msg| {
+            listener.poll(&mut net.sockets, net.now, |msg, _| {
                 assert_eq!(msg, &expected[got][..], "frame {got}");
                 got += 1;
             });
             while next < expected.len() && net.socket(client).may_send() {
-                match send_frame(net.socket(client), &encoder, &expected[next]) {
+                match write_frame(net.socket(client), &encoder, &expected[next]) {
                     Ok(_) => next += 1,
                     Err(SendError::Full { .. }) => break,
                     Err(e) => panic!("{e}"),
@@ -197,7 +197,7 @@ fn full_send_ring_refuses_the_whole_frame_and_writes_nothing() {
     let (mut retried, mut refused) = (false, 1);
     run_until(&mut net, 1000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         if !retried {
             match writer.write(&mut net.sockets, &[2; 30]) {
                 Ok(34) => retried = true,
@@ -225,14 +225,14 @@ fn frame_wraps_in_the_send_ring() {
     let enc = Encoder::<BigEndian<4>>::default();
     let mut got = Vec::new();
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         net.socket(client).may_send()
     });
-    assert_eq!(send_frame(net.socket(client), &enc, &[1; 26]), Ok(30));
-    assert_eq!(send_frame(net.socket(client), &enc, &[2; 16]), Ok(20));
+    assert_eq!(write_frame(net.socket(client), &enc, &[1; 26]), Ok(30));
+    assert_eq!(write_frame(net.socket(client), &enc, &[2; 16]), Ok(20));
     // The peer's 32-byte window lets 32 bytes leave; wait until they are acknowledged.
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         net.socket(client).send_queue() < 50
     });
     let s = net.socket(client);
@@ -242,9 +242,9 @@ fn frame_wraps_in_the_send_ring() {
         window < 40 && free >= 40,
         "window {window}, free {free}: no wrap to test"
     );
-    assert_eq!(send_frame(s, &enc, &[3; 36]), Ok(40));
+    assert_eq!(write_frame(s, &enc, &[3; 36]), Ok(40));
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         got.len() == 3
     });
     assert_eq!(got, vec![vec![1; 26], vec![2; 16], vec![3; 36]]);
@@ -262,7 +262,7 @@ fn raw_peer_session(
     let mut got = Vec::new();
     let mut sent = false;
     run_until(net, 2000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         let s = net.socket(client);
         if !sent && s.may_send() {
             assert_eq!(s.send_slice(bytes).unwrap(), bytes.len());
@@ -314,13 +314,13 @@ fn oversize_reject_aborts_that_connection_only() {
     let mut got = Vec::new();
     let mut stage = 0;
     run_until(&mut net, 5000, |net| {
-        listener.poll(&mut net.sockets, net.now, |conn, m| {
+        listener.poll(&mut net.sockets, net.now, |m, conn| {
             got.push(m.to_vec());
             conn.reply(m).unwrap();
         });
         match stage {
             0 if net.socket(good).may_send() && net.socket(bad).may_send() => {
-                send_frame(net.socket(good), &enc, b"before").unwrap();
+                write_frame(net.socket(good), &enc, b"before").unwrap();
                 // 101 > 100: the header alone is enough to refuse.
                 net.socket(bad)
                     .send_slice(&[0, 0, 0, 101, 1, 2, 3])
@@ -328,7 +328,7 @@ fn oversize_reject_aborts_that_connection_only() {
                 stage = 1;
             }
             1 if !net.socket(bad).is_open() => {
-                send_frame(net.socket(good), &enc, b"after").unwrap();
+                write_frame(net.socket(good), &enc, b"after").unwrap();
                 stage = 2;
             }
             _ => {}
@@ -398,7 +398,7 @@ fn writer_reconnects_after_the_listener_aborts() {
     let mut phase = 0;
     run_until(&mut net, 20_000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         match phase {
             0 if writer.is_connected() => {
                 writer.write(&mut net.sockets, b"one").unwrap();
@@ -419,7 +419,7 @@ fn writer_reconnects_after_the_listener_aborts() {
     });
     assert_eq!(got, vec![b"one".to_vec(), b"two".to_vec()]);
     let ws = writer.stats();
-    assert_eq!((ws.connects, ws.disconnects), (2, 1));
+    assert_eq!((ws.reconnects, ws.disconnects), (1, 1));
 }
 
 #[test]
@@ -490,7 +490,7 @@ fn handler_close_sends_its_reply_then_fin() {
     let mut dec = Decoder::<BigEndian<4>, _>::new(Config::new(), [0u8; 64]);
     let mut replies = Vec::new();
     run_until(&mut net, 2000, |net| {
-        listener.poll(&mut net.sockets, net.now, |conn, m| {
+        listener.poll(&mut net.sockets, net.now, |m, conn| {
             handled += 1;
             conn.reply(m).unwrap();
             conn.close();
@@ -499,11 +499,11 @@ fn handler_close_sends_its_reply_then_fin() {
         let s = net.socket(c);
         if !sent && s.may_send() {
             // Two messages in one segment: only the first is handled.
-            send_frame(s, &enc, b"bye").unwrap();
-            send_frame(s, &enc, b"ignored").unwrap();
+            write_frame(s, &enc, b"bye").unwrap();
+            write_frame(s, &enc, b"ignored").unwrap();
             sent = true;
         }
-        let _ = buffstreams_transport_smoltcp::recv_frames(s, &mut dec, |e| {
+        let _ = buffstreams_transport_smoltcp::read_frames(s, &mut dec, |e| {
             if let buffstreams_framing::Event::Frame(f) = e {
                 replies.push(f.to_vec());
             }
@@ -563,7 +563,7 @@ fn write_batch_is_all_or_nothing() {
     let mut got = Vec::new();
     run_until(&mut net, 1000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         got.len() == 4
     });
     assert_eq!(
@@ -586,15 +586,15 @@ fn batch_wraps_in_the_send_ring() {
     let enc = Encoder::<BigEndian<4>>::default();
     let mut got = Vec::new();
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         net.socket(client).may_send()
     });
     assert_eq!(
-        send_frames(net.socket(client), &enc, &[&[1; 26], &[2; 16]]),
+        write_frames(net.socket(client), &enc, &[&[1; 26], &[2; 16]]),
         Ok(50)
     );
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         net.socket(client).send_queue() < 50
     });
     let s = net.socket(client);
@@ -603,9 +603,9 @@ fn batch_wraps_in_the_send_ring() {
         window < 40 && s.send_capacity() - s.send_queue() >= 40,
         "no wrap to test"
     );
-    assert_eq!(send_frames(s, &enc, &[&[3; 10], &[4; 22]]), Ok(40));
+    assert_eq!(write_frames(s, &enc, &[&[3; 10], &[4; 22]]), Ok(40));
     run_until(&mut net, 1000, |net| {
-        listener.poll(&mut net.sockets, net.now, |_, m| got.push(m.to_vec()));
+        listener.poll(&mut net.sockets, net.now, |m, _| got.push(m.to_vec()));
         got.len() == 4
     });
     assert_eq!(
@@ -625,7 +625,7 @@ fn replies_that_arrived_before_the_peer_closed_are_delivered() {
     let (mut written, mut replies) = (0, Vec::new());
     run_until(&mut net, 5000, |net| {
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |conn, m| {
+        listener.poll(&mut net.sockets, net.now, |m, conn| {
             conn.reply(m).unwrap();
             if m == b"last" {
                 conn.close();
@@ -687,7 +687,7 @@ fn a_frame_that_never_finishes_is_cut_at_the_deadline() {
             started.get_or_insert(net.now);
         }
         if net.socket(patient).may_send() && ticks % 20 == 0 {
-            send_frame(net.socket(patient), &enc, b"still here").unwrap();
+            write_frame(net.socket(patient), &enc, b"still here").unwrap();
         }
         if net.socket(streamer).may_send() && streamed < stream.len() {
             let n = if streamed == 0 { 5 } else { 10 };
@@ -740,16 +740,16 @@ fn a_reply_over_the_reply_buffer_is_refused_whole() {
     let mut dec = Decoder::<BigEndian<4>, _>::new(Config::new(), [0u8; 64]);
     let (mut sent, mut refused, mut replies) = (false, None, Vec::new());
     run_until(&mut net, 2000, |net| {
-        listener.poll(&mut net.sockets, net.now, |conn, _| {
+        listener.poll(&mut net.sockets, net.now, |_, conn| {
             assert_eq!(conn.reply(b"0123456789"), Ok(14));
             refused = Some(conn.reply(b"abc"));
         });
         let s = net.socket(c);
         if !sent && s.may_send() {
-            send_frame(s, &enc, b"ask").unwrap();
+            write_frame(s, &enc, b"ask").unwrap();
             sent = true;
         }
-        buffstreams_transport_smoltcp::recv_frames(s, &mut dec, |e| {
+        buffstreams_transport_smoltcp::read_frames(s, &mut dec, |e| {
             if let buffstreams_framing::Event::Frame(f) = e {
                 replies.push(f.to_vec());
             }
@@ -766,5 +766,5 @@ fn a_reply_over_the_reply_buffer_is_refused_whole() {
         }))
     );
     assert_eq!(replies, vec![b"0123456789".to_vec()]);
-    assert_eq!(listener.stats().reply_errors, 1);
+    assert_eq!(listener.stats().replies_refused, 1);
 }

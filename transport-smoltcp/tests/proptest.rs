@@ -40,7 +40,7 @@ fn roundtrip(sizes: &[usize], rx: usize, tx: usize, reply_room: usize, batch: us
     for _ in 0..200_000 {
         net.poll();
         writer.poll(net.iface.context(), &mut net.sockets, net.now);
-        listener.poll(&mut net.sockets, net.now, |conn, m| {
+        listener.poll(&mut net.sockets, net.now, |m, conn| {
             assert_eq!(m, &msgs[got][..], "message {got}");
             got += 1;
             conn.reply(m).unwrap();

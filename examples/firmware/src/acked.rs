@@ -144,11 +144,11 @@ fn main() -> ! {
     let st = writer.stats();
     hprintln!(
         "acked firmware: {} messages acknowledged in {} ms ({} messages/s emulated): \
-         {} connects, {} re-sent",
+         {} reconnects, {} re-sent",
         COUNT,
         ms,
         COUNT * 1000 / ms,
-        st.connects,
+        st.reconnects,
         st.resent
     );
     hprintln!(

@@ -81,7 +81,7 @@ fn main() -> ! {
         }
         let activity = iface.poll(t, &mut device, &mut sockets);
         let before = delivered;
-        listener.poll(&mut sockets, t, |conn, msg| {
+        listener.poll(&mut sockets, t, |msg, conn| {
             let index = msg
                 .get(..8)
                 .and_then(|b| b.try_into().ok())

@@ -153,13 +153,13 @@ fn main() -> ! {
         u64::from(echoed) * 1000 / streaming
     );
     hprintln!(
-        "firmware: writer stats: out {} ({} B), in {} ({} B), ring full {}, connects {}, rx errors {}",
+        "firmware: writer stats: out {} ({} B), in {} ({} B), ring full {}, reconnects {}, rx errors {}",
         st.messages_out,
         st.bytes_out,
-        st.messages_in,
-        st.bytes_in,
+        st.replies,
+        st.reply_bytes,
         st.full,
-        st.connects,
+        st.reconnects,
         device.rx_errors()
     );
     hprintln!(

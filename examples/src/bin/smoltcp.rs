@@ -165,7 +165,7 @@ where
     while start.elapsed().as_secs_f64() < seconds {
         let now = Instant::now();
         s.iface.poll(now, &mut s.device, &mut s.sockets);
-        listener.poll(&mut s.sockets, now, |conn, msg| {
+        listener.poll(&mut s.sockets, now, |msg, conn| {
             let seq = msg
                 .get(..8)
                 .and_then(|b| b.try_into().ok())

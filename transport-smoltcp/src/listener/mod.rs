@@ -13,7 +13,7 @@ use smoltcp::time::Instant;
 
 use crate::config::ListenerConfig;
 use crate::error::SendError;
-use crate::socket::send_frame;
+use crate::socket::write_frame;
 use crate::stats::ListenerStats;
 use serve::{Ctx, Served, serve};
 use slot::Conn;
@@ -47,7 +47,7 @@ pub use slot::{Connection, Slot};
 /// let mut listener = Listener::<BigEndian<4>, _, _, 2>::new(ListenerConfig::new(5031), slots);
 ///
 /// // In the application's loop, after `iface.poll(now, &mut device, &mut sockets)`:
-/// listener.poll(&mut sockets, Instant::from_millis(0), |conn, msg| {
+/// listener.poll(&mut sockets, Instant::from_millis(0), |msg, conn| {
 ///     let _ = conn.reply(msg); // echo
 /// });
 /// assert!(sockets.get::<tcp::Socket>(listener.handle(0).unwrap()).is_listening());
@@ -147,7 +147,7 @@ where
     /// same clock; then poll the interface again so replies leave.
     pub fn poll<F>(&mut self, sockets: &mut SocketSet<'_>, now: Instant, mut handler: F)
     where
-        F: FnMut(&mut Connection<'_, H, B>, &[u8]),
+        F: FnMut(&[u8], &mut Connection<'_, H, B>),
     {
         self.now = now;
         let mut ctx = Ctx {
@@ -187,14 +187,14 @@ where
         self.sessions.is_some()
     }
 
-    /// Sends a message on slot `id`'s connection outside a handler (a server push). Replies
+    /// Pushes a message on slot `id`'s connection outside a handler (a server push). Replies
     /// staged earlier go first, so order is kept.
     ///
     /// # Errors
-    /// As [`send_frame`](crate::send_frame); [`SendError::NotConnected`] when the slot has no
+    /// As [`write_frame`](crate::write_frame); [`SendError::NotConnected`] when the slot has no
     /// connection (or `id` is out of range), [`SendError::Full`] while earlier replies still
     /// wait for room.
-    pub fn send(
+    pub fn push(
         &mut self,
         sockets: &mut SocketSet<'_>,
         id: usize,
@@ -232,7 +232,7 @@ where
                 },
             })?
         } else {
-            send_frame(socket, &self.encoder, payload)?
+            write_frame(socket, &self.encoder, payload)?
         };
         self.stats.messages_out = self.stats.messages_out.saturating_add(1);
         self.stats.bytes_out = self.stats.bytes_out.saturating_add(n as u64);

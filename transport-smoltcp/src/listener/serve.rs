@@ -12,7 +12,7 @@ use super::acked::Opened;
 use super::slot::{Conn, Connection, reply_kind};
 use crate::config::ListenerConfig;
 use crate::error::RecvError;
-use crate::socket::recv_frames;
+use crate::socket::read_frames;
 use crate::stats::ListenerStats;
 
 /// What a slot's poll shares with the others.
@@ -59,7 +59,7 @@ where
     S: Storage,
     B: AsMut<[u8]>,
     T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>,
-    F: FnMut(&mut Connection<'_, H, B>, &[u8]),
+    F: FnMut(&[u8], &mut Connection<'_, H, B>),
 {
     let port = ctx.config.port;
     match socket.state() {
@@ -136,7 +136,7 @@ where
         );
         let stats = &mut *ctx.stats;
         let encoder = if acked { ctx.back } else { ctx.encoder };
-        let received = recv_frames(socket, decoder, |event| {
+        let received = read_frames(socket, decoder, |event| {
             completed = true;
             match event {
                 Event::Frame(msg) => {
@@ -153,7 +153,7 @@ where
                         kind: reply_kind(acked),
                         delivery,
                     };
-                    handler(&mut c, msg);
+                    handler(msg, &mut c);
                     // The handler returned: in the acknowledged mode the message is delivered.
                     if let Some(d) = delivery {
                         numbers.delivered(d);

@@ -148,13 +148,13 @@ pub struct Connection<'c, H, B> {
 
 impl<H: LengthPrefix, B: AsMut<[u8]>> Connection<'_, H, B> {
     /// The slot's index in the array given to [`Listener::new`](super::Listener::new)
-    /// (stable while the connection lasts; use it with [`Listener::send`](super::Listener::send)).
+    /// (stable while the connection lasts; use it with [`Listener::push`](super::Listener::push)).
     pub fn id(&self) -> usize {
         self.id
     }
 
     /// The peer's address and port.
-    pub fn remote_endpoint(&self) -> Option<IpEndpoint> {
+    pub fn peer_addr(&self) -> Option<IpEndpoint> {
         self.remote
     }
 
@@ -186,7 +186,7 @@ impl<H: LengthPrefix, B: AsMut<[u8]>> Connection<'_, H, B> {
                 Ok(n)
             }
             Err(e) => {
-                self.stats.reply_errors = self.stats.reply_errors.saturating_add(1);
+                self.stats.replies_refused = self.stats.replies_refused.saturating_add(1);
                 Err(e)
             }
         }

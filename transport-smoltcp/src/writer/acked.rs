@@ -15,7 +15,7 @@ use smoltcp::iface::SocketSet;
 
 use super::{State, Writer};
 use crate::error::RecvError;
-use crate::socket::recv_frames;
+use crate::socket::read_frames;
 use crate::stats::WriterStats;
 
 /// The acknowledged mode's state of a [`Writer`](super::Writer).
@@ -103,7 +103,7 @@ impl<H: LengthPrefix, W: Storage> Acked<H, W> {
         let (sender, epoch, now) = (&mut self.sender, self.epoch, self.now_us);
         let mut replies = 0usize;
         let mut broke = None;
-        let read = recv_frames(socket, decoder, |event| {
+        let read = read_frames(socket, decoder, |event| {
             let Event::Frame(payload) = event else {
                 return ControlFlow::Continue(());
             };
@@ -115,8 +115,8 @@ impl<H: LengthPrefix, W: Storage> Acked<H, W> {
                 Ok(Received::Acked { newly }) => stats.acked = stats.acked.saturating_add(newly),
                 Ok(Received::Reply(reply)) => {
                     replies = replies.saturating_add(1);
-                    stats.messages_in = stats.messages_in.saturating_add(1);
-                    stats.bytes_in = stats.bytes_in.saturating_add(reply.len() as u64);
+                    stats.replies = stats.replies.saturating_add(1);
+                    stats.reply_bytes = stats.reply_bytes.saturating_add(reply.len() as u64);
                     on_reply(reply);
                 }
                 Ok(_) => {}

@@ -11,7 +11,7 @@ use smoltcp::socket::tcp;
 use super::acked::BackError;
 use super::{State, Writer};
 use crate::error::{RecvError, SendError};
-use crate::socket::{recv_frames, send_frame, send_frames};
+use crate::socket::{read_frames, write_frame, write_frames};
 
 impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
     /// Queues one framed message in the send ring; returns the bytes it takes on the wire.
@@ -33,7 +33,7 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
             return Err(SendError::NotConnected);
         }
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-        let sent = send_frame(socket, &self.encoder, payload);
+        let sent = write_frame(socket, &self.encoder, payload);
         self.count(sent, 1)
     }
 
@@ -56,7 +56,7 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
             return Err(SendError::NotConnected);
         }
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-        let sent = send_frames(socket, &self.encoder, payloads);
+        let sent = write_frames(socket, &self.encoder, payloads);
         self.count(sent, payloads.len())
     }
 
@@ -170,11 +170,11 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
         }
         let mut count = 0usize;
         let stats = &mut self.stats;
-        let result = recv_frames(socket, &mut self.decoder, |event| {
+        let result = read_frames(socket, &mut self.decoder, |event| {
             if let Event::Frame(msg) = event {
                 count = count.saturating_add(1);
-                stats.messages_in = stats.messages_in.saturating_add(1);
-                stats.bytes_in = stats.bytes_in.saturating_add(msg.len() as u64);
+                stats.replies = stats.replies.saturating_add(1);
+                stats.reply_bytes = stats.reply_bytes.saturating_add(msg.len() as u64);
                 on_message(msg);
             }
             ControlFlow::Continue(())

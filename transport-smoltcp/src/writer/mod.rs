@@ -14,7 +14,7 @@ use smoltcp::wire::IpEndpoint;
 
 use crate::config::WriterConfig;
 use crate::error::RecvError;
-use crate::socket::send_free;
+use crate::socket::write_room;
 use crate::stats::WriterStats;
 use acked::{Acked, BackError};
 
@@ -96,6 +96,8 @@ pub struct Writer<H, S, W = [u8; 0]> {
     /// The application reads replies ([`Writer::receive`] was called on this connection): a
     /// lost connection's last replies are handed over before it is given up.
     reads: bool,
+    /// A connection was established before (the next one is a reconnect).
+    connected_before: bool,
     stats: WriterStats,
     acked: Option<Acked<H, W>>,
 }
@@ -117,6 +119,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             rng,
             port: PORT_FIRST,
             reads: false,
+            connected_before: false,
             stats: WriterStats::default(),
             acked: None,
         };
@@ -158,9 +161,8 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// assert_eq!(writer.unacknowledged(), 1);
     /// ```
     pub fn with_acks<W: Storage>(self, window: Window<W>, session: SessionId) -> Writer<H, S, W> {
-        let retry = self.config.retry;
         let timeouts = SenderConfig::new()
-            .with_welcome_timeout_us(retry.connect_timeout.total_micros())
+            .with_welcome_timeout_us(self.config.connect_timeout.total_micros())
             .with_silence_timeout_us(self.config.ack_timeout.total_micros());
         let framing = self.config.framing;
         let storage = self.decoder.into_storage();
@@ -176,6 +178,7 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
             rng: self.rng,
             port: self.port,
             reads: self.reads,
+            connected_before: self.connected_before,
             stats: self.stats,
             acked: Some(Acked::new(Sender::new(framing, timeouts, window, session))),
         }
@@ -202,14 +205,17 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
                     }
                     self.reads = false;
                     self.decoder.reset();
-                    self.stats.connects = self.stats.connects.saturating_add(1);
+                    if self.connected_before {
+                        self.stats.reconnects = self.stats.reconnects.saturating_add(1);
+                    }
+                    self.connected_before = true;
                     info!("connected to {}", self.remote);
                     if let Some(a) = self.acked.as_mut() {
                         a.connected(socket);
                     }
                 }
                 tcp::State::SynSent | tcp::State::SynReceived
-                    if now < since + self.config.retry.connect_timeout => {}
+                    if now < since + self.config.connect_timeout => {}
                 _ => {
                     // Refused (RST), or no answer in time.
                     socket.abort();
@@ -405,7 +411,7 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
             && self
                 .encoder
                 .encoded_len(payload_len)
-                .is_ok_and(|n| n <= send_free(socket))
+                .is_ok_and(|n| n <= write_room(socket))
     }
 
     /// Bytes queued in the send ring and not yet acknowledged by the peer.
@@ -439,7 +445,7 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
     }
 
     /// The peer it dials.
-    pub fn remote(&self) -> IpEndpoint {
+    pub fn peer_addr(&self) -> IpEndpoint {
         self.remote
     }
 
