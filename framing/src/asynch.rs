@@ -88,6 +88,16 @@ impl<R: Read, H: LengthPrefix, S: Storage, B: AsMut<[u8]>> AsyncFrameReader<R, H
         &self.chunks.decoder
     }
 
+    /// The wrapped reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The wrapped reader, mutably. Reading from it directly loses sync with the frames.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// Gives back the reader; bytes buffered but not yet decoded are dropped.
     pub fn into_inner(self) -> R {
         self.inner
@@ -171,6 +181,16 @@ impl<W: Write, H: LengthPrefix, B: AsMut<[u8]>> AsyncFrameWriter<W, H, B> {
     /// Bytes waiting in the buffer.
     pub fn buffered(&self) -> usize {
         self.out.len
+    }
+
+    /// The wrapped writer.
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
+
+    /// The wrapped writer, mutably. Writing to it directly corrupts the frame stream.
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
     }
 
     /// Gives back the writer; call [`flush`](Self::flush) first or buffered frames are lost.

@@ -1,5 +1,7 @@
 //! Framing configuration shared by [`Decoder`](crate::Decoder) and [`Encoder`](crate::Encoder).
 
+use crate::header::{LengthPrefix, max_payload};
+
 /// The default maximum payload length, 4096 bytes, as Go BuffStreams.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 4096;
 
@@ -88,6 +90,28 @@ impl Config {
     /// The configured maximum payload length.
     pub const fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    /// The maximum in force for header format `H`: the configured one, capped by what `H`
+    /// can express (with [`length_includes_header`](Self::length_includes_header), less the
+    /// header). [`Encoder::max_frame_len`](crate::Encoder::max_frame_len) is this;
+    /// [`Decoder::max_frame_len`](crate::Decoder::max_frame_len) is this capped by its
+    /// storage.
+    ///
+    /// ```
+    /// use buffstreams_framing::{BigEndian, Config};
+    ///
+    /// let config = Config::new().with_max_frame_len(1 << 20);
+    /// assert_eq!(config.effective_max_frame_len::<BigEndian<4>>(), 1 << 20);
+    /// assert_eq!(config.effective_max_frame_len::<BigEndian<2>>(), 65_535);
+    /// ```
+    pub const fn effective_max_frame_len<H: LengthPrefix>(&self) -> usize {
+        let expressible = max_payload::<H>(self.includes_header);
+        if self.max_frame_len < expressible {
+            self.max_frame_len
+        } else {
+            expressible
+        }
     }
 
     /// The longest frame `Oversize::Skip` discards.

@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 
 use crate::config::Config;
 use crate::error::EncodeError;
-use crate::header::{Header, LengthPrefix, MAX_HEADER_LEN, max_payload};
+use crate::header::{Header, LengthPrefix, MAX_HEADER_LEN};
 
 /// Frames payloads in header format `H`.
 ///
@@ -30,16 +30,9 @@ impl<H: LengthPrefix> Encoder<H> {
     /// capped by what `H` can express) are refused.
     pub const fn new(config: Config) -> Self {
         const { assert!(H::MAX_HEADER_LEN >= 1 && H::MAX_HEADER_LEN <= MAX_HEADER_LEN) };
-        let expressible = max_payload::<H>(config.length_includes_header());
-        let configured = config.max_frame_len();
-        let max = if configured < expressible {
-            configured
-        } else {
-            expressible
-        };
         Self {
+            max: config.effective_max_frame_len::<H>(),
             config,
-            max,
             _format: PhantomData,
         }
     }

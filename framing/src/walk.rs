@@ -11,7 +11,6 @@
 use core::marker::PhantomData;
 
 use crate::config::Config;
-use crate::encoder::Encoder;
 use crate::error::DecodeError;
 use crate::header::{LengthPrefix, Parsed};
 
@@ -78,7 +77,7 @@ pub fn frame_at<H: LengthPrefix>(
         value
     };
     // The encoder's maximum: the configured one, capped by what `H` can express.
-    let max = Encoder::<H>::new(*config).max_frame_len();
+    let max = config.effective_max_frame_len::<H>();
     let too_long = DecodeError::FrameTooLong { len: declared, max };
     let payload_len = match usize::try_from(declared) {
         Ok(n) if n <= max => n,
@@ -158,7 +157,7 @@ impl<H: LengthPrefix> core::iter::FusedIterator for Frames<'_, H> {}
 mod tests {
     use super::*;
     use crate::header::{BigEndian, BuffStreams, Varint64};
-    use crate::{Decoder, Event};
+    use crate::{Decoder, Encoder, Event};
 
     #[test]
     fn walks_what_the_decoder_reads() {

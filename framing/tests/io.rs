@@ -75,6 +75,9 @@ fn async_reader_writer_over_tcp() {
             let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
             let enc = Encoder::<Varint32>::new(Config::new().with_max_frame_len(1 << 20));
             let mut w = AsyncFrameWriter::new(FromTokio::new(stream), enc, [0u8; 4096]);
+            // The socket stays reachable, as on the blocking twin.
+            assert_eq!(w.get_ref().inner().peer_addr().unwrap(), addr);
+            w.get_mut().inner_mut().set_nodelay(true).unwrap();
             for i in 0..COUNT {
                 w.write_frame(&payload(i)).await.unwrap();
             }
@@ -83,6 +86,8 @@ fn async_reader_writer_over_tcp() {
         let (stream, _) = listener.accept().await.unwrap();
         let dec = Decoder::<Varint32, _>::new(Config::new().with_max_frame_len(1 << 20), vec![]);
         let mut r = AsyncFrameReader::new(FromTokio::new(stream), dec, [0u8; 8192]);
+        assert_eq!(r.get_ref().inner().local_addr().unwrap(), addr);
+        r.get_mut().inner_mut().set_nodelay(true).unwrap();
         let mut i = 0;
         let read = async {
             while let Some(f) = r.read_frame().await.unwrap() {

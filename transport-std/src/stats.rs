@@ -57,7 +57,7 @@ counters! {
         /// Connections that ended inside a frame (the partial frame was dropped).
         truncated,
         /// Oversize frames discarded under `Oversize::Skip`.
-        skipped_frames,
+        skipped,
         /// Callback calls that returned an error.
         callback_errors,
         /// Callback calls that panicked (each closed its connection).
@@ -101,8 +101,12 @@ counters! {
         /// Messages read back from the listener
         /// ([`WriterConfig::with_on_reply`](crate::WriterConfig::with_on_reply)).
         replies,
-        /// Reply streams that broke the framing or failed (each closed its connection).
-        reply_errors,
+        /// Payload bytes of those replies.
+        reply_bytes,
+        /// Reply streams aborted because the listener broke the protocol (a bad header, an
+        /// oversize reply, a bad acknowledgement) or closed inside a reply; each closed its
+        /// connection.
+        protocol_errors,
         /// Acknowledged mode: messages the listener acknowledged.
         acked,
         /// Acknowledged mode: messages written again after a reconnect (not acknowledged on

@@ -165,7 +165,7 @@ fn a_listener_killed_mid_stream_loses_nothing() {
         .with_reply_wait(LONG)
         .with_retry(
             RetryPolicy::new()
-                .with_max_attempts(1000)
+                .with_max_attempts(Some(1000))
                 .with_deadline(Some(LONG)),
         )
         .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));
@@ -297,7 +297,7 @@ fn stale_acknowledgements_after_a_restart_misnumber_nothing() {
         .with_reply_wait(LONG)
         .with_retry(
             RetryPolicy::new()
-                .with_max_attempts(1000)
+                .with_max_attempts(Some(1000))
                 .with_deadline(Some(LONG)),
         )
         .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));

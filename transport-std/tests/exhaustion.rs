@@ -193,7 +193,7 @@ fn an_evicted_writer_reconnects_and_loses_nothing() {
     let addr = h.local_addr();
     let w: Writer = Writer::dial(
         addr,
-        WriterConfig::new().with_retry(RetryPolicy::new().with_max_attempts(20)),
+        WriterConfig::new().with_retry(RetryPolicy::new().with_max_attempts(Some(20))),
     )
     .unwrap();
     w.write(b"a").unwrap();

@@ -48,7 +48,7 @@ fn a_logger_may_write_through_the_writer_it_logs() {
     let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let policy = RetryPolicy::new()
-        .with_max_attempts(1000)
+        .with_max_attempts(Some(1000))
         .with_initial_backoff(Duration::from_millis(5))
         .with_max_backoff(Duration::from_millis(20))
         .with_deadline(Some(Duration::from_secs(15)));

@@ -59,7 +59,9 @@ fn an_echo_listener_does_not_block_a_writer_that_reads_replies() {
     let stats = closed.recv_timeout(LONG).expect("close did not return");
     assert!(rx.try_recv().is_err(), "more replies than messages");
     assert_eq!((stats.messages_out, stats.replies), (N, N), "{stats:?}");
-    assert_eq!(stats.reply_errors, 0, "{stats:?}");
+    let payload: u64 = (0..N).map(|i| message(i).len() as u64).sum();
+    assert_eq!(stats.reply_bytes, payload, "{stats:?}");
+    assert_eq!(stats.protocol_errors, 0, "{stats:?}");
     assert_eq!(server.shutdown().messages_out, N);
 }
 
@@ -103,7 +105,7 @@ fn a_bad_reply_closes_the_connection_and_the_writer_reconnects() {
     writer.flush();
     // The bad reply closes the first connection; the next message goes on a new one.
     let deadline = std::time::Instant::now() + LONG;
-    while writer.stats().reply_errors == 0 && std::time::Instant::now() < deadline {
+    while writer.stats().protocol_errors == 0 && std::time::Instant::now() < deadline {
         thread::sleep(std::time::Duration::from_millis(2));
     }
     writer.write(b"again").unwrap();
@@ -114,7 +116,7 @@ fn a_bad_reply_closes_the_connection_and_the_writer_reconnects() {
     );
     assert_eq!(*replies.lock().unwrap(), [b"fine".to_vec()]);
     assert_eq!(
-        (stats.reply_errors, stats.replies, stats.reconnects),
+        (stats.protocol_errors, stats.replies, stats.reconnects),
         (1, 1, 1),
         "{stats:?}"
     );

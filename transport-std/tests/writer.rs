@@ -272,7 +272,7 @@ fn reconnects_and_accounts_for_every_message() {
     let dead = Arc::new(Mutex::new(Vec::new()));
     let dead2 = dead.clone();
     let policy = RetryPolicy::new()
-        .with_max_attempts(3)
+        .with_max_attempts(Some(3))
         .with_initial_backoff(Duration::from_millis(5))
         .with_max_backoff(Duration::from_millis(20))
         .with_deadline(Some(Duration::from_millis(500)));
@@ -334,7 +334,7 @@ fn reconnect_within_policy_delivers_everything() {
     let (h, rx) = collecting("127.0.0.1:0", ListenerConfig::new());
     let addr = h.local_addr();
     let policy = RetryPolicy::new()
-        .with_max_attempts(1000)
+        .with_max_attempts(Some(1000))
         .with_initial_backoff(Duration::from_millis(5))
         .with_max_backoff(Duration::from_millis(20))
         .with_deadline(Some(Duration::from_secs(15)));

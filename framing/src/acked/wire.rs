@@ -5,7 +5,6 @@
 use core::fmt;
 
 use crate::config::Config;
-use crate::encoder::Encoder;
 use crate::header::LengthPrefix;
 use crate::walk::frame_at;
 
@@ -281,7 +280,7 @@ pub fn ack(delivered: u64) -> [u8; ACK_LEN] {
 /// assert_eq!(back_config::<BigEndian<4>>(Config::new().with_max_frame_len(3)).max_frame_len(), 10);
 /// ```
 pub fn back_config<H: LengthPrefix>(config: Config) -> Config {
-    let max = Encoder::<H>::new(config).max_frame_len();
+    let max = config.effective_max_frame_len::<H>();
     config.with_max_frame_len(max.saturating_add(1).max(WELCOME_LEN))
 }
 

@@ -22,7 +22,7 @@ use core::marker::PhantomData;
 
 use crate::config::{Config, Oversize};
 use crate::error::DecodeError;
-use crate::header::{LengthPrefix, MAX_HEADER_LEN, Parsed, max_payload};
+use crate::header::{LengthPrefix, MAX_HEADER_LEN, Parsed};
 use crate::storage::Storage;
 
 /// What one [`Decoder::feed`] call produced.
@@ -164,16 +164,9 @@ impl<H: LengthPrefix, S> Decoder<H, S> {
     /// `config.max_frame_len()`, what `H` can express and `storage.capacity()`.
     pub const fn new(config: Config, storage: S) -> Self {
         const { assert!(H::MAX_HEADER_LEN >= 1 && H::MAX_HEADER_LEN <= MAX_HEADER_LEN) };
-        let expressible = max_payload::<H>(config.length_includes_header());
-        let configured = config.max_frame_len();
-        let max = if configured < expressible {
-            configured
-        } else {
-            expressible
-        };
         Self {
+            max: config.effective_max_frame_len::<H>(),
             config,
-            max,
             state: State::Header,
             hdr: [0; MAX_HEADER_LEN],
             hdr_len: 0,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use buffstreams_framing::{Config, Oversize};
 
+use crate::clamp::{at_least, nonzero};
+
 /// What the listener does with a new connection when `max_connections` are open.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -27,6 +29,19 @@ pub enum OverLimit {
 /// connections (beyond them the connection idle longest is evicted, none younger than 1 s),
 /// no cap per peer address, TCP_NODELAY on, 64 KiB read buffer per connection, busy polling
 /// for 20 µs while a peer streams.
+///
+/// Every method is `const`, so a configuration can be a constant:
+/// ```
+/// use std::time::Duration;
+/// use buffstreams_transport_std::ListenerConfig;
+///
+/// const CONFIG: ListenerConfig = ListenerConfig::new()
+///     .with_max_frame_len(1 << 20)
+///     .with_idle_timeout(Some(Duration::ZERO)) // zero: never
+///     .with_max_connections(0); // raised to 1
+/// assert_eq!(CONFIG.framing().max_frame_len(), 1 << 20);
+/// assert_eq!((CONFIG.idle_timeout(), CONFIG.max_connections()), (None, 1));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     framing: Config,
@@ -41,7 +56,7 @@ pub struct ListenerConfig {
     thread_stack: Option<usize>,
     read_buffer: usize,
     busy_poll: Duration,
-    acked: bool,
+    acks: bool,
     max_sessions: usize,
     session_ttl: Duration,
     ack_delay: Duration,
@@ -49,6 +64,14 @@ pub struct ListenerConfig {
 
 impl Default for ListenerConfig {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ListenerConfig {
+    /// The defaults (every setter and getter is `const`, so a configuration can be a
+    /// `const`).
+    pub const fn new() -> Self {
         Self {
             framing: Config::new(),
             idle_timeout: Some(Duration::from_secs(120)),
@@ -62,41 +85,34 @@ impl Default for ListenerConfig {
             thread_stack: None,
             read_buffer: 64 * 1024,
             busy_poll: Duration::from_micros(20),
-            acked: false,
+            acks: false,
             max_sessions: 4096,
             session_ttl: Duration::from_secs(600),
             ack_delay: Duration::from_micros(500),
         }
     }
-}
-
-impl ListenerConfig {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
 
     /// Longest message accepted (default 4096 bytes; the framing crate's `max_frame_len`). A
     /// header declaring more is handled by the oversize policy before any byte of it is
     /// buffered.
-    pub fn with_max_frame_len(mut self, max: usize) -> Self {
+    pub const fn with_max_frame_len(mut self, max: usize) -> Self {
         self.framing = self.framing.with_max_frame_len(max);
         self
     }
     /// `Reject` (default) closes a connection that declares an oversize message; `Skip`
     /// discards that message's bytes and goes on with the next one.
-    pub fn with_oversize(mut self, policy: Oversize) -> Self {
+    pub const fn with_oversize(mut self, policy: Oversize) -> Self {
         self.framing = self.framing.with_oversize(policy);
         self
     }
     /// The whole framing configuration at once.
-    pub fn with_framing(mut self, framing: Config) -> Self {
+    pub const fn with_framing(mut self, framing: Config) -> Self {
         self.framing = framing;
         self
     }
     /// Close a connection that sends nothing for this long (`None` or zero: never).
-    pub fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout.filter(|d| !d.is_zero());
+    pub const fn with_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = nonzero(timeout);
         self
     }
     /// Close a connection that does not complete a frame within this long of its first byte
@@ -104,42 +120,45 @@ impl ListenerConfig {
     /// completes, so a peer streaming large messages is not cut; a peer that stalls inside a
     /// header or a body, or trickles one in, is closed (counted in `frame_timeouts`).
     /// Separate from the idle timeout, which applies between frames.
-    pub fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.frame_timeout = timeout.filter(|d| !d.is_zero());
+    pub const fn with_frame_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.frame_timeout = nonzero(timeout);
         self
     }
     /// Give up on a peer that does not read its replies for this long (`None` or zero:
     /// never). Also bounds how long a graceful shutdown can wait for a connection blocked in
     /// a reply.
-    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.write_timeout = timeout.filter(|d| !d.is_zero());
+    pub const fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = nonzero(timeout);
         self
     }
     /// Connections served at once (at least 1).
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max.max(1);
+    pub const fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = at_least(max, 1);
         self
     }
     /// What happens beyond `max_connections`.
-    pub fn with_over_limit(mut self, policy: OverLimit) -> Self {
+    pub const fn with_over_limit(mut self, policy: OverLimit) -> Self {
         self.over_limit = policy;
         self
     }
     /// Under [`OverLimit::Evict`], connections accepted less than this long ago are never
     /// evicted (default 1 s), so a new client gets time to send its first message.
-    pub fn with_eviction_grace(mut self, grace: Duration) -> Self {
+    pub const fn with_eviction_grace(mut self, grace: Duration) -> Self {
         self.eviction_grace = grace;
         self
     }
     /// At most this many connections from one peer IP address (`None`, the default: no cap);
     /// more are closed at accept (counted in `per_ip_refused`). Peers behind one NAT share an
     /// address: size it for them.
-    pub fn with_max_connections_per_ip(mut self, max: Option<usize>) -> Self {
-        self.max_per_ip = max.map(|n| n.max(1));
+    pub const fn with_max_connections_per_ip(mut self, max: Option<usize>) -> Self {
+        self.max_per_ip = match max {
+            Some(n) => Some(at_least(n, 1)),
+            None => None,
+        };
         self
     }
     /// TCP_NODELAY on accepted connections (default on), so replies go out at once.
-    pub fn with_nodelay(mut self, on: bool) -> Self {
+    pub const fn with_nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
     }
@@ -147,13 +166,13 @@ impl ListenerConfig {
     /// callbacks run (`None`, the default: the standard library's, 2 MiB unless
     /// `RUST_MIN_STACK` says otherwise). Stacks are reserved, not used: an idle connection
     /// costs the pages its thread touched, not the whole stack.
-    pub fn with_thread_stack(mut self, bytes: Option<usize>) -> Self {
+    pub const fn with_thread_stack(mut self, bytes: Option<usize>) -> Self {
         self.thread_stack = bytes;
         self
     }
     /// Read buffer per connection (default 64 KiB; at least 64 bytes).
-    pub fn with_read_buffer(mut self, bytes: usize) -> Self {
-        self.read_buffer = bytes.max(64);
+    pub const fn with_read_buffer(mut self, bytes: usize) -> Self {
+        self.read_buffer = at_least(bytes, 64);
         self
     }
     /// How long a connection thread polls its socket without sleeping before it blocks in
@@ -168,7 +187,7 @@ impl ListenerConfig {
     /// CPU: up to this long per pause in a stream, with at most one polling thread per CPU
     /// but one (none on a single CPU). Lone messages and request/response traffic never
     /// fill half the buffer, so they never poll.
-    pub fn with_busy_poll(mut self, budget: Duration) -> Self {
+    pub const fn with_busy_poll(mut self, budget: Duration) -> Self {
         self.busy_poll = budget;
         self
     }
@@ -179,15 +198,15 @@ impl ListenerConfig {
     /// dropped when a writer re-sends it, and the listener acknowledges what its callback has
     /// returned from. A plain peer's connection is refused (counted in `handshake_errors`).
     /// See the crate docs for the guarantees and [`Connection::delivery`](crate::Connection::delivery).
-    pub fn with_acks(mut self, on: bool) -> Self {
-        self.acked = on;
+    pub const fn with_acks(mut self, on: bool) -> Self {
+        self.acks = on;
         self
     }
     /// Writer sessions remembered at once in the acknowledged mode (default 4096): beyond
     /// them the one idle longest is forgotten (a re-sent message of a forgotten session is
     /// delivered again, marked `may_repeat`).
-    pub fn with_max_sessions(mut self, max: usize) -> Self {
-        self.max_sessions = max.max(1);
+    pub const fn with_max_sessions(mut self, max: usize) -> Self {
+        self.max_sessions = at_least(max, 1);
         self
     }
     /// Acknowledged mode: how long an acknowledgement waits for more messages to cover
@@ -196,81 +215,81 @@ impl ListenerConfig {
     /// ([`WriterConfig::with_ack_window`](crate::WriterConfig::with_ack_window)) waits up to
     /// this long for room once per window, so keep the window at 4,096 messages or more, or
     /// shorten this.
-    pub fn with_ack_delay(mut self, delay: Duration) -> Self {
+    pub const fn with_ack_delay(mut self, delay: Duration) -> Self {
         self.ack_delay = delay;
         self
     }
 
     /// How long an idle session is remembered (default 10 minutes).
-    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+    pub const fn with_session_ttl(mut self, ttl: Duration) -> Self {
         self.session_ttl = ttl;
         self
     }
 
     /// Whether the acknowledged mode is on.
-    pub fn acks(&self) -> bool {
-        self.acked
+    pub const fn acks(&self) -> bool {
+        self.acks
     }
     /// Sessions remembered at once.
-    pub fn max_sessions(&self) -> usize {
+    pub const fn max_sessions(&self) -> usize {
         self.max_sessions
     }
     /// How long an idle session is remembered.
-    pub fn session_ttl(&self) -> Duration {
+    pub const fn session_ttl(&self) -> Duration {
         self.session_ttl
     }
 
     /// How long an acknowledgement waits for more messages to cover.
-    pub fn ack_delay(&self) -> Duration {
+    pub const fn ack_delay(&self) -> Duration {
         self.ack_delay
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).
-    pub fn framing(&self) -> Config {
+    pub const fn framing(&self) -> Config {
         self.framing
     }
     /// The idle timeout (`None`: never).
-    pub fn idle_timeout(&self) -> Option<Duration> {
+    pub const fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout
     }
     /// The frame deadline (`None`: never).
-    pub fn frame_timeout(&self) -> Option<Duration> {
+    pub const fn frame_timeout(&self) -> Option<Duration> {
         self.frame_timeout
     }
     /// The reply write timeout (`None`: never).
-    pub fn write_timeout(&self) -> Option<Duration> {
+    pub const fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
     }
     /// Connections served at once.
-    pub fn max_connections(&self) -> usize {
+    pub const fn max_connections(&self) -> usize {
         self.max_connections
     }
     /// What happens beyond `max_connections`.
-    pub fn over_limit(&self) -> OverLimit {
+    pub const fn over_limit(&self) -> OverLimit {
         self.over_limit
     }
     /// How young a connection is safe from eviction.
-    pub fn eviction_grace(&self) -> Duration {
+    pub const fn eviction_grace(&self) -> Duration {
         self.eviction_grace
     }
     /// The cap per peer IP address (`None`: none).
-    pub fn max_connections_per_ip(&self) -> Option<usize> {
+    pub const fn max_connections_per_ip(&self) -> Option<usize> {
         self.max_per_ip
     }
     /// Whether accepted connections get TCP_NODELAY.
-    pub fn nodelay(&self) -> bool {
+    pub const fn nodelay(&self) -> bool {
         self.nodelay
     }
     /// Stack size of the listener's threads (`None`: the standard library's).
-    pub fn thread_stack(&self) -> Option<usize> {
+    pub const fn thread_stack(&self) -> Option<usize> {
         self.thread_stack
     }
     /// Read buffer per connection, in bytes.
-    pub fn read_buffer(&self) -> usize {
+    pub const fn read_buffer(&self) -> usize {
         self.read_buffer
     }
     /// The busy-polling budget (zero: off).
-    pub fn busy_poll(&self) -> Duration {
+    pub const fn busy_poll(&self) -> Duration {
         self.busy_poll
     }
 

@@ -25,7 +25,7 @@ pub struct Connection<H> {
     shared: Arc<Shared>,
     /// A reply write failed: part of a frame may be on the wire, so the connection must end.
     pub(super) broken: bool,
-    acked: bool,
+    acks: bool,
     pub(super) delivery: Option<Delivery>,
 }
 
@@ -45,7 +45,7 @@ impl<H: LengthPrefix> Connection<H> {
         shared: Arc<Shared>,
     ) -> Self {
         let framing = config.framing();
-        let max_reply = Encoder::<H>::new(framing).max_frame_len();
+        let max_reply = framing.effective_max_frame_len::<H>();
         let framing = if config.acks() {
             back_config::<H>(framing)
         } else {
@@ -59,7 +59,7 @@ impl<H: LengthPrefix> Connection<H> {
             out: Vec::new(),
             shared,
             broken: false,
-            acked: config.acks(),
+            acks: config.acks(),
             delivery: None,
         }
     }
@@ -96,7 +96,7 @@ impl<H: LengthPrefix> Connection<H> {
                 max: self.max_reply,
             }));
         }
-        let kind = if self.acked { &[REPLY][..] } else { &[] };
+        let kind = if self.acks { &[REPLY][..] } else { &[] };
         let header = self.encoder.header(kind.len() + message.len())?;
         self.out.extend_from_slice(&header);
         self.out.extend_from_slice(kind);

@@ -45,6 +45,9 @@ pub(crate) type Handler<H> = dyn Fn(&[u8], &mut Connection<H>) -> CallbackResult
 /// The header format is the type parameter, `BigEndian<4>` unless named: write
 /// `let l: Listener = ..` for the default, `Listener::<BuffStreams<3>>::bind(..)` for another.
 ///
+/// The callback is `Fn + Send + Sync`: every connection's thread calls it, possibly at once
+/// (transport-smoltcp's handler, called from one poll loop, can be `FnMut`).
+///
 /// # Examples
 /// ```no_run
 /// use buffstreams_transport_std::{Listener, ListenerConfig};
@@ -251,26 +254,6 @@ impl ListenerHandle {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
-    }
-
-    /// Calls `f` with the peer and the error whenever a connection is closed for breaking the
-    /// protocol (an oversize or invalid header: what [`ListenerStats::protocol_errors`]
-    /// counts), on that connection's thread, before it closes. For telling the operator at
-    /// once which peer speaks another format; a panic in `f` is caught and ignored.
-    ///
-    /// ```no_run
-    /// use buffstreams_transport_std::{Listener, ListenerConfig};
-    ///
-    /// let listener: Listener = Listener::bind("127.0.0.1:5031", ListenerConfig::new())?
-    ///     .on_protocol_error(|peer, e| eprintln!("{peer}: {e}"));
-    /// # Ok::<(), buffstreams_transport_std::Error>(())
-    /// ```
-    pub fn on_protocol_error(
-        self,
-        f: impl Fn(SocketAddr, &DecodeError) + Send + Sync + 'static,
-    ) -> Self {
-        *relock(&self.shared.on_protocol_error) = Some(Arc::new(f));
-        self
     }
 
     /// Current counters.

@@ -367,7 +367,7 @@ impl<H: LengthPrefix> Calls<H> {
         {
             a.delivered(d);
         }
-        add(&self.shared.counters.skipped_frames, 1);
+        add(&self.shared.counters.skipped, 1);
         log::warn!(
             "{}: skipped a {len}-byte message over the maximum",
             self.peer

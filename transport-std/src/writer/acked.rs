@@ -230,6 +230,7 @@ impl<H: LengthPrefix + Send + 'static> Back for AckReader<H> {
             Ok(Received::Reply(reply)) => {
                 drop(s);
                 add(&self.counters.replies, 1);
+                add(&self.counters.reply_bytes, reply.len() as u64);
                 if let Some(f) = &self.on_reply {
                     f(reply);
                 }

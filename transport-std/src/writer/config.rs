@@ -6,6 +6,7 @@ use std::time::Duration;
 use buffstreams_framing::Config;
 
 use super::RetryPolicy;
+use crate::clamp::{at_least, nonzero};
 
 /// Called with the payload of every message that could not be delivered.
 pub type DeadLetterFn = dyn Fn(&[u8]) + Send + Sync;
@@ -30,6 +31,20 @@ pub enum WindowFull {
 /// Writer settings. Defaults: max message 4096 bytes, TCP_NODELAY on, [`RetryPolicy::default`],
 /// 3 s connect timeout, 30 s write timeout, 4 MiB of buffers (64 KiB per writing thread),
 /// 5 ms linger, dead letters kept in a queue, nothing read back from the listener.
+///
+/// Every method but the callbacks' (which hold an `Arc`) is `const`:
+/// ```
+/// use std::time::Duration;
+/// use buffstreams_transport_std::{RetryPolicy, WriterConfig};
+///
+/// const RETRY: RetryPolicy = RetryPolicy::new().with_max_attempts(None); // the deadline only
+/// const CONFIG: WriterConfig = WriterConfig::new()
+///     .with_retry(RETRY)
+///     .with_connect_timeout(Duration::from_millis(500));
+/// let config = CONFIG.with_on_reply(|reply| println!("{} bytes back", reply.len()));
+/// assert_eq!(config.retry().max_attempts(), None);
+/// assert_eq!(config.connect_timeout(), Duration::from_millis(500));
+/// ```
 #[derive(Clone)]
 pub struct WriterConfig {
     framing: Config,
@@ -42,7 +57,7 @@ pub struct WriterConfig {
     dead_letter: Option<Arc<DeadLetterFn>>,
     on_reply: Option<Arc<ReplyFn>>,
     reply_wait: Duration,
-    acked: bool,
+    acks: bool,
     window_bytes: usize,
     window_messages: u64,
     window_full: WindowFull,
@@ -50,10 +65,17 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WriterConfig {
+    /// The defaults. Every setter and getter but the callbacks' is `const`.
+    pub const fn new() -> Self {
         Self {
             framing: Config::new(),
             nodelay: true,
-            retry: RetryPolicy::default(),
+            retry: RetryPolicy::new(),
             connect_timeout: Duration::from_secs(3),
             write_timeout: Some(Duration::from_secs(30)),
             max_buffer: 4 << 20,
@@ -61,7 +83,7 @@ impl Default for WriterConfig {
             dead_letter: None,
             on_reply: None,
             reply_wait: Duration::from_secs(5),
-            acked: false,
+            acks: false,
             window_bytes: 8 << 20,
             window_messages: 1 << 20,
             window_full: WindowFull::Block,
@@ -85,7 +107,7 @@ impl std::fmt::Debug for WriterConfig {
             )
             .field("on_reply", &self.on_reply.as_ref().map(|_| "callback"))
             .field("reply_wait", &self.reply_wait)
-            .field("acked", &self.acked)
+            .field("acks", &self.acks)
             .field("window_bytes", &self.window_bytes)
             .field("window_messages", &self.window_messages)
             .field("window_full", &self.window_full)
@@ -94,49 +116,48 @@ impl std::fmt::Debug for WriterConfig {
 }
 
 impl WriterConfig {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Longest message `write` accepts (default 4096 bytes; the framing crate's
     /// `max_frame_len`); longer ones are an [`Error::Encode`](crate::Error::Encode).
-    pub fn with_max_frame_len(mut self, max: usize) -> Self {
+    pub const fn with_max_frame_len(mut self, max: usize) -> Self {
         self.framing = self.framing.with_max_frame_len(max);
         self
     }
     /// The whole framing configuration at once.
-    pub fn with_framing(mut self, framing: Config) -> Self {
+    pub const fn with_framing(mut self, framing: Config) -> Self {
         self.framing = framing;
         self
     }
     /// TCP_NODELAY (default on: the writer batches by itself).
-    pub fn with_nodelay(mut self, on: bool) -> Self {
+    pub const fn with_nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
     }
     /// The reconnect policy.
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+    pub const fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
     /// Timeout of each connection attempt (at least 1 ms).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout.max(Duration::from_millis(1));
+    pub const fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = if timeout.as_nanos() < 1_000_000 {
+            Duration::from_millis(1)
+        } else {
+            timeout
+        };
         self
     }
     /// A socket write that makes no progress for this long counts as a broken connection
     /// (default 30 s; `None` or zero: wait for a peer that stopped reading forever).
-    pub fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.write_timeout = timeout.filter(|d| !d.is_zero());
+    pub const fn with_write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = nonzero(timeout);
         self
     }
     /// Memory for buffered messages (default 4 MiB): `bytes / 64 KiB` buffers of 64 KiB (at
     /// least two, smaller then). Threads writing through the writer get one of their own
     /// while they last; the last one is shared by the remaining threads, under a lock. A
     /// thread whose buffer is full sends it before queueing more: that is the backpressure.
-    pub fn with_max_buffer(mut self, bytes: usize) -> Self {
-        self.max_buffer = bytes.max(1);
+    pub const fn with_max_buffer(mut self, bytes: usize) -> Self {
+        self.max_buffer = at_least(bytes, 1);
         self
     }
     /// The longest a streaming thread's last messages wait once it stops (default 5 ms). The
@@ -145,8 +166,12 @@ impl WriterConfig {
     /// look is a timed wake-up that costs the writing thread throughput. A message written
     /// after a pause is sent at once whatever this is, full 64 KiB buffers go out at once,
     /// and `flush` or `send` send at once.
-    pub fn with_linger(mut self, linger: Duration) -> Self {
-        self.linger = linger.max(Duration::from_micros(1));
+    pub const fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = if linger.as_nanos() < 1_000 {
+            Duration::from_micros(1)
+        } else {
+            linger
+        };
         self
     }
     /// Hands each undeliverable message to `f` instead of the queue that
@@ -167,14 +192,14 @@ impl WriterConfig {
     /// [`with_reply_wait`](Self::with_reply_wait) for the listener to finish replying and
     /// close. Replies are counted in [`WriterStats::replies`](crate::WriterStats::replies); a
     /// reply stream that breaks the framing closes that connection (the writer reconnects for
-    /// the next batch) and counts in `reply_errors`.
+    /// the next batch) and counts in `protocol_errors`.
     pub fn with_on_reply(mut self, f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
         self.on_reply = Some(Arc::new(f));
         self
     }
     /// How long [`Writer::close`](crate::Writer::close) waits for the last replies, and in the
     /// acknowledged mode for the last acknowledgements (default 5 s).
-    pub fn with_reply_wait(mut self, wait: Duration) -> Self {
+    pub const fn with_reply_wait(mut self, wait: Duration) -> Self {
         self.reply_wait = wait;
         self
     }
@@ -188,62 +213,62 @@ impl WriterConfig {
     /// unacknowledged when `close` has waited [`with_reply_wait`](Self::with_reply_wait),
     /// goes to the dead letters. `dial` fails with
     /// [`Error::Acked`](crate::Error::Acked) when the listener does not speak the mode.
-    pub fn with_acks(mut self, on: bool) -> Self {
-        self.acked = on;
+    pub const fn with_acks(mut self, on: bool) -> Self {
+        self.acks = on;
         self
     }
     /// The most the acknowledged mode keeps unacknowledged (default 8 MiB and 1,048,576
     /// messages, whichever comes first); see [`with_window_full`](Self::with_window_full).
-    pub fn with_ack_window(mut self, bytes: usize, messages: u64) -> Self {
-        self.window_bytes = bytes.max(1);
-        self.window_messages = messages.max(1);
+    pub const fn with_ack_window(mut self, bytes: usize, messages: u64) -> Self {
+        self.window_bytes = at_least(bytes, 1);
+        self.window_messages = if messages == 0 { 1 } else { messages };
         self
     }
     /// What `write` does when the window is full (default [`WindowFull::Block`]).
-    pub fn with_window_full(mut self, policy: WindowFull) -> Self {
+    pub const fn with_window_full(mut self, policy: WindowFull) -> Self {
         self.window_full = policy;
         self
     }
 
     /// Whether the acknowledged mode is on.
-    pub fn acks(&self) -> bool {
-        self.acked
+    pub const fn acks(&self) -> bool {
+        self.acks
     }
     /// The acknowledgement window: bytes and messages.
-    pub fn ack_window(&self) -> (usize, u64) {
+    pub const fn ack_window(&self) -> (usize, u64) {
         (self.window_bytes, self.window_messages)
     }
     /// What `write` does when the window is full.
-    pub fn window_full(&self) -> WindowFull {
+    pub const fn window_full(&self) -> WindowFull {
         self.window_full
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).
-    pub fn framing(&self) -> Config {
+    pub const fn framing(&self) -> Config {
         self.framing
     }
     /// Whether the connection gets TCP_NODELAY.
-    pub fn nodelay(&self) -> bool {
+    pub const fn nodelay(&self) -> bool {
         self.nodelay
     }
     /// The reconnect policy.
-    pub fn retry(&self) -> RetryPolicy {
+    pub const fn retry(&self) -> RetryPolicy {
         self.retry
     }
     /// Timeout of each connection attempt.
-    pub fn connect_timeout(&self) -> Duration {
+    pub const fn connect_timeout(&self) -> Duration {
         self.connect_timeout
     }
     /// The write timeout (`None`: never).
-    pub fn write_timeout(&self) -> Option<Duration> {
+    pub const fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
     }
     /// Memory for buffered messages, in bytes.
-    pub fn max_buffer(&self) -> usize {
+    pub const fn max_buffer(&self) -> usize {
         self.max_buffer
     }
     /// The linger of a streaming thread's last messages.
-    pub fn linger(&self) -> Duration {
+    pub const fn linger(&self) -> Duration {
         self.linger
     }
     /// The dead-letter callback, if one is set.
@@ -255,7 +280,7 @@ impl WriterConfig {
         self.on_reply.as_deref()
     }
     /// How long `close` waits for the last replies.
-    pub fn reply_wait(&self) -> Duration {
+    pub const fn reply_wait(&self) -> Duration {
         self.reply_wait
     }
     pub(super) fn on_reply_arc(&self) -> Option<Arc<ReplyFn>> {

@@ -14,7 +14,8 @@ impl<H: LengthPrefix> Shared<H> {
     /// Whether the retry policy is spent: `failures` attempts, or its deadline since `started`.
     pub(super) fn out_of_budget(&self, started: Instant, failures: u32) -> bool {
         let retry = self.config.retry();
-        failures >= retry.max_attempts() || retry.deadline().is_some_and(|d| started.elapsed() >= d)
+        retry.max_attempts().is_some_and(|n| failures >= n)
+            || retry.deadline().is_some_and(|d| started.elapsed() >= d)
     }
 
     /// Connects, retrying with backoff under the policy (`failures` counts the attempts that

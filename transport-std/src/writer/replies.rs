@@ -40,6 +40,7 @@ pub(super) struct Plain {
 impl Back for Plain {
     fn frame(&mut self, payload: &[u8]) -> bool {
         add(&self.counters.replies, 1);
+        add(&self.counters.reply_bytes, payload.len() as u64);
         (self.on_reply)(payload);
         true
     }
@@ -112,7 +113,7 @@ fn read<H: LengthPrefix>(
             _ => match stream.read(&mut buf) {
                 Ok(0) => {
                     if decoder.is_mid_frame() {
-                        add(&counters.reply_errors, 1);
+                        add(&counters.protocol_errors, 1);
                         log::warn!("writer {addr}: the listener closed inside a reply");
                     }
                     return;
@@ -141,7 +142,7 @@ fn read<H: LengthPrefix>(
             let fed = match decoder.feed(input) {
                 Ok(fed) => fed,
                 Err(e) => {
-                    add(&counters.reply_errors, 1);
+                    add(&counters.protocol_errors, 1);
                     log::warn!("writer {addr}: bad reply, closing the connection: {e}");
                     // The next batch finds it closed and reconnects.
                     let _ = stream.shutdown(Shutdown::Both);
@@ -152,7 +153,7 @@ fn read<H: LengthPrefix>(
             if let Some(Event::Frame(frame)) = fed.event
                 && !back.frame(frame)
             {
-                add(&counters.reply_errors, 1);
+                add(&counters.protocol_errors, 1);
                 log::warn!(
                     "writer {addr}: the listener broke the protocol, closing the connection"
                 );

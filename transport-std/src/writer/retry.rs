@@ -8,7 +8,7 @@ use std::time::Duration;
 /// and all of the backoff), 10 s deadline per undelivered batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    max_attempts: u32,
+    max_attempts: Option<u32>,
     initial_backoff: Duration,
     max_backoff: Duration,
     deadline: Option<Duration>,
@@ -17,76 +17,83 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults.
+    pub const fn new() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: Some(8),
             initial_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(2),
             deadline: Some(Duration::from_secs(10)),
             jitter: true,
         }
     }
-}
-
-impl RetryPolicy {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
     /// One attempt, no waiting: undeliverable messages go to the dead-letter queue at once.
-    pub fn never() -> Self {
-        Self {
-            max_attempts: 1,
-            deadline: Some(Duration::ZERO),
-            ..Self::default()
-        }
+    pub const fn never() -> Self {
+        Self::new()
+            .with_max_attempts(Some(1))
+            .with_deadline(Some(Duration::ZERO))
     }
 
     /// Connection attempts (and write failures) per batch before its messages are
-    /// dead-lettered (at least 1).
-    pub fn with_max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+    /// dead-lettered (`None`: no limit in attempts, only the deadline; `Some(0)` counts as
+    /// `Some(1)`). The same knob as transport-smoltcp's, where a poll loop never gives up
+    /// unless told to.
+    pub const fn with_max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = match attempts {
+            Some(0) => Some(1),
+            other => other,
+        };
         self
     }
     /// First wait after a failure; it doubles after every further one, up to the maximum.
-    pub fn with_initial_backoff(mut self, delay: Duration) -> Self {
+    pub const fn with_initial_backoff(mut self, delay: Duration) -> Self {
         self.initial_backoff = delay;
         self
     }
     /// Longest wait between two attempts (never less than the initial backoff).
-    pub fn with_max_backoff(mut self, delay: Duration) -> Self {
+    pub const fn with_max_backoff(mut self, delay: Duration) -> Self {
         self.max_backoff = delay;
         self
     }
     /// Give up on a batch this long after its first failure (`None`: attempts only).
-    pub fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
+    pub const fn with_deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = deadline;
         self
     }
     /// Randomise each wait between half and all of the backoff (default on), so many writers
     /// do not reconnect in lockstep.
-    pub fn with_jitter(mut self, on: bool) -> Self {
+    pub const fn with_jitter(mut self, on: bool) -> Self {
         self.jitter = on;
         self
     }
 
-    /// Attempts per batch.
-    pub fn max_attempts(&self) -> u32 {
+    /// Attempts per batch (`None`: no limit).
+    pub const fn max_attempts(&self) -> Option<u32> {
         self.max_attempts
     }
     /// The first wait.
-    pub fn initial_backoff(&self) -> Duration {
+    pub const fn initial_backoff(&self) -> Duration {
         self.initial_backoff
     }
     /// The longest wait (at least the initial backoff).
-    pub fn max_backoff(&self) -> Duration {
-        self.max_backoff.max(self.initial_backoff)
+    pub const fn max_backoff(&self) -> Duration {
+        if self.max_backoff.as_nanos() < self.initial_backoff.as_nanos() {
+            self.initial_backoff
+        } else {
+            self.max_backoff
+        }
     }
     /// The deadline per batch (`None`: attempts only).
-    pub fn deadline(&self) -> Option<Duration> {
+    pub const fn deadline(&self) -> Option<Duration> {
         self.deadline
     }
     /// Whether waits are randomised.
-    pub fn jitter(&self) -> bool {
+    pub const fn jitter(&self) -> bool {
         self.jitter
     }
 

@@ -111,7 +111,7 @@ fn run(count: u32) -> Result<(), String> {
     // transport-std's Writer into the embassy side, once it listens (the dial retries).
     let writer = thread::spawn(move || {
         let retry = RetryPolicy::new()
-            .with_max_attempts(100)
+            .with_max_attempts(Some(100))
             .with_initial_backoff(Duration::from_millis(20))
             .with_max_backoff(Duration::from_millis(200))
             .with_deadline(Some(Duration::from_secs(30)));
