@@ -38,6 +38,19 @@ pub mod cli {
         }
     }
 
+    /// Parses `--addr`: `HOST:PORT` (a name or an address, and a port number), so a missing
+    /// port is a usage error that says what is expected rather than a failed connect.
+    pub fn host_port(s: &str) -> Result<String, String> {
+        match s.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(s.to_string())
+            }
+            _ => Err(format!(
+                "expected HOST:PORT, such as {DEFAULT_ADDR} or localhost:5031"
+            )),
+        }
+    }
+
     /// Prints `program: what: why` to stderr and returns exit status 1: the programs' one
     /// shape of error (no backtrace, no debug formatting).
     pub fn fail(program: &str, what: impl Display, why: impl Display) -> ExitCode {

@@ -264,7 +264,7 @@ fn a_desktop_writer_streams_into_the_firmwares_acked_listener() {
     // The firmware listens once its poll loop runs: the client's retry policy covers that.
     let client = ns
         .exec(env!("CARGO_BIN_EXE_client"))
-        .args(["--addr", "192.168.69.1:5036", "--acked", "--payload", "64"])
+        .args(["--addr", "192.168.69.1:5036", "--acks", "--payload", "64"])
         .args(["--count", &COUNT.to_string()])
         .output()
         .expect("run the client");

@@ -344,6 +344,22 @@ fn help_goes_to_stdout_with_every_default() {
         assert_eq!(o.status.code(), Some(0), "{name}: {out}");
         assert!(o.stderr.is_empty(), "{name}");
         assert!(out.contains(&format!("Usage: {name}")), "{name}: {out}");
+        // Example invocations, each naming the program.
+        let examples = out.split("Examples:\n").nth(1).unwrap_or_default();
+        let shown = examples.lines().filter(|l| l.contains(name)).count();
+        assert!(
+            shown >= 2,
+            "{name}: fewer than two examples in --help:\n{out}"
+        );
+        let v = Command::new(bin).arg("--version").output().expect("run");
+        assert_eq!(
+            (v.status.code(), stdout(&v).trim()),
+            (
+                Some(0),
+                format!("{name} {}", env!("CARGO_PKG_VERSION")).as_str()
+            ),
+            "{name} --version"
+        );
         // Every flag that takes a value says its default (or why it has none).
         for line in out.lines().filter(|l| l.trim_start().starts_with("--")) {
             let flag = line.split_whitespace().next().unwrap();
@@ -396,6 +412,33 @@ fn bad_values_name_their_flag() {
             "{name}: {err}"
         );
         assert!(o.stdout.is_empty(), "{name}");
+    }
+    // A negative count is a bad value, not an unknown flag.
+    for (name, bin) in [
+        ("client", env!("CARGO_BIN_EXE_client")),
+        ("protobuf", env!("CARGO_BIN_EXE_protobuf")),
+        ("tokio", env!("CARGO_BIN_EXE_tokio")),
+    ] {
+        let o = Command::new(bin)
+            .args(["--count", "-1"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("invalid value '-1' for '--count"),
+            "{name}: {err}"
+        );
+    }
+    // An address without a port says what is expected.
+    for bin in [env!("CARGO_BIN_EXE_server"), env!("CARGO_BIN_EXE_client")] {
+        let o = Command::new(bin)
+            .args(["--addr", "localhost"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("expected HOST:PORT"), "{err}");
     }
     // A value out of its range, and a format that cannot carry the maximum.
     let o = Command::new(env!("CARGO_BIN_EXE_server"))
@@ -571,9 +614,9 @@ fn unknown_flags_exit_with_usage() {
 
 #[test]
 fn acked_server_and_client_account_for_every_message() {
-    let (srv, addr, out) = server(&["--acked", "--exit-after", "20000"]);
+    let (srv, addr, out) = server(&["--acks", "--exit-after", "20000"]);
     let c = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["--addr", &addr, "--count", "20000", "--acked"])
+        .args(["--addr", &addr, "--count", "20000", "--acks"])
         .output()
         .expect("run client");
     let said = stdout(&c);
@@ -592,7 +635,7 @@ fn acked_server_and_client_account_for_every_message() {
 
     // An acknowledged client and a plain server: refused, and said so.
     let (srv, addr, out) = server(&["--seconds", "10"]);
-    let err = client_fails(&["--addr", &addr, "--count", "1", "--acked"]);
+    let err = client_fails(&["--addr", &addr, "--count", "1", "--acks"]);
     assert!(
         err.starts_with(&format!(
             "client: cannot connect to {addr}: acknowledged mode: the listener closed the connection without a welcome: it does not speak the acknowledged mode"

@@ -27,13 +27,20 @@ use embedded_io_adapters::std::FromStd;
 #[derive(Debug, Parser)]
 #[command(
     name = "client",
+    version,
+    allow_negative_numbers = true,
     about = "A BuffStreams client: every line of stdin is one message, or --count generated ones",
     after_help = "Exit status: 0 when every message was delivered (and, with --request, every \
-                  reply matched), 1 otherwise."
+                  reply matched), 1 otherwise.\n\n\
+                  Examples:\n  \
+                  printf 'hello\\nworld\\n' | client              two messages to 127.0.0.1:5031\n  \
+                  client --count 1000000 --payload 110      a million generated ones\n  \
+                  client --request --count 10000            round trips against `server --echo`\n  \
+                  client --acks --count 100000 --addr host:5031   acknowledged, against `server --acks`"
 )]
 struct Args {
     /// Address of the server.
-    #[arg(long, default_value = DEFAULT_ADDR)]
+    #[arg(long, default_value = DEFAULT_ADDR, value_name = "HOST:PORT", value_parser = cli::host_port)]
     addr: String,
     /// Header format (the server's).
     #[arg(long, value_enum, default_value_t = Format::Bigendian)]
@@ -45,12 +52,12 @@ struct Args {
     #[arg(long, default_value_t = 110)]
     payload: usize,
     /// Request/response: wait for each reply (against `server --echo`) and time it.
-    #[arg(long, conflicts_with = "acked")]
+    #[arg(long, conflicts_with = "acks")]
     request: bool,
-    /// The acknowledged mode (against `server --acked`): every message kept until the server
+    /// The acknowledged mode (against `server --acks`): every message kept until the server
     /// acknowledges it, re-sent after a reconnect.
-    #[arg(long)]
-    acked: bool,
+    #[arg(long, alias = "acked")]
+    acks: bool,
 }
 
 /// Where the messages come from: generated, or one per line of standard input.
@@ -94,7 +101,7 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
     let counted = replies.clone();
     let config = WriterConfig::new()
         .with_max_frame_len(max)
-        .with_acks(args.acked)
+        .with_acks(args.acks)
         .with_on_reply(move |_| {
             counted.fetch_add(1, Relaxed);
         });
@@ -140,7 +147,7 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
         stats.dead_lettered,
         stats.in_doubt,
         stats.replies,
-        stats.reply_errors,
+        stats.protocol_errors,
         stats.acked,
         stats.resent,
     );

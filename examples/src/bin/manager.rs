@@ -19,7 +19,12 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "manager",
-    about = "The Manager: listeners and writers kept by address, shared by threads, with its typed errors"
+    version,
+    allow_negative_numbers = true,
+    about = "The Manager: listeners and writers kept by address, shared by threads, with its typed errors",
+    after_help = "Examples:\n  \
+                  manager                                  3 listeners, 4 threads writing to each\n  \
+                  manager --listeners 8 --threads 2"
 )]
 struct Args {
     /// Listeners on loopback, each with a writer.

@@ -41,7 +41,12 @@ fn reading(seq: u64) -> Reading {
 #[derive(Debug, Parser)]
 #[command(
     name = "protobuf",
-    about = "Protocol Buffers over BuffStreams with prost: a Writer sends readings, a Listener decodes and checks them"
+    version,
+    allow_negative_numbers = true,
+    about = "Protocol Buffers over BuffStreams with prost: a Writer sends readings, a Listener decodes and checks them",
+    after_help = "Examples:\n  \
+                  protobuf                                 100,000 readings\n  \
+                  protobuf --count 10"
 )]
 struct Args {
     /// Readings to send.

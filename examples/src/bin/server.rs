@@ -29,13 +29,20 @@ use clap::{CommandFactory, Parser};
 #[derive(Debug, Parser)]
 #[command(
     name = "server",
+    version,
+    allow_negative_numbers = true,
     about = "A BuffStreams server: hands every message to a callback, shows messages/s, prints its counters when it stops",
     after_help = "Stops gracefully (every message received in full is handled first) on Enter at a \
-                  terminal, Ctrl-C, SIGTERM, --exit-after or --seconds."
+                  terminal, Ctrl-C, SIGTERM, --exit-after or --seconds.\n\n\
+                  Examples:\n  \
+                  server                                   listen on 127.0.0.1:5031, count messages\n  \
+                  server --echo --print                    reply with every message, and show it\n  \
+                  server --format buffstreams --addr 0.0.0.0:5031   talk to Go BuffStreams\n  \
+                  server --acks --exit-after 1000000       acknowledged mode, stop after a million"
 )]
 struct Args {
     /// Address to listen on.
-    #[arg(long, default_value = DEFAULT_ADDR)]
+    #[arg(long, default_value = DEFAULT_ADDR, value_name = "HOST:PORT", value_parser = cli::host_port)]
     addr: String,
     /// Header format.
     #[arg(long, value_enum, default_value_t = Format::Bigendian)]
@@ -49,9 +56,9 @@ struct Args {
     /// Print every message: text when it is UTF-8, an escaped preview otherwise.
     #[arg(long)]
     print: bool,
-    /// The acknowledged mode: acknowledge every message once handled (clients need --acked).
-    #[arg(long)]
-    acked: bool,
+    /// The acknowledged mode: acknowledge every message once handled (clients need --acks).
+    #[arg(long, alias = "acked")]
+    acks: bool,
     /// Stop after this many messages.
     #[arg(long, value_name = "MESSAGES")]
     exit_after: Option<u64>,
@@ -79,7 +86,7 @@ fn main() -> ExitCode {
 fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
     let config = ListenerConfig::new()
         .with_max_frame_len(args.max)
-        .with_acks(args.acked);
+        .with_acks(args.acks);
     let listener = match Listener::<H>::bind(args.addr.as_str(), config) {
         Ok(l) => l,
         Err(e) => {
@@ -183,7 +190,7 @@ fn summary(s: &ListenerStats) {
         s.protocol_errors,
         s.idle_timeouts,
         s.truncated,
-        s.skipped_frames,
+        s.skipped,
         s.acks_out,
         s.superseded,
         s.handshake_errors,

@@ -25,8 +25,13 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(
     name = "siege",
+    version,
+    allow_negative_numbers = true,
     about = "A listener with its defaults while one peer holds its connection slots: how long newcomers wait, what was closed, threads and memory",
-    after_help = "Needs about 2 x (--idle + --half-header) file descriptors (ulimit -n)."
+    after_help = "Needs about 2 x (--idle + --half-header) file descriptors (ulimit -n).\n\n\
+                  Examples:\n  \
+                  siege                                    2,000 hostile connections, the defaults\n  \
+                  siege --idle 500 --half-header 500 --max-connections 256"
 )]
 struct Args {
     /// Connections the attacker holds open without sending anything.

@@ -216,7 +216,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[derive(Debug, Parser)]
 #[command(
     name = "smoltcp",
-    about = "buffstreams-transport-smoltcp on smoltcp's phy::Loopback, side by side with smoltcp's own loopback benchmark"
+    version,
+    allow_negative_numbers = true,
+    about = "buffstreams-transport-smoltcp on smoltcp's phy::Loopback, side by side with smoltcp's own loopback benchmark",
+    after_help = "Examples:\n  \
+                  smoltcp                                  3 rounds of 2 s per run\n  \
+                  smoltcp --rounds 5 --seconds 1"
 )]
 struct Args {
     /// Seconds per run (at least 0.1).

@@ -19,7 +19,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Parser)]
 #[command(
     name = "tokio",
-    about = "The framing crate on tokio: an echo server and a pipelining client, every reply checked"
+    version,
+    allow_negative_numbers = true,
+    about = "The framing crate on tokio: an echo server and a pipelining client, every reply checked",
+    after_help = "Examples:\n  \
+                  tokio                                    100,000 echoes of 110 bytes\n  \
+                  tokio --count 10000 --payload 4096"
 )]
 struct Args {
     /// Messages to echo.

@@ -78,9 +78,16 @@ impl Peer {
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "bench",
+    version,
+    allow_negative_numbers = true,
     about = "Messages per second over loopback: buffstreams beside tokio-util and plain std, side by side",
     after_help = "Without --peer every throughput peer runs, 3 rounds of 2 s each, the std baseline \
-                  first: about 36 s. The live rate goes to stderr, the table to stdout."
+                  first: about 36 s. The live rate goes to stderr, the table to stdout.\n\n\
+                  Examples:\n  \
+                  bench                                    every peer side by side\n  \
+                  bench --peer buffstreams --seconds 5     one peer, a summary line\n  \
+                  bench --connections 4 --payload 4096 --markdown\n  \
+                  bench --rtt                              round trips beside raw sockets"
 )]
 pub struct Args {
     /// Peers to run, comma-separated; several run side by side in rounds.
@@ -106,8 +113,12 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub batch: u64,
     /// Machine-readable lines on stdout (one JSON object per peer) instead of the table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// The side-by-side table as markdown, headed by the command, the date and the machine's
+    /// state (CPU, load, the std baseline's rate in this run), for docs/PERFORMANCE.md.
+    #[arg(long)]
+    pub markdown: bool,
     /// Each busy thread's CPU time per message (Linux), at the end of each run.
     #[arg(long)]
     pub cpu: bool,

@@ -12,7 +12,9 @@ use crate::{Args, Peer};
 /// Runs `peers` on `args`' workload and prints the result; fails if any message was lost
 /// or had the wrong size.
 pub fn run(args: &Args, peers: &[Peer]) -> ExitCode {
-    if let [peer] = peers {
+    if let [peer] = peers
+        && !args.markdown
+    {
         return single(args, *peer);
     }
     side_by_side(args, peers)
@@ -71,6 +73,87 @@ fn single(args: &Args, peer: Peer) -> ExitCode {
     }
 }
 
+/// The dated markdown table: the command, the machine and its state, then per peer the
+/// median rate with the range over the rounds, MB/s, and the per-round ratios.
+fn markdown(args: &Args, names: &[String], rates: &[Vec<f64>], bases: &[usize], load: &str) {
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let base = median(rates.first().cloned().unwrap_or_default());
+    println!(
+        "`bench {}`, {} ({} B messages, {} connection(s), {} round(s) of {} s):",
+        command.join(" "),
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        args.payload,
+        args.connections,
+        args.rounds,
+        args.seconds.unwrap_or(2),
+    );
+    println!(
+        "{}; load average {} before the run; {} at {:.1} M msgs/s in this run (the machine's \
+         state: compare within one run)\n",
+        machine::describe(),
+        load,
+        names.first().map_or("", String::as_str),
+        base / 1e6,
+    );
+    let mut head = String::from("| peer | M msgs/s (median, range) | MB/s |");
+    let mut rule = String::from("|---|---|---|");
+    for &b in bases {
+        head += &format!(" vs {} |", names[b]);
+        rule += "---|";
+    }
+    println!("{head}\n{rule}");
+    for (i, name) in names.iter().enumerate() {
+        let rate = median(rates[i].clone());
+        let (lo, hi) = rates[i]
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        let mut line = format!(
+            "| `{name}` | {:.1} ({:.1}–{:.1}) | {:.0} |",
+            rate / 1e6,
+            lo / 1e6,
+            hi / 1e6,
+            rate * args.payload as f64 / 1e6
+        );
+        for &b in bases {
+            let ratio = median(
+                rates[i]
+                    .iter()
+                    .zip(&rates[b])
+                    .map(|(a, b)| a / b.max(1.0))
+                    .collect(),
+            );
+            line += &format!(" {ratio:.2}× |");
+        }
+        println!("{line}");
+    }
+}
+
+/// What the machine is and how busy it was.
+mod machine {
+    /// The CPU model and the CPUs this process may use.
+    pub fn describe() -> String {
+        let model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, m)| m.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        format!("{model}, {cpus} CPU(s), {}", std::env::consts::OS)
+    }
+
+    /// The 1-minute load average (Linux), or "unknown".
+    pub fn load() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -84,7 +167,7 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
     let rounds = args.rounds;
     let total = rounds * peers.len() as u64 * seconds;
     let names: Vec<String> = peers.iter().map(|p| p.name()).collect();
-    if !args.json {
+    if !args.json && !args.markdown {
         println!(
             "side by side: {}; {rounds} round(s) of {seconds} s each, {} B messages, {} connection(s): about {total} s",
             names.join(", "),
@@ -93,6 +176,7 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
         );
     }
     let progress = Progress::new(Duration::from_secs(total), args.json);
+    let load_before = machine::load();
     let mut rates = vec![Vec::new(); peers.len()];
     for round in 1..=rounds {
         for (i, &peer) in peers.iter().enumerate() {
@@ -124,6 +208,10 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
                 .collect(),
         )
     };
+    if args.markdown {
+        markdown(args, &names, &rates, &bases, &load_before);
+        return ExitCode::SUCCESS;
+    }
     if !args.json {
         let mut head = format!("{:<16} {:>10} {:>10}", "peer", "M msgs/s", "MB/s");
         for &b in &bases {
