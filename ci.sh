@@ -20,7 +20,7 @@ Installs what the checks need first (Debian packages gcc-multilib, qemu-system-a
 and the interop peers golang-go, python3-protobuf, libprotobuf-java, openjdk-17-jdk-headless;
 rustup components and targets; the pinned nightly NIGHTLY with Miri and cargo-fuzz, and the
 toolchain of the crates' rust-version, beside yours), then runs:
-formatting and clippy, rustdoc, all tests (the network-namespace tests and the QEMU firmware
+formatting and clippy, rustdoc and docs.rs-style builds, the READMEs' links and lists, all tests (the network-namespace tests and the QEMU firmware
 need root and qemu-system-arm, the interop tests the Go, Python and Java peers; with CI set
 they fail instead of skipping), a 32-bit run, the loom model of transport-std's writer and its
 mutations, Miri, bench smoke runs, no_std builds, the firmware's checks on QEMU, and (not with
@@ -341,6 +341,15 @@ step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --a
 step "msrv-$MSRV" bash -c 'cargo +"$MSRV" check --locked -p buffstreams-framing -p buffstreams-transport-std --all-features && cargo +"$MSRV" check --locked -p '"$SMOLTCP"' --features log,proto-ipv6,medium-ip'
 step package cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --locked --allow-dirty
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
+# Each published crate's docs as docs.rs builds them (its metadata's features and targets,
+# nightly, --cfg docsrs), rustdoc warnings denied.
+step docs-rs python3 .ci/docsrs.py
+# What the READMEs claim about the repository: the landing page's length, links that
+# resolve (absolute ones in the crate READMEs), every fuzz target and program named.
+step readme-check python3 .ci/readme-check.py
+# The README's Getting started as a newcomer types it: its dependency lines in a crate of
+# its own, outside the workspace, running the README's first example.
+step getting-started python3 .ci/getting-started.py
 
 echo "== tests"
 rm -rf target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt "$INTEROP_RAN_DIR"

@@ -64,7 +64,9 @@ pub struct WriterStats {
     /// protocol error in the replies).
     pub disconnects: u64,
     /// Bytes still in the send ring when a connection was lost: the peer may or may not have
-    /// received them. What had left the ring was acknowledged by the peer's TCP.
+    /// received them. What had left the ring was acknowledged by the peer's TCP. Counted in
+    /// bytes where transport-std's `in_doubt` counts messages: the ring holds bytes, the
+    /// frames in it cannot be read back, and a message may have partly left it.
     pub in_doubt_bytes: u64,
     /// Reply streams aborted because the peer broke the protocol.
     pub protocol_errors: u64,

@@ -145,6 +145,11 @@ where
     /// the send rings, hands every complete message received to `handler`, closes what peers
     /// closed and what idled past the timeout. Call it after each `Interface::poll` with the
     /// same clock; then poll the interface again so replies leave.
+    ///
+    /// The handler takes the message and its connection in the same order as transport-std's
+    /// callback, but is `FnMut` and returns nothing: it runs on this one poll loop, never on
+    /// two threads at once (std's runs on every connection's thread, so it is `Fn + Sync`),
+    /// and there is no thread to log an error on (the handler handles its own).
     pub fn poll<F>(&mut self, sockets: &mut SocketSet<'_>, now: Instant, mut handler: F)
     where
         F: FnMut(&[u8], &mut Connection<'_, H, B>),
