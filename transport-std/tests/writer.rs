@@ -379,6 +379,26 @@ fn dead_letter_queue_without_callback() {
     );
 }
 
+/// No limit in attempts: only the deadline gives up, after many more failures than the
+/// default eight.
+#[test]
+fn unlimited_attempts_give_up_at_the_deadline_only() {
+    let (h, _rx) = collecting("127.0.0.1:0", ListenerConfig::new());
+    let addr = h.local_addr();
+    let policy = RetryPolicy::new()
+        .with_max_attempts(None)
+        .with_initial_backoff(Duration::from_millis(1))
+        .with_max_backoff(Duration::from_millis(2))
+        .with_deadline(Some(Duration::from_millis(400)));
+    let w: Writer = Writer::dial(addr, WriterConfig::new().with_retry(policy)).unwrap();
+    h.shutdown();
+    w.write(b"lost").unwrap();
+    w.flush();
+    assert_eq!(w.take_dead_letters(), vec![b"lost".to_vec()]);
+    let st = w.stats();
+    assert!(st.connect_failures > 8, "{st:?}");
+}
+
 /// The dead-letter callback runs outside the writer's locks: it may write and flush through
 /// the same writer (here: re-queue each message once).
 #[test]

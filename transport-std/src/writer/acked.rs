@@ -100,7 +100,7 @@ impl<H: LengthPrefix> Acked<H> {
     fn trouble(&self) {
         let mut t = relock(&self.trouble);
         let (_, failures) = t.get_or_insert((Instant::now(), 0));
-        *failures += 1;
+        *failures = failures.saturating_add(1);
     }
 
     /// Acknowledgements made progress (or the window was given up): the budget renews.

@@ -30,7 +30,7 @@ impl<H: LengthPrefix> Shared<H> {
                 }
                 Err(e) => {
                     add(&self.counters.connect_failures, 1);
-                    *failures += 1;
+                    *failures = failures.saturating_add(1);
                     if self.out_of_budget(started, *failures) {
                         return Err(e);
                     }

@@ -40,7 +40,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
                 Err(e) => {
                     let _ = stream.shutdown(Shutdown::Both);
                     add(&self.counters.connect_failures, 1);
-                    *failures += 1;
+                    *failures = failures.saturating_add(1);
                     if self.out_of_budget(started, *failures) {
                         return Err(e);
                     }

@@ -87,7 +87,7 @@ impl<H: LengthPrefix> Shared<H> {
                     if let Some(old) = conn.take() {
                         let _ = old.shutdown(std::net::Shutdown::Both);
                     }
-                    failures += 1;
+                    failures = failures.saturating_add(1);
                     if self.out_of_budget(started, failures) {
                         let n = self.dead_letter(batch.get(off..).unwrap_or_default());
                         self.note(

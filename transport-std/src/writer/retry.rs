@@ -40,9 +40,10 @@ impl RetryPolicy {
     }
 
     /// Connection attempts (and write failures) per batch before its messages are
-    /// dead-lettered (`None`: no limit in attempts, only the deadline; `Some(0)` counts as
-    /// `Some(1)`). The same knob as transport-smoltcp's, where a poll loop never gives up
-    /// unless told to.
+    /// dead-lettered (`None`: no limit in attempts, only the deadline, and with no deadline
+    /// either the writer retries for as long as it takes, and `write` waits once its buffers
+    /// are full; `Some(0)` counts as `Some(1)`). The same knob as transport-smoltcp's,
+    /// where a poll loop never gives up unless told to.
     pub const fn with_max_attempts(mut self, attempts: Option<u32>) -> Self {
         self.max_attempts = match attempts {
             Some(0) => Some(1),
@@ -111,5 +112,36 @@ impl RetryPolicy {
         } else {
             base
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_at_least_one_or_unlimited() {
+        assert_eq!(RetryPolicy::new().max_attempts(), Some(8));
+        assert_eq!(
+            RetryPolicy::new().with_max_attempts(Some(0)).max_attempts(),
+            Some(1)
+        );
+        assert_eq!(
+            RetryPolicy::new().with_max_attempts(None).max_attempts(),
+            None
+        );
+        assert_eq!(RetryPolicy::never().max_attempts(), Some(1));
+        assert_eq!(RetryPolicy::never().deadline(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_longest_wait_is_never_below_the_first() {
+        let p = RetryPolicy::new()
+            .with_initial_backoff(Duration::from_secs(3))
+            .with_max_backoff(Duration::from_secs(1))
+            .with_jitter(false);
+        assert_eq!(p.max_backoff(), Duration::from_secs(3));
+        assert_eq!(p.wait_after(1), Duration::from_secs(3));
+        assert_eq!(p.wait_after(40), Duration::from_secs(3));
     }
 }
