@@ -339,7 +339,17 @@ step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --a
 # The published crates build with the oldest Rust they declare, and package as crates.io
 # would take them (each verified from its tarball, the workspace siblings from a local registry).
 step "msrv-$MSRV" bash -c 'cargo +"$MSRV" check --locked -p buffstreams-framing -p buffstreams-transport-std --all-features && cargo +"$MSRV" check --locked -p '"$SMOLTCP"' --features log,proto-ipv6,medium-ip'
-step package cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --locked --allow-dirty
+# cargo package verifies each crate against its siblings' fresh tarballs, served from a local
+# registry. cargo takes registry crates for immutable: an extraction left in
+# $CARGO_HOME/registry/src/-<hash>/ by an earlier run from the same checkout path, and a build
+# of it left in the target directory, are both reused as they are, so a crate would be
+# verified against its sibling's old source. Both go first; the verification builds in a
+# target directory of its own.
+package() {
+    rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/buffstreams-* target/package target/package-verify
+    cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --locked --allow-dirty --target-dir target/package-verify
+}
+step package package
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'
 # Each published crate's docs as docs.rs builds them (its metadata's features and targets,
 # nightly, --cfg docsrs), rustdoc warnings denied.
