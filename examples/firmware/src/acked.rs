@@ -12,8 +12,7 @@
 #![no_std]
 #![no_main]
 
-use buffstreams_firmware::lan9118::{self, Lan9118};
-use buffstreams_firmware::{clock_init, exit, host_random, now};
+use buffstreams_firmware::{board_init, exit, host_random, now};
 use buffstreams_framing::BigEndian;
 #[cfg(not(feature = "plain-twin"))]
 use buffstreams_framing::acked::{SessionId, Window};
@@ -44,18 +43,7 @@ fn message(i: u64, buf: &mut [u8; 120]) -> &[u8] {
 
 #[entry]
 fn main() -> ! {
-    let Some(cp) = cortex_m::Peripherals::take() else {
-        exit(false)
-    };
-    clock_init(cp.SYST);
-    // SAFETY: 0x4020_0000 is the mps2-an385's LAN9118, used by nothing else in this program.
-    let mut device = match unsafe { Lan9118::new(lan9118::BASE) } {
-        Ok(d) => d,
-        Err(e) => {
-            hprintln!("acked firmware: no LAN9118: {:?}", e);
-            exit(false)
-        }
-    };
+    let mut device = board_init("acked firmware");
     let mac = device.mac();
     // A new session at every boot: from the host's randomness (a real board: its TRNG).
     let Some(random) = host_random() else {

@@ -9,8 +9,7 @@
 #![no_std]
 #![no_main]
 
-use buffstreams_firmware::lan9118::{self, Lan9118};
-use buffstreams_firmware::{clock_init, exit, now};
+use buffstreams_firmware::{board_init, exit, now};
 use buffstreams_framing::BigEndian;
 use buffstreams_framing::acked::SessionSlot;
 use buffstreams_transport_smoltcp::{Listener, ListenerConfig, Slot};
@@ -29,18 +28,7 @@ const CUT_AT: u64 = 5_000;
 
 #[entry]
 fn main() -> ! {
-    let Some(cp) = cortex_m::Peripherals::take() else {
-        exit(false)
-    };
-    clock_init(cp.SYST);
-    // SAFETY: 0x4020_0000 is the mps2-an385's LAN9118, used by nothing else in this program.
-    let mut device = match unsafe { Lan9118::new(lan9118::BASE) } {
-        Ok(d) => d,
-        Err(e) => {
-            hprintln!("acked listener: no LAN9118: {:?}", e);
-            exit(false)
-        }
-    };
+    let mut device = board_init("acked listener");
     let mac = device.mac();
     let mut config = IfaceConfig::new(EthernetAddress(mac).into());
     config.random_seed = u64::from(u32::from_le_bytes([mac[2], mac[3], mac[4], mac[5]]));

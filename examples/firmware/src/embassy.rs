@@ -18,7 +18,7 @@ use core::task::Waker;
 
 use buffstreams_embassy_example::send_to;
 use buffstreams_firmware::lan9118::{self, Lan9118};
-use buffstreams_firmware::{clock_init, exit, millis};
+use buffstreams_firmware::{board_init, exit, millis};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::hprintln;
 use critical_section::Mutex;
@@ -95,18 +95,7 @@ async fn app(stack: Stack<'static>) {
 
 #[entry]
 fn main() -> ! {
-    let Some(cp) = cortex_m::Peripherals::take() else {
-        exit(false)
-    };
-    clock_init(cp.SYST);
-    // SAFETY: 0x4020_0000 is the mps2-an385's LAN9118, used by nothing else in this program.
-    let device = match unsafe { Lan9118::new(lan9118::BASE) } {
-        Ok(d) => d,
-        Err(e) => {
-            hprintln!("embassy firmware: no LAN9118: {:?}", e);
-            exit(false)
-        }
-    };
+    let device = board_init("embassy firmware");
     let mac = device.mac();
     let config = embassy_net::Config::ipv4_static(StaticConfigV4 {
         address: Ipv4Cidr::new(Ipv4Address::new(10, 0, 2, 15), 24),

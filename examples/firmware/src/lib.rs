@@ -48,6 +48,26 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     exit(false)
 }
 
+/// Brings the board up once per program: takes the core peripherals, starts the clock
+/// ([`clock_init`]) and opens the LAN9118. A second call, or a board without the chip, prints
+/// why under `program`'s name and exits with failure.
+pub fn board_init(program: &str) -> lan9118::Lan9118 {
+    let Some(cp) = cortex_m::Peripherals::take() else {
+        hprintln!("{}: the board was already brought up", program);
+        exit(false)
+    };
+    clock_init(cp.SYST);
+    // SAFETY: 0x4020_0000 is the mps2-an385's LAN9118, used by nothing else; `take` above
+    // succeeds once per program, so this is its only driver.
+    match unsafe { lan9118::Lan9118::new(lan9118::BASE) } {
+        Ok(device) => device,
+        Err(e) => {
+            hprintln!("{}: no LAN9118: {:?}", program, e);
+            exit(false)
+        }
+    }
+}
+
 /// Ends the emulation with success or failure (QEMU's exit status).
 pub fn exit(success: bool) -> ! {
     debug::exit(if success {

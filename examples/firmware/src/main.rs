@@ -10,8 +10,7 @@
 #![no_std]
 #![no_main]
 
-use buffstreams_firmware::lan9118::{self, Lan9118};
-use buffstreams_firmware::{clock_init, exit, now};
+use buffstreams_firmware::{board_init, exit, now};
 use buffstreams_framing::{BigEndian, Config};
 use buffstreams_transport_smoltcp::{SendError, Writer, WriterConfig};
 use cortex_m_rt::entry;
@@ -38,18 +37,7 @@ fn message(i: u32, buf: &mut [u8; MAX]) -> &[u8] {
 
 #[entry]
 fn main() -> ! {
-    let Some(cp) = cortex_m::Peripherals::take() else {
-        exit(false)
-    };
-    clock_init(cp.SYST);
-    // SAFETY: 0x4020_0000 is the mps2-an385's LAN9118, used by nothing else in this program.
-    let mut device = match unsafe { Lan9118::new(lan9118::BASE) } {
-        Ok(d) => d,
-        Err(e) => {
-            hprintln!("firmware: no LAN9118: {:?}", e);
-            exit(false)
-        }
-    };
+    let mut device = board_init("firmware");
     let mac = device.mac();
     hprintln!(
         "firmware: LAN9118 id {:#010x}, MAC {:02x?}",
