@@ -109,6 +109,30 @@ fn listener(ns: &Netns, into: Arc<Mutex<Vec<Record>>>) -> (Killed, thread::JoinH
     (child, reader)
 }
 
+/// Firmware `bin` under QEMU with its LAN9118 on the namespace's TAP device (140 s at most),
+/// and a thread collecting what it prints.
+fn firmware_on_tap(ns: &Netns, bin: &str) -> (Killed, thread::JoinHandle<String>) {
+    let elf = firmware_dir()
+        .join("target/thumbv7m-none-eabi/release")
+        .join(bin);
+    let mut qemu = Killed(
+        ns.exec(firmware_dir().join("qemu.sh"))
+            .arg(&elf)
+            .env("FIRMWARE_TAP", "tap0")
+            .env("FIRMWARE_TIMEOUT", "140")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run qemu.sh"),
+    );
+    let mut out = qemu.0.stdout.take().expect("piped");
+    let printed = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = out.read_to_string(&mut text);
+        text
+    });
+    (qemu, printed)
+}
+
 /// Within one process, nothing twice; every message numbered as the firmware numbered it.
 fn once_each(who: &str, records: &[Record]) -> HashSet<u64> {
     let mut seen = HashSet::new();
@@ -136,22 +160,7 @@ fn acked_firmware_loses_nothing_when_its_listener_is_killed() {
     let second = Arc::new(Mutex::new(Vec::new()));
     let (one, reader_one) = listener(&ns, first.clone());
 
-    let elf = firmware_dir().join("target/thumbv7m-none-eabi/release/acked");
-    let mut qemu = Killed(
-        ns.exec(firmware_dir().join("qemu.sh"))
-            .arg(&elf)
-            .env("FIRMWARE_TAP", "tap0")
-            .env("FIRMWARE_TIMEOUT", "140")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run qemu.sh"),
-    );
-    let mut firmware_out = qemu.0.stdout.take().unwrap();
-    let firmware = thread::spawn(move || {
-        let mut out = String::new();
-        let _ = firmware_out.read_to_string(&mut out);
-        out
-    });
+    let (mut qemu, firmware) = firmware_on_tap(&ns, "acked");
 
     // Mid-stream: a quarter delivered, the server process dies, another takes the port.
     let started = Instant::now();
@@ -245,22 +254,7 @@ fn a_desktop_writer_streams_into_the_firmwares_acked_listener() {
         return;
     }
     let ns = Netns::create("fw-listener");
-    let elf = firmware_dir().join("target/thumbv7m-none-eabi/release/acked_listener");
-    let mut qemu = Killed(
-        ns.exec(firmware_dir().join("qemu.sh"))
-            .arg(&elf)
-            .env("FIRMWARE_TAP", "tap0")
-            .env("FIRMWARE_TIMEOUT", "140")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run qemu.sh"),
-    );
-    let mut fw_out = qemu.0.stdout.take().unwrap();
-    let firmware = thread::spawn(move || {
-        let mut out = String::new();
-        let _ = fw_out.read_to_string(&mut out);
-        out
-    });
+    let (mut qemu, firmware) = firmware_on_tap(&ns, "acked_listener");
     // The firmware listens once its poll loop runs: the client's retry policy covers that.
     let client = ns
         .exec(env!("CARGO_BIN_EXE_client"))

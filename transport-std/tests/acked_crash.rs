@@ -34,6 +34,23 @@ fn index(m: &[u8]) -> u64 {
     u64::from_be_bytes(m[..8].try_into().unwrap())
 }
 
+/// An acknowledged writer that outlasts a listener's restart (1,000 attempts within `LONG`),
+/// and the indices of the messages it dead-letters.
+fn surviving_writer() -> (WriterConfig, Arc<Mutex<Vec<u64>>>) {
+    let dead = Arc::new(Mutex::new(Vec::new()));
+    let d = dead.clone();
+    let config = WriterConfig::new()
+        .with_acks(true)
+        .with_reply_wait(LONG)
+        .with_retry(
+            RetryPolicy::new()
+                .with_max_attempts(Some(1000))
+                .with_deadline(Some(LONG)),
+        )
+        .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));
+    (config, dead)
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -158,17 +175,7 @@ fn a_listener_killed_mid_stream_loses_nothing() {
     let second = Arc::new(Mutex::new(Vec::new()));
     let mut one = child("child_listener", &port.to_string());
     let reader_one = records(&mut one, first.clone());
-    let dead = Arc::new(Mutex::new(Vec::new()));
-    let d = dead.clone();
-    let config = WriterConfig::new()
-        .with_acks(true)
-        .with_reply_wait(LONG)
-        .with_retry(
-            RetryPolicy::new()
-                .with_max_attempts(Some(1000))
-                .with_deadline(Some(LONG)),
-        )
-        .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));
+    let (config, dead) = surviving_writer();
     let writer: Writer = Writer::dial(format!("127.0.0.1:{port}").as_str(), config).unwrap();
     let streaming = thread::spawn(move || {
         for i in 0..N {
@@ -288,19 +295,10 @@ fn stale_acknowledgements_after_a_restart_misnumber_nothing() {
     let mut one = child("child_listener", &port.to_string());
     let reader_one = records(&mut one, first.clone());
     let proxy = Proxy::start(([127, 0, 0, 1], port).into());
-    let dead = Arc::new(Mutex::new(Vec::new()));
-    let d = dead.clone();
-    let config = WriterConfig::new()
-        .with_acks(true)
+    let (config, dead) = surviving_writer();
+    let config = config
         .with_ack_window(usize::MAX, WINDOW)
-        .with_write_timeout(Some(Duration::from_millis(300)))
-        .with_reply_wait(LONG)
-        .with_retry(
-            RetryPolicy::new()
-                .with_max_attempts(Some(1000))
-                .with_deadline(Some(LONG)),
-        )
-        .with_dead_letter(move |m| d.lock().unwrap().push(index(m)));
+        .with_write_timeout(Some(Duration::from_millis(300)));
     let writer: Writer = Writer::dial(proxy.addr, config).unwrap();
     let streaming = thread::spawn(move || {
         for i in 0..N {
