@@ -89,6 +89,8 @@ mutate "receiver: acknowledges what it numbered, not what was delivered" receive
     's/ack\(s\.delivered\)\n/ack(s.next_seq.saturating_sub(1))\n/'
 mutate "sessions: doubt forgotten once a session is known" sessions.rs \
     's/known: true,\n(\s*)doubt: slot\.doubt,/known: true,\n${1}doubt: 0,/'
+mutate "sessions: a late hello opens a session it forgot" sessions.rs \
+    's/if conn < forgot_conn \{/if false {/'
 mutate "sessions: two connections may serve one session" sessions.rs \
     's/slot\.holder\.filter\(\|&by\| by != conn\)/slot.holder.filter(|_| false)/'
 echo "mutants: $caught caught, $missed missed"

@@ -35,7 +35,8 @@ pub struct ListenerStats {
     pub handshake_errors: u64,
     /// Acknowledged mode: acknowledgements staged.
     pub acks_out: u64,
-    /// Acknowledged mode: connections ended because their writer opened a newer one.
+    /// Acknowledged mode: connections ended because their writer opened a newer one (or
+    /// because their hello came late, after a newer connection's).
     pub superseded: u64,
 }
 

@@ -68,7 +68,7 @@ counters! {
         /// hello, too many sessions).
         handshake_errors,
         /// Acknowledged mode: connections ended because their writer opened a newer one, which
-        /// took the session over.
+        /// took the session over (or because their hello came late, after a newer connection's).
         superseded,
         /// Acknowledged mode: acknowledgements sent.
         acks_out,

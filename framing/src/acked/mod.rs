@@ -54,6 +54,11 @@
 //!   acknowledgements only from the connection it opened last ([`Received::Stale`] for the
 //!   others). A session is served by one connection at a time ([`OpenError::Held`]), so a
 //!   welcome always says everything delivered before it.
+//! - A hello that arrives late (older than the connection serving its session, or than a
+//!   connection of a session the table has since forgotten) is refused ([`OpenError::Stale`]):
+//!   it says less than the writer has written, and opening a forgotten session with it would
+//!   leave a repeat unmarked. This needs connection ids that grow in the order connections were
+//!   accepted.
 //!
 //! # Driving the machines
 //!

@@ -115,11 +115,12 @@ impl Receiver {
     }
 
     /// Opens `hello`'s session in `sessions` for this connection (`conn`: an id the transport
-    /// gives each connection, never reused while it lives). Returns the welcome's payload,
+    /// gives each connection, increasing in the order they were accepted, never reused; see
+    /// [`Sessions::open`]). Returns the welcome's payload,
     /// to send back framed like a reply; messages are numbered from there.
     ///
     /// # Errors
-    /// [`OpenError`]: on [`Held`](OpenError::Held) end the other connection, let it
+    /// [`OpenError`]: on [`Held`](OpenError::Held) end the other (older) connection, let it
     /// [`close`](Self::close), and open again; else close this connection.
     pub fn open<T>(
         &mut self,

@@ -2,6 +2,14 @@
 //! session's messages were delivered, which connection serves it now, and when it was last
 //! active (idle sessions are forgotten after a time to live, the one idle longest first when
 //! the table is full).
+//!
+//! Connection ids increase in the order connections were accepted, and a writer has one
+//! connection at a time, opened after its previous one was abandoned: so a writer's older
+//! connection has the smaller id, and its hello says less than a newer one's about what the
+//! writer has written. The table uses that to refuse a hello that arrives late: one older than
+//! the connection serving its session, or one older than a connection of a session the table
+//! has forgotten (it could be that session's, and would open it as unknown with too little in
+//! doubt).
 
 use core::fmt;
 
@@ -21,6 +29,8 @@ pub struct SessionSlot {
     last_active_us: u64,
     /// The connection serving the session now.
     holder: Option<u64>,
+    /// The newest connection that served it.
+    last_conn: u64,
     used: bool,
 }
 
@@ -32,6 +42,7 @@ impl SessionSlot {
         doubt: 0,
         last_active_us: 0,
         holder: None,
+        last_conn: 0,
         used: false,
     };
 }
@@ -62,6 +73,14 @@ pub enum OpenError {
         /// How far this listener delivered the session.
         delivered: u64,
     },
+    /// The connection was accepted before connection `newer`, which serves the session now
+    /// or served a session this table has since forgotten: its hello is a late one from a
+    /// writer that has moved on (or may be), and opening it could mark too little as a
+    /// possible repeat. Close this connection; a writer that still uses it connects again.
+    Stale {
+        /// The newer connection.
+        newer: u64,
+    },
     /// Every entry serves a connection: no room for another session.
     Full,
 }
@@ -76,6 +95,10 @@ impl fmt::Display for OpenError {
             } => write!(
                 f,
                 "the hello starts at message {first_seq}, but only {delivered} were delivered"
+            ),
+            Self::Stale { newer } => write!(
+                f,
+                "a late hello: connection {newer}, accepted after this one, serves or served its session"
             ),
             Self::Full => f.write_str("every writer session in the table is in use"),
         }
@@ -108,6 +131,9 @@ pub struct Opened {
 pub struct Sessions<T> {
     slots: T,
     ttl_us: u64,
+    /// A session forgotten was last served by a connection up to this one: an unknown session
+    /// is refused on a connection older than it.
+    forgot_conn: u64,
 }
 
 impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
@@ -120,7 +146,11 @@ impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
     /// assert_eq!(firmware.len(), 0);
     /// ```
     pub const fn new(slots: T, ttl_us: u64) -> Self {
-        Self { slots, ttl_us }
+        Self {
+            slots,
+            ttl_us,
+            forgot_conn: 0,
+        }
     }
 
     /// Sessions remembered now.
@@ -139,16 +169,19 @@ impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
             && now_us.saturating_sub(slot.last_active_us) >= self.ttl_us
     }
 
-    /// Opens `hello`'s session for connection `conn` (an id the transport gives each
-    /// connection, never reused while it lives): a known session resumes where it was
+    /// Opens `hello`'s session for connection `conn`: a known session resumes where it was
     /// delivered, an unknown one starts with everything before `first_seq` taken as delivered
     /// and everything up to `resent_until` in doubt (it was written to a listener before this
     /// table knew the session, so it may have been delivered there).
     ///
+    /// `conn` is an id the transport gives each connection, increasing in the order the
+    /// connections were accepted (a counter at accept), never reused.
+    ///
     /// # Errors
-    /// [`OpenError::Held`] while another connection serves the session, [`OpenError::Gap`]
-    /// when the hello starts after undelivered messages, [`OpenError::Full`] when every entry
-    /// is in use.
+    /// [`OpenError::Held`] while an older connection serves the session, [`OpenError::Stale`]
+    /// when this hello is older than the session's connection or than a forgotten session's,
+    /// [`OpenError::Gap`] when it starts after undelivered messages, [`OpenError::Full`] when
+    /// every entry is in use.
     pub fn open(&mut self, hello: &Hello, conn: u64, now_us: u64) -> Result<Opened, OpenError> {
         let found = self
             .slots
@@ -160,7 +193,11 @@ impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
             && !self.idle(&slot, now_us)
         {
             if let Some(by) = slot.holder.filter(|&by| by != conn) {
-                return Err(OpenError::Held { by });
+                return Err(if by > conn {
+                    OpenError::Stale { newer: by }
+                } else {
+                    OpenError::Held { by }
+                });
             }
             if hello.first_seq > slot.delivered.saturating_add(1) {
                 return Err(OpenError::Gap {
@@ -170,6 +207,7 @@ impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
             }
             if let Some(s) = self.slots.as_mut().get_mut(i) {
                 s.holder = Some(conn);
+                s.last_conn = s.last_conn.max(conn);
                 s.last_active_us = now_us;
             }
             return Ok(Opened {
@@ -189,14 +227,26 @@ impl<T: AsRef<[SessionSlot]> + AsMut<[SessionSlot]>> Sessions<T> {
                     .min_by_key(|&i| slots.get(i).map_or(u64::MAX, |s| s.last_active_us))
             })
             .ok_or(OpenError::Full)?;
-        let delivered = hello.first_seq.saturating_sub(1);
         let slot = self.slots.as_mut().get_mut(i).ok_or(OpenError::Full)?;
+        // What the entry knew is forgotten now: a connection older than the last one that
+        // served it may carry a late hello of that session, understating its doubt.
+        let forgot_conn = if slot.used {
+            self.forgot_conn.max(slot.last_conn)
+        } else {
+            self.forgot_conn
+        };
+        if conn < forgot_conn {
+            return Err(OpenError::Stale { newer: forgot_conn });
+        }
+        self.forgot_conn = forgot_conn;
+        let delivered = hello.first_seq.saturating_sub(1);
         *slot = SessionSlot {
             id: hello.session,
             delivered,
             doubt: hello.resent_until,
             last_active_us: now_us,
             holder: Some(conn),
+            last_conn: conn,
             used: true,
         };
         Ok(Opened {
@@ -277,5 +327,33 @@ mod tests {
         assert_eq!(t.holder(&SessionId([2; 16])), None);
         // Session 2 was idle longest: forgotten; session 1 is still known.
         assert!(t.open(&hello(1, 1), 4, 9).unwrap().known);
+    }
+
+    #[test]
+    fn a_late_hello_is_refused_not_taken_for_the_writer() {
+        let mut t = Sessions::new([SessionSlot::EMPTY; 1], 1_000);
+        // Connection 5 serves the session; 3's hello was the writer's, before it moved on.
+        let a = t.open(&hello(1, 1), 5, 0).unwrap();
+        assert_eq!(
+            t.open(&hello(1, 1), 3, 1),
+            Err(OpenError::Stale { newer: 5 })
+        );
+        t.release(&a, 5, 1, 2);
+        // The session idles out; 3's hello arrives only now. Opening it as unknown would
+        // take its resent_until (0) as the doubt, though 5 delivered message 1.
+        assert_eq!(
+            t.open(&hello(1, 1), 3, 5_000),
+            Err(OpenError::Stale { newer: 5 })
+        );
+        // The same for another session on a connection older than the forgotten one's.
+        assert_eq!(
+            t.open(&hello(2, 1), 4, 5_000),
+            Err(OpenError::Stale { newer: 5 })
+        );
+        // A connection the writer opened after 5 says what it wrote: message 1 is in doubt.
+        let mut fresh = hello(1, 1);
+        fresh.resent_until = 1;
+        let b = t.open(&fresh, 6, 5_001).unwrap();
+        assert_eq!((b.delivered, b.known, b.doubt), (0, false, 1));
     }
 }

@@ -55,6 +55,35 @@ fn late_acknowledgements_of_an_old_connection_do_not_move_the_resume_point() {
     assert_eq!(report.repeats, 30, "{report:?}");
 }
 
+/// Found by the property test: a hello the writer sent on a connection it then abandoned
+/// arrives after the session was delivered on a newer connection and then forgotten as idle.
+/// Taken as the writer's, it opened the session as unknown with nothing in doubt, and the
+/// writer's real reconnect then re-delivered message 1 unmarked. The late hello is refused.
+#[test]
+fn a_late_hello_after_the_session_idled_out_does_not_hide_a_repeat() {
+    use Action::*;
+    let setup = Setup {
+        messages: 1,
+        window_bytes: 64,
+        window_messages: 1,
+        sessions: 1,
+        ttl_us: 20_000,
+    };
+    let script = [
+        Connect,                     // 0: its hello is held up
+        Connect,                     // 1
+        Up { conn: 1, bytes: 46 },   // the hello
+        Down { conn: 1, bytes: 14 }, // the welcome
+        Queue(1),
+        Up { conn: 1, bytes: 12 }, // message 1 delivered
+        Cut { conn: 1, keep: 0 },  // before its acknowledgement
+        Tick(20_000),              // the session idles out
+        Up { conn: 0, bytes: 46 }, // the late hello: nothing written when it was sent
+    ];
+    let report = Sim::run(setup, &script);
+    assert_eq!(report.repeats, 1, "{report:?}");
+}
+
 #[test]
 fn a_writer_that_gives_up_continues_in_a_new_session() {
     use Action::*;

@@ -30,12 +30,16 @@ pub(super) enum Opened {
     /// Another slot's connection (`id`) serves the writer's session: end it, then serve this
     /// slot again.
     Held(u64),
+    /// The hello came late, after a newer connection's of its session (the writer has moved
+    /// on): abort the connection.
+    Stale,
     /// The connection must be aborted.
     Refused,
 }
 
 impl AckedSlot {
-    /// A new connection, numbered `id` (never reused while it lives).
+    /// A new connection, numbered `id` (increasing in the order connections are first seen,
+    /// never reused).
     pub(super) fn start(&mut self, id: u64, ack_delay_us: u64) {
         self.receiver = Receiver::new().with_ack_delay_us(ack_delay_us);
         self.id = id;
@@ -88,6 +92,10 @@ impl AckedSlot {
         match receiver.open(hello, sessions, self.id, micros(now)) {
             Ok(welcome) => Ok(Opened::Open(welcome)),
             Err(OpenError::Held { by }) => Ok(Opened::Held(by)),
+            Err(e @ OpenError::Stale { .. }) => {
+                info!("{}", e);
+                Ok(Opened::Stale)
+            }
             Err(e) => {
                 warn!("session refused: {}", e);
                 Ok(Opened::Refused)

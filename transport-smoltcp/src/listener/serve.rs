@@ -113,6 +113,12 @@ where
             }
             Ok(Opened::Waiting) => {}
             Ok(Opened::Held(by)) => return Served::Held(by),
+            Ok(Opened::Stale) => {
+                ctx.stats.superseded = ctx.stats.superseded.saturating_add(1);
+                socket.abort();
+                ctx.end(conn);
+                return Served::Done;
+            }
             Ok(Opened::Refused) | Err(_) => {
                 ctx.stats.handshake_errors = ctx.stats.handshake_errors.saturating_add(1);
                 warn!("slot {}: {:?} refused at the hello", id, remote);

@@ -18,6 +18,14 @@ pub(super) enum Refusal {
     Open(OpenError),
 }
 
+impl Refusal {
+    /// Whether the hello was a late one, older than a connection that serves or served its
+    /// session: the writer has moved on (not a protocol error).
+    pub(super) fn is_stale(&self) -> bool {
+        matches!(self, Self::Open(OpenError::Stale { .. }))
+    }
+}
+
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -232,6 +232,12 @@ impl<H: LengthPrefix> Conn<H> {
                         return false;
                     }
                 }
+                Err(e) if e.is_stale() => {
+                    // A late hello of a writer that has moved on to a newer connection.
+                    add(&calls.shared.counters.superseded, 1);
+                    log::info!("{}: {e}; closing", calls.peer);
+                    return false;
+                }
                 Err(e) => {
                     add(&calls.shared.counters.handshake_errors, 1);
                     log::warn!("{}: {e}; closing", calls.peer);
