@@ -232,16 +232,20 @@ fn siege_with_the_defaults_serves_every_newcomer_within_bounds() {
 
 #[test]
 fn tokio_example_echoes_and_checks_every_message() {
-    let o = Command::new(env!("CARGO_BIN_EXE_tokio"))
-        .args(["--count", "20000", "--payload", "300"])
-        .output()
-        .expect("run tokio");
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(
-        out.contains("20000 messages of 300 bytes echoed and checked"),
-        "{out}"
-    );
+    // Framed + Codec (the default), then the async reader and writer.
+    for api in ["codec", "reader-writer"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_tokio"))
+            .args(["--count", "20000", "--payload", "300", "--api", api])
+            .output()
+            .expect("run tokio");
+        let out = stdout(&o);
+        assert!(o.status.success(), "{api}: {out}");
+        assert!(
+            out.contains("20000 messages of 300 bytes echoed and checked"),
+            "{api}: {out}"
+        );
+        assert_eq!(out.contains("Framed + Codec"), api == "codec", "{out}");
+    }
 }
 
 #[test]
@@ -256,7 +260,7 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with(
-            "side by side: std-baseline, buffstreams, buffstreams-acked, framing, tokio, tokio-framing; 1 round(s) of 1 s"
+            "side by side: std-baseline, buffstreams, buffstreams-acked, framing, tokio, tokio-codec, tokio-framing; 1 round(s) of 1 s"
         ),
         "{out}"
     );
@@ -270,12 +274,13 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
         "buffstreams-acked ",
         "framing ",
         "tokio ",
+        "tokio-codec ",
         "tokio-framing ",
     ]) {
         assert!(line.starts_with(peer), "{out}");
     }
-    assert_eq!(lines.len(), 9, "{out}");
-    assert!(lines[8].starts_with("(medians of 1 round(s)"), "{out}");
+    assert_eq!(lines.len(), 10, "{out}");
+    assert!(lines[9].starts_with("(medians of 1 round(s)"), "{out}");
     assert!(
         lines[2].split_whitespace().nth(3) == Some("1.00x"),
         "the baseline against itself: {out}"

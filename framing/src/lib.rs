@@ -15,11 +15,15 @@
 
 #[cfg(any(feature = "std", feature = "_harness"))]
 extern crate alloc;
+#[cfg(feature = "tokio-util")]
+extern crate std;
 
 pub mod acked;
 #[cfg(feature = "async")]
 mod asynch;
 mod buffered;
+#[cfg(feature = "tokio-util")]
+mod codec;
 mod config;
 mod decoder;
 mod encoder;
@@ -34,6 +38,8 @@ mod walk;
 
 #[cfg(feature = "async")]
 pub use asynch::{AsyncFrameReader, AsyncFrameWriter};
+#[cfg(feature = "tokio-util")]
+pub use codec::{Codec, CodecError};
 pub use config::{Config, DEFAULT_MAX_FRAME_LEN, DEFAULT_MAX_SKIP_LEN, Oversize};
 pub use decoder::{Decoded, Decoder, Event, Feed, Found};
 pub use encoder::Encoder;

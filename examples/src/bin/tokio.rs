@@ -1,17 +1,21 @@
-//! The framing crate on tokio: an echo server and a client that pipelines requests, both
-//! with `AsyncFrameReader` / `AsyncFrameWriter` over tokio sockets (through
-//! `embedded-io-adapters`), on one runtime. Prints the messages echoed per second and checks
-//! every reply.
+//! The framing crate on tokio: an echo server and a client that pipelines requests, on one
+//! runtime. By default both use tokio-util's `Framed` with the framing crate's `Codec` (what a
+//! tokio user writes with `LengthDelimitedCodec`, in any header format); `--api reader-writer`
+//! uses `AsyncFrameReader` / `AsyncFrameWriter` over the sockets (through
+//! `embedded-io-adapters`) instead. Prints the messages echoed per second and checks every
+//! reply.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use buffstreams_framing::{
-    AsyncFrameReader, AsyncFrameWriter, BigEndian, Config, Decoder, Encoder,
+    AsyncFrameReader, AsyncFrameWriter, BigEndian, Codec, Config, Decoder, Encoder,
 };
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use embedded_io_adapters::tokio_1::FromTokio;
+use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -24,9 +28,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
     about = "The framing crate on tokio: an echo server and a pipelining client, every reply checked",
     after_help = "Examples:\n  \
                   tokio                                    100,000 echoes of 110 bytes\n  \
-                  tokio --count 10000 --payload 4096"
+                  tokio --count 10000 --payload 4096\n  \
+                  tokio --api reader-writer                the async reader and writer"
 )]
 struct Args {
+    /// How both ends frame messages.
+    #[arg(long, value_enum, default_value_t = Api::Codec)]
+    api: Api,
     /// Messages to echo.
     #[arg(long, default_value_t = 100_000)]
     count: u64,
@@ -35,8 +43,21 @@ struct Args {
     payload: usize,
 }
 
+/// The framing crate's two ways onto tokio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Api {
+    /// tokio-util's `Framed` with `Codec<BigEndian<4>>`.
+    Codec,
+    /// `AsyncFrameReader` / `AsyncFrameWriter` through `embedded-io-adapters`.
+    ReaderWriter,
+}
+
 fn main() -> ExitCode {
-    let Args { count, payload } = Args::parse();
+    let Args {
+        api,
+        count,
+        payload,
+    } = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -48,7 +69,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(count, payload)) {
+    let result = match api {
+        Api::Codec => rt.block_on(run_codec(count, payload)),
+        Api::ReaderWriter => rt.block_on(run(count, payload)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tokio: {e}");
@@ -57,6 +82,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// The echo server and the client with `Framed` and the framing crate's `Codec`.
+async fn run_codec(count: u64, payload: usize) -> Result<(), BoxError> {
+    let config = Config::new().with_max_frame_len(payload.max(1));
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    println!("echo server on {addr} (Framed + Codec<BigEndian<4>>)");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Err(e) = echo_codec(stream, config).await {
+                    eprintln!("server: {e}");
+                }
+            });
+        }
+    });
+
+    let started = Instant::now();
+    let framed = Framed::new(
+        TcpStream::connect(addr).await?,
+        Codec::<BigEndian<4>>::new(config),
+    );
+    let (mut out, mut replies) = framed.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..count {
+            out.feed(message(i, payload)).await?;
+        }
+        out.flush().await?;
+        Ok::<_, BoxError>(())
+    });
+    for i in 0..count {
+        match replies.next().await.transpose()? {
+            Some(reply) if reply == message(i, payload).as_slice() => {}
+            Some(_) => return Err(format!("reply {i} differs from its request").into()),
+            None => return Err(format!("the server closed after {i} replies").into()),
+        }
+    }
+    let elapsed = started.elapsed();
+    sender.await??;
+    report(count, payload, elapsed);
+    Ok(())
+}
+
+/// Reads frames and writes each one back through one `Framed`; the replies to what has been
+/// read go out together before the server waits for more.
+async fn echo_codec(stream: TcpStream, config: Config) -> Result<(), BoxError> {
+    let mut framed = Framed::new(stream, Codec::<BigEndian<4>>::new(config));
+    while let Some(request) = framed.next().await {
+        framed.feed(request?).await?;
+        if framed.read_buffer().is_empty() {
+            SinkExt::<bytes::BytesMut>::flush(&mut framed).await?;
+        }
+    }
+    SinkExt::<bytes::BytesMut>::flush(&mut framed).await?;
+    Ok(())
+}
+
+fn report(count: u64, payload: usize, elapsed: std::time::Duration) {
+    println!(
+        "{count} messages of {payload} bytes echoed and checked in {elapsed:.2?}: {:.2} M msgs/s \
+         each way",
+        count as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+/// The echo server and the client with the async reader and writer.
 async fn run(count: u64, payload: usize) -> Result<(), BoxError> {
     let config = Config::new().with_max_frame_len(payload.max(1));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -94,11 +184,7 @@ async fn run(count: u64, payload: usize) -> Result<(), BoxError> {
     }
     let elapsed = started.elapsed();
     sender.await??;
-    println!(
-        "{count} messages of {payload} bytes echoed and checked in {elapsed:.2?}: {:.2} M msgs/s \
-         each way",
-        count as f64 / elapsed.as_secs_f64() / 1e6
-    );
+    report(count, payload, elapsed);
     Ok(())
 }
 

@@ -115,6 +115,44 @@ enum State {
     Failed(DecodeError),
 }
 
+/// What a header's declared value means: a payload to read, or one to discard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// A payload of this many bytes, within the maximum.
+    Frame(usize),
+    /// An oversize payload of this many bytes, to discard under [`Oversize::Skip`].
+    Skip(u64),
+}
+
+/// Judges a header that declared `value` in `header_len` bytes against `config` and the
+/// effective maximum `max`: the one place every decoder of this crate checks a peer's length.
+#[inline(always)]
+pub(crate) fn judge(
+    config: &Config,
+    max: usize,
+    value: u64,
+    header_len: usize,
+) -> Result<Verdict, DecodeError> {
+    let declared = if config.length_includes_header() {
+        value
+            .checked_sub(header_len as u64)
+            .ok_or(DecodeError::LengthUnderflow)?
+    } else {
+        value
+    };
+    match usize::try_from(declared) {
+        Ok(len) if len <= max => Ok(Verdict::Frame(len)),
+        _ => match config.oversize() {
+            Oversize::Reject => Err(DecodeError::FrameTooLong { len: declared, max }),
+            Oversize::Skip if declared > config.max_skip_len() => Err(DecodeError::TooLongToSkip {
+                len: declared,
+                limit: config.max_skip_len(),
+            }),
+            Oversize::Skip => Ok(Verdict::Skip(declared)),
+        },
+    }
+}
+
 /// Incremental frame decoder for header format `H`, assembling split frames in storage `S`.
 ///
 /// [`new`](Self::new) is a `const fn`, so firmware can keep a decoder in a `static`:
@@ -336,31 +374,10 @@ impl<H: LengthPrefix, S: Storage> Decoder<H, S> {
         value: u64,
         header_len: usize,
     ) -> Result<(usize, Option<Found>), DecodeError> {
-        let declared = if self.config.length_includes_header() {
-            match value.checked_sub(header_len as u64) {
-                Some(v) => v,
-                None => return Err(self.fail(DecodeError::LengthUnderflow)),
-            }
-        } else {
-            value
-        };
-        let max = self.max_frame_len();
-        let len = match usize::try_from(declared) {
-            Ok(len) if len <= max => len,
-            _ => {
-                return match self.config.oversize() {
-                    Oversize::Reject => {
-                        Err(self.fail(DecodeError::FrameTooLong { len: declared, max }))
-                    }
-                    Oversize::Skip if declared > self.config.max_skip_len() => {
-                        Err(self.fail(DecodeError::TooLongToSkip {
-                            len: declared,
-                            limit: self.config.max_skip_len(),
-                        }))
-                    }
-                    Oversize::Skip => Ok(self.skip(input, pos, declared, declared)),
-                };
-            }
+        let len = match judge(&self.config, self.max_frame_len(), value, header_len) {
+            Ok(Verdict::Frame(len)) => len,
+            Ok(Verdict::Skip(len)) => return Ok(self.skip(input, pos, len, len)),
+            Err(e) => return Err(self.fail(e)),
         };
         let rest = input.get(pos..).unwrap_or_default();
         if len <= rest.len() {

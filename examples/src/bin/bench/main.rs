@@ -28,7 +28,7 @@ use clap::{Parser, ValueEnum};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Peer {
     /// Every throughput peer (std-baseline, buffstreams, buffstreams-acked, framing, tokio,
-    /// tokio-framing); with --rtt, every round-trip peer beside raw.
+    /// tokio-codec, tokio-framing); with --rtt, every round-trip peer beside raw.
     All,
     /// A plain `BufWriter` writing the header then the payload, a `BufReader` reading them.
     StdBaseline,
@@ -43,6 +43,9 @@ pub enum Peer {
     Tokio,
     /// The framing crate's `AsyncFrameWriter` / `AsyncFrameReader` on tokio.
     TokioFraming,
+    /// tokio-util's `Framed` on both ends with the framing crate's `Codec` in place of
+    /// `LengthDelimitedCodec` (the same machinery and flush policy as tokio).
+    TokioCodec,
     /// One frame built once and written again and again (a reference, not a peer).
     StdPrebuilt,
     /// --rtt only: raw-socket ping-pong (always runs first with --rtt).
@@ -82,7 +85,7 @@ impl Peer {
     allow_negative_numbers = true,
     about = "Messages per second over loopback: buffstreams beside tokio-util and plain std, side by side",
     after_help = "Without --peer every throughput peer runs, 3 rounds of 2 s each, the std baseline \
-                  first: about 36 s. The live rate goes to stderr, the table to stdout.\n\n\
+                  first: about 45 s. The live rate goes to stderr, the table to stdout.\n\n\
                   Examples:\n  \
                   bench                                    every peer side by side\n  \
                   bench --peer buffstreams --seconds 5     one peer, a summary line\n  \
@@ -168,6 +171,7 @@ fn main() -> ExitCode {
             Peer::BuffstreamsAcked,
             Peer::Framing,
             Peer::Tokio,
+            Peer::TokioCodec,
             Peer::TokioFraming,
         ]
     } else {

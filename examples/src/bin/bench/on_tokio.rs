@@ -1,5 +1,6 @@
 //! `--peer tokio`: tokio-util's `Framed` + `LengthDelimitedCodec` on both ends, as a tokio
-//! user writes it (`feed`, and `flush` every 64 messages). `--peer tokio-framing`: the framing
+//! user writes it (`feed`, and `flush` every 64 messages). `--peer tokio-codec`: the same
+//! `Framed` machinery with the framing crate's `Codec` instead. `--peer tokio-framing`: the framing
 //! crate's `AsyncFrameWriter` / `AsyncFrameReader` on the same runtime (2 worker threads),
 //! over the same sockets through `embedded-io-adapters`' `FromTokio`, with the same flush
 //! policy.
@@ -7,19 +8,66 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use buffstreams_framing::{BigEndian, Config, Decoder, Encoder};
+use buffstreams_framing::{BigEndian, Codec, Config, Decoder, Encoder};
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedRead};
 
 use crate::Peer;
 use crate::runner::{Outcome, Run};
 
+/// Reads frames through `codec` until the stream ends, handing each one's length to `count`.
+async fn read_framed<C>(stream: TcpStream, codec: C, mut count: impl FnMut(usize))
+where
+    C: tokio_util::codec::Decoder<Item = BytesMut>,
+{
+    let mut frames = FramedRead::with_capacity(stream, codec, 64 * 1024);
+    while let Some(Ok(f)) = frames.next().await {
+        count(f.len());
+    }
+}
+
+/// Writes `payload` through `codec` until `stop`, flushing every `flush_every` messages;
+/// returns how many.
+async fn write_framed<C>(
+    stream: TcpStream,
+    codec: C,
+    payload: usize,
+    flush_every: u64,
+    stop: &AtomicBool,
+) -> u64
+where
+    C: tokio_util::codec::Encoder<Bytes>,
+    C::Error: std::fmt::Debug,
+{
+    let mut sink = Framed::new(stream, codec);
+    let msg = Bytes::from(vec![0xa5u8; payload]);
+    let mut n = 0u64;
+    while !stop.load(Relaxed) {
+        for _ in 0..256 {
+            if flush_every == 1 {
+                sink.send(msg.clone()).await.expect("send");
+            } else {
+                sink.feed(msg.clone()).await.expect("feed");
+                if flush_every > 0 && (n + 1).is_multiple_of(flush_every) {
+                    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                }
+            }
+            n += 1;
+        }
+    }
+    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+    n
+}
+
 pub fn run(run: &Run) -> Outcome {
     use buffstreams_framing::{AsyncFrameReader, AsyncFrameWriter};
-    use bytes::Bytes;
     use embedded_io_adapters::tokio_1::FromTokio;
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_util::codec::{Framed, FramedRead, LengthDelimitedCodec};
+    use tokio_util::codec::LengthDelimitedCodec;
 
     let ours = run.peer == Peer::TokioFraming;
+    let our_codec = run.peer == Peer::TokioCodec;
     let flush_every = run.flush_every;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -69,11 +117,10 @@ pub fn run(run: &Run) -> Outcome {
                         while let Ok(Some(f)) = frames.read_frame().await {
                             count(f.len());
                         }
+                    } else if our_codec {
+                        read_framed(stream, Codec::<BigEndian<4>>::new(config), count).await;
                     } else {
-                        let mut frames = FramedRead::with_capacity(stream, codec(), 64 * 1024);
-                        while let Some(Ok(f)) = frames.next().await {
-                            count(f.len());
-                        }
+                        read_framed(stream, codec(), count).await;
                     }
                     received.fetch_add(local % 1024, Relaxed);
                 }));
@@ -108,23 +155,11 @@ pub fn run(run: &Run) -> Outcome {
                         }
                     }
                     sink.flush().await.expect("flush");
+                } else if our_codec {
+                    let codec = Codec::<BigEndian<4>>::new(config);
+                    n = write_framed(stream, codec, payload, flush_every, &stop).await;
                 } else {
-                    let mut sink = Framed::new(stream, codec());
-                    let msg = Bytes::from(vec![0xa5u8; payload]);
-                    while !stop.load(Relaxed) {
-                        for _ in 0..256 {
-                            if flush_every == 1 {
-                                sink.send(msg.clone()).await.expect("send");
-                            } else {
-                                sink.feed(msg.clone()).await.expect("feed");
-                                if flush_every > 0 && (n + 1).is_multiple_of(flush_every) {
-                                    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
-                                }
-                            }
-                            n += 1;
-                        }
-                    }
-                    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+                    n = write_framed(stream, codec(), payload, flush_every, &stop).await;
                 }
                 n
             })
