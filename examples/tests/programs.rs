@@ -249,6 +249,50 @@ fn tokio_example_echoes_and_checks_every_message() {
 }
 
 #[test]
+fn smoltcp_bench_prints_one_json_object_per_run_beside_the_hand_written_loop() {
+    let o = Command::new(env!("CARGO_BIN_EXE_smoltcp"))
+        .args(["--rounds", "1", "--seconds", "0.1", "--json"])
+        .output()
+        .expect("run smoltcp");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let runs: Vec<&str> = out.lines().collect();
+    let names: Vec<&str> = runs
+        .iter()
+        .map(|l| {
+            assert!(
+                l.starts_with("{\"run\":\"") && l.ends_with("\"ok\":true}"),
+                "{l}"
+            );
+            l.split('"').nth(3).unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "raw",
+            "hand-written",
+            "hand-written",
+            "writer",
+            "writer-batch",
+            "writer",
+            "writer-acked",
+            "writer-acked"
+        ],
+        "{out}"
+    );
+    // Every Writer run has its ratio to the hand-written loop of its size.
+    for l in &runs[3..] {
+        let ratio = l
+            .split("\"vs_hand_written\":")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|r| r.parse::<f64>().ok());
+        assert!(ratio.is_some_and(|r| r > 0.0), "{l}");
+    }
+}
+
+#[test]
 fn bench_without_arguments_runs_every_peer_side_by_side() {
     // The default run, shortened: one round of one second per peer.
     let o = Command::new(env!("CARGO_BIN_EXE_bench"))
@@ -279,8 +323,18 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
     ]) {
         assert!(line.starts_with(peer), "{out}");
     }
-    assert_eq!(lines.len(), 10, "{out}");
+    assert_eq!(lines.len(), 11, "{out}");
     assert!(lines[9].starts_with("(medians of 1 round(s)"), "{out}");
+    // The machine's state is the baseline's rate of this run.
+    let baseline: f64 = lines[2].split_whitespace().nth(1).unwrap().parse().unwrap();
+    let state = lines[10]
+        .strip_prefix("(the machine's state: std-baseline at ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse::<f64>().ok());
+    assert!(
+        state.is_some_and(|s| (s - baseline).abs() <= 0.051),
+        "{out}"
+    );
     assert!(
         lines[2].split_whitespace().nth(3) == Some("1.00x"),
         "the baseline against itself: {out}"
@@ -291,6 +345,34 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
         err.lines()
             .any(|l| l.trim_start().starts_with("tokio-framing")),
         "{err}"
+    );
+}
+
+#[test]
+fn bench_markdown_states_the_machine_even_without_the_baseline_among_its_peers() {
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--peer",
+            "buffstreams,framing",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--markdown",
+        ])
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    let state = out
+        .split("std-baseline at ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|r| r.parse::<f64>().ok());
+    assert!(state.is_some_and(|s| s > 0.0), "{out}");
+    assert!(
+        out.contains("| `buffstreams` |") && out.contains("| `framing` |"),
+        "{out}"
     );
 }
 

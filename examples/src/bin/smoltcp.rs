@@ -2,15 +2,18 @@
 //! `loopback_benchmark` (raw bytes between two sockets of one `Interface`, 64 KiB buffers, one
 //! thread, the real clock) in the same process.
 //!
-//! Each round runs the raw-byte transfer, then 110-byte messages (one `write` each, and 64 per
-//! `write_batch`) and 4 KiB messages from a `Writer`
-//! into a `Listener` over the same setup, and the 110-byte and 4 KiB `write` runs again in the
-//! acknowledged mode (a 256 KiB window; every message numbered, acknowledged once handled);
-//! every message is counted and checked (its length and its sequence number; in the
+//! Each round runs the raw-byte transfer (the ceiling: no byte is written or read), the loop a
+//! firmware author writes without this library (`send_slice` of a header and of the payload,
+//! a `recv_slice` loop that parses headers by hand and copies each message out: the peer),
+//! then 110-byte messages (one `write` each, and 64 per `write_batch`) and 4 KiB messages from
+//! a `Writer` into a `Listener` over the same setup, and the 110-byte and 4 KiB `write` runs
+//! again in the acknowledged mode (a 256 KiB window; every message numbered, acknowledged once
+//! handled). Every message is counted and checked (its length and its sequence number; in the
 //! acknowledged mode its number too). Rounds are interleaved so the runs share the machine's
 //! state; the table shows medians, each run's ratio to the raw one (in wire bytes: the raw run
-//! moves no headers, the framed runs move a 4-byte header per message), and each
-//! acknowledged run's ratio to its plain twin.
+//! moves no headers, the framed runs move a 4-byte header per message), to the hand-written
+//! loop of its message size, and each acknowledged run's to its plain twin. `--json` prints
+//! one object per run instead.
 
 use std::process::ExitCode;
 use std::time::Instant as StdInstant;
@@ -110,8 +113,93 @@ fn raw(seconds: f64) -> Run {
     }
 }
 
+/// The loop a firmware author writes without this library, on the same setup: `send_slice`
+/// of a 4-byte big-endian header and of the payload (once the send ring has room for both),
+/// and a `recv_slice` loop into a buffer that parses each header by hand, copies each message
+/// out and moves the unfinished rest to the front. Every message is checked as in
+/// [`framed`]: its length and its sequence number.
+fn hand_written(seconds: f64, size: usize) -> Result<Run, String> {
+    let mut s = setup();
+    let mut rx = vec![0u8; BUFFER];
+    let mut have = 0usize;
+    let mut copied = vec![0u8; size];
+    let mut out = vec![0xa5u8; size];
+    let (mut sent, mut received, mut bad) = (0u64, 0u64, 0u64);
+    let (mut listening, mut connected) = (false, false);
+    let start = StdInstant::now();
+    while start.elapsed().as_secs_f64() < seconds {
+        s.iface.poll(Instant::now(), &mut s.device, &mut s.sockets);
+        let socket = s.sockets.get_mut::<tcp::Socket>(s.server);
+        if !socket.is_active() && !socket.is_listening() && !listening {
+            socket.listen(PORT).map_err(|e| e.to_string())?;
+            listening = true;
+        }
+        while socket.can_recv() && have < rx.len() {
+            have += socket
+                .recv_slice(&mut rx[have..])
+                .map_err(|e| e.to_string())?;
+        }
+        let mut at = 0;
+        while let Some(header) = rx.get(at..at + 4).filter(|_| have - at >= 4) {
+            let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            if len > size {
+                return Err(format!("hand-written: a header declared {len} bytes"));
+            }
+            if have - at - 4 < len {
+                break;
+            }
+            copied[..len].copy_from_slice(&rx[at + 4..at + 4 + len]);
+            let seq = copied
+                .get(..8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(received, u64::from_le_bytes);
+            if len != size || (size >= 8 && seq != received) {
+                bad += 1;
+            }
+            received += 1;
+            at += 4 + len;
+        }
+        rx.copy_within(at..have, 0);
+        have -= at;
+        let socket = s.sockets.get_mut::<tcp::Socket>(s.client);
+        if !socket.is_open() && !connected {
+            socket
+                .connect(
+                    s.iface.context(),
+                    (IpAddress::v4(127, 0, 0, 1), PORT),
+                    65000,
+                )
+                .map_err(|e| e.to_string())?;
+            connected = true;
+        }
+        while socket.can_send() && socket.send_capacity() - socket.send_queue() >= 4 + size {
+            if let Some(head) = out.get_mut(..8) {
+                head.copy_from_slice(&sent.to_le_bytes());
+            }
+            let header = (size as u32).to_be_bytes();
+            let n = socket.send_slice(&header).map_err(|e| e.to_string())?
+                + socket.send_slice(&out).map_err(|e| e.to_string())?;
+            if n != 4 + size {
+                return Err("hand-written: a message was cut in the send ring".into());
+            }
+            sent += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if bad > 0 || received == 0 {
+        return Err(format!(
+            "hand-written {size}-byte run: {received} received, {bad} wrong"
+        ));
+    }
+    Ok(Run {
+        wire: received * (size as u64 + 4),
+        messages: received,
+        secs,
+    })
+}
+
 /// One framed run: message size, messages per call, acknowledged mode.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct Shape {
     size: usize,
     batch: usize,
@@ -218,115 +306,232 @@ fn median(mut v: Vec<f64>) -> f64 {
     name = "smoltcp",
     version,
     allow_negative_numbers = true,
-    about = "buffstreams-transport-smoltcp on smoltcp's phy::Loopback, side by side with smoltcp's own loopback benchmark",
+    about = "buffstreams-transport-smoltcp on smoltcp's phy::Loopback, side by side with the loop a firmware author writes without it and smoltcp's own loopback benchmark",
     after_help = "Examples:\n  \
                   smoltcp                                  3 rounds of 2 s per run\n  \
-                  smoltcp --rounds 5 --seconds 1"
+                  smoltcp --rounds 5 --seconds 1\n  \
+                  smoltcp --json                           one JSON object per run"
 )]
 struct Args {
     /// Seconds per run (at least 0.1).
     #[arg(long, default_value_t = 2.0)]
     seconds: f64,
-    /// Rounds (each runs raw bytes, then every message size).
+    /// Rounds (each runs raw bytes, the hand-written loop, then every message size).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
     rounds: u64,
+    /// Machine-readable lines on stdout (one JSON object per run) instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one line of the table measures.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// smoltcp's loopback_benchmark: the ceiling.
+    Raw,
+    /// The loop without this library, `size`-byte messages.
+    HandWritten(usize),
+    /// A `Writer` into a `Listener`.
+    Framed(Shape),
+}
+
+impl Kind {
+    fn size(self) -> Option<usize> {
+        match self {
+            Kind::Raw => None,
+            Kind::HandWritten(size) => Some(size),
+            Kind::Framed(shape) => Some(shape.size),
+        }
+    }
+
+    fn go(self, seconds: f64) -> Result<Run, String> {
+        match self {
+            Kind::Raw => Ok(raw(seconds)),
+            Kind::HandWritten(size) => hand_written(seconds, size),
+            Kind::Framed(shape) => framed(seconds, shape),
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Kind::Raw => "raw bytes (smoltcp loopback_benchmark)".into(),
+            Kind::HandWritten(size) => {
+                format!(
+                    "{size} B messages, hand-written send_slice / recv_slice loop, every one checked"
+                )
+            }
+            Kind::Framed(shape) => {
+                let how = if shape.batch == 1 {
+                    "write".to_string()
+                } else {
+                    format!("write_batch x{}", shape.batch)
+                };
+                format!(
+                    "{} B messages, Writer::{how} -> Listener{}, every one checked",
+                    shape.size,
+                    if shape.acked { ", acknowledged" } else { "" }
+                )
+            }
+        }
+    }
+
+    fn json_name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::HandWritten(_) => "hand-written",
+            Kind::Framed(Shape { acked: true, .. }) => "writer-acked",
+            Kind::Framed(Shape { batch: 1, .. }) => "writer",
+            Kind::Framed(_) => "writer-batch",
+        }
+    }
+}
+
+/// One run's figures in one round: messages/s, wire bytes/s, ratio to the round's raw run.
+#[derive(Clone, Copy)]
+struct Rate {
+    msgs: f64,
+    wire: f64,
+    vs_raw: f64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     let (seconds, rounds) = (args.seconds.max(0.1), args.rounds);
-    println!(
+    let title = format!(
         "smoltcp phy::Loopback, one Interface, 64 KiB socket buffers, one thread: {rounds} rounds of {seconds} s per run"
     );
-    let plain = |size, batch| Shape {
-        size,
-        batch,
-        acked: false,
+    if args.json {
+        eprintln!("{title}");
+    } else {
+        println!("{title}");
+    }
+    let plain = |size, batch| {
+        Kind::Framed(Shape {
+            size,
+            batch,
+            acked: false,
+        })
     };
-    let acked = |size| Shape {
-        size,
-        batch: 1,
-        acked: true,
+    let acked = |size| {
+        Kind::Framed(Shape {
+            size,
+            batch: 1,
+            acked: true,
+        })
     };
-    let sizes = [
+    let kinds = [
+        Kind::Raw,
+        Kind::HandWritten(110),
+        Kind::HandWritten(4096),
         plain(110, 1),
         plain(110, 64),
         plain(4096, 1),
         acked(110),
         acked(4096),
     ];
-    let mut raw_rates = Vec::new();
-    let mut rates: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); sizes.len()];
+    let mut rates: Vec<Vec<Rate>> = vec![Vec::new(); kinds.len()];
     for round in 1..=rounds {
-        let r = raw(seconds);
-        let raw_rate = r.wire as f64 / r.secs;
-        raw_rates.push(raw_rate);
-        eprintln!("round {round}: raw {:.2} Gbit/s", raw_rate * 8.0 / 1e9);
-        for (i, &shape) in sizes.iter().enumerate() {
-            match framed(seconds, shape) {
-                Ok(f) => {
-                    let rate = f.wire as f64 / f.secs;
-                    eprintln!(
-                        "round {round}: {} B messages x{}{} {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
-                        shape.size,
-                        shape.batch,
-                        if shape.acked { " acknowledged" } else { "" },
-                        f.messages as f64 / f.secs / 1e6,
-                        rate * 8.0 / 1e9,
-                        rate / raw_rate
-                    );
-                    rates[i].push((f.messages as f64 / f.secs, rate, rate / raw_rate));
-                }
+        let mut raw_rate = 0.0;
+        for (i, &kind) in kinds.iter().enumerate() {
+            let run = match kind.go(seconds) {
+                Ok(run) => run,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::FAILURE;
                 }
+            };
+            let wire = run.wire as f64 / run.secs;
+            if kind == Kind::Raw {
+                raw_rate = wire;
             }
+            let rate = Rate {
+                msgs: run.messages as f64 / run.secs,
+                wire,
+                vs_raw: wire / raw_rate,
+            };
+            eprintln!(
+                "round {round}: {}: {:.2} M/s, {:.2} Gbit/s on the wire ({:.2}x raw)",
+                kind.label(),
+                rate.msgs / 1e6,
+                wire * 8.0 / 1e9,
+                rate.vs_raw
+            );
+            rates[i].push(rate);
         }
     }
-    println!(
-        "| run | messages/s | wire Gbit/s | payload MB/s | vs raw (per-round median) | vs plain (per-round median) |"
-    );
-    println!("|---|---|---|---|---|---|");
-    println!(
-        "| raw bytes (smoltcp loopback_benchmark) | | {:.2} | | 1.00x | |",
-        median(raw_rates) * 8.0 / 1e9
-    );
-    for (i, shape) in sizes.iter().enumerate() {
-        let how = if shape.batch == 1 {
-            "write".to_string()
-        } else {
-            format!("write_batch x{}", shape.batch)
-        };
-        let msgs = median(rates[i].iter().map(|r| r.0).collect());
-        let wire = median(rates[i].iter().map(|r| r.1).collect());
-        let ratio = median(rates[i].iter().map(|r| r.2).collect());
-        // The acknowledged run beside its plain twin of the same round.
-        let twin = sizes
-            .iter()
-            .position(|p| !p.acked && p.size == shape.size && p.batch == shape.batch);
-        let vs_plain = match (shape.acked, twin) {
-            (true, Some(j)) => format!(
-                "{:.2}x",
-                median(
-                    rates[i]
-                        .iter()
-                        .zip(&rates[j])
-                        .map(|(a, p)| a.0 / p.0)
-                        .collect()
-                )
-            ),
-            _ => String::new(),
-        };
+    // Per-round ratio of run `i`'s messages/s to run `j`'s, median over the rounds.
+    let versus = |i: usize, j: Option<usize>| {
+        j.map(|j| {
+            median(
+                rates[i]
+                    .iter()
+                    .zip(&rates[j])
+                    .map(|(a, b)| a.msgs / b.msgs)
+                    .collect(),
+            )
+        })
+    };
+    if !args.json {
         println!(
-            "| {} B messages, Writer::{how} -> Listener{}, every one checked | {:.2} M | {:.2} | {:.0} | {:.2}x | {vs_plain} |",
-            shape.size,
-            if shape.acked { ", acknowledged" } else { "" },
-            msgs / 1e6,
-            wire * 8.0 / 1e9,
-            msgs * shape.size as f64 / 1e6,
-            ratio
+            "| run | messages/s | wire Gbit/s | payload MB/s | vs raw (per-round median) | vs hand-written (per-round median) | vs plain (per-round median) |"
         );
+        println!("|---|---|---|---|---|---|---|");
+    }
+    for (i, &kind) in kinds.iter().enumerate() {
+        let msgs = median(rates[i].iter().map(|r| r.msgs).collect());
+        let wire = median(rates[i].iter().map(|r| r.wire).collect());
+        let vs_raw = median(rates[i].iter().map(|r| r.vs_raw).collect());
+        let hand = match kind {
+            Kind::Framed(_) => kinds
+                .iter()
+                .position(|&k| k == Kind::HandWritten(kind.size().unwrap_or(0))),
+            _ => None,
+        };
+        let twin = match kind {
+            Kind::Framed(shape) if shape.acked => kinds.iter().position(|&k| {
+                k == Kind::Framed(Shape {
+                    acked: false,
+                    ..shape
+                })
+            }),
+            _ => None,
+        };
+        let (vs_hand, vs_plain) = (versus(i, hand), versus(i, twin));
+        let payload = kind.size().map(|size| msgs * size as f64 / 1e6);
+        if args.json {
+            let opt = |v: Option<f64>, digits: usize| {
+                v.map_or("null".to_string(), |v| format!("{v:.digits$}"))
+            };
+            let (size, batch, is_acked) = match kind {
+                Kind::Framed(shape) => (Some(shape.size), shape.batch, shape.acked),
+                other => (other.size(), 1, false),
+            };
+            println!(
+                "{{\"run\":\"{}\",\"size\":{},\"batch\":{batch},\"acked\":{is_acked},\"rounds\":{rounds},\"msgs_per_sec\":{},\"wire_gbit_per_sec\":{:.3},\"payload_mb_per_sec\":{},\"vs_raw\":{vs_raw:.3},\"vs_hand_written\":{},\"vs_plain\":{},\"ok\":true}}",
+                kind.json_name(),
+                size.map_or("null".to_string(), |s| s.to_string()),
+                opt((kind != Kind::Raw).then_some(msgs), 0),
+                wire * 8.0 / 1e9,
+                opt(payload, 1),
+                opt(vs_hand, 3),
+                opt(vs_plain, 3),
+            );
+        } else {
+            let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.2}x"));
+            let msgs_cell = if kind == Kind::Raw {
+                String::new()
+            } else {
+                format!("{:.2} M", msgs / 1e6)
+            };
+            println!(
+                "| {} | {msgs_cell} | {:.2} | {} | {vs_raw:.2}x | {} | {} |",
+                kind.label(),
+                wire * 8.0 / 1e9,
+                payload.map_or(String::new(), |p| format!("{p:.0}")),
+                cell(vs_hand),
+                cell(vs_plain)
+            );
+        }
     }
     ExitCode::SUCCESS
 }

@@ -75,9 +75,15 @@ fn single(args: &Args, peer: Peer) -> ExitCode {
 
 /// The dated markdown table: the command, the machine and its state, then per peer the
 /// median rate with the range over the rounds, MB/s, and the per-round ratios.
-fn markdown(args: &Args, names: &[String], rates: &[Vec<f64>], bases: &[usize], load: &str) {
+fn markdown(
+    args: &Args,
+    names: &[String],
+    rates: &[Vec<f64>],
+    bases: &[usize],
+    load: &str,
+    state: f64,
+) {
     let command: Vec<String> = std::env::args().skip(1).collect();
-    let base = median(rates.first().cloned().unwrap_or_default());
     println!(
         "`bench {}`, {} ({} B messages, {} connection(s), {} round(s) of {} s):",
         command.join(" "),
@@ -88,12 +94,11 @@ fn markdown(args: &Args, names: &[String], rates: &[Vec<f64>], bases: &[usize], 
         args.seconds.unwrap_or(2),
     );
     println!(
-        "{}; load average {} before the run; {} at {:.1} M msgs/s in this run (the machine's \
-         state: compare within one run)\n",
+        "{}; load average {} before the run; std-baseline at {:.1} M msgs/s in this run (the \
+         machine's state: compare within one run)\n",
         machine::describe(),
         load,
-        names.first().map_or("", String::as_str),
-        base / 1e6,
+        state / 1e6,
     );
     let mut head = String::from("| peer | M msgs/s (median, range) | MB/s |");
     let mut rule = String::from("|---|---|---|");
@@ -165,7 +170,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
     let seconds = args.seconds.unwrap_or(2);
     let rounds = args.rounds;
-    let total = rounds * peers.len() as u64 * seconds;
+    // Without std-baseline among the peers, one more second measures the machine's state.
+    let probe = u64::from(!peers.contains(&Peer::StdBaseline));
+    let total = rounds * peers.len() as u64 * seconds + probe;
     let names: Vec<String> = peers.iter().map(|p| p.name()).collect();
     if !args.json && !args.markdown {
         println!(
@@ -189,6 +196,16 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
             rates[i].push(outcome.rate());
         }
     }
+    // The machine's state: the std baseline's rate in this run, from its rounds or, when it
+    // was not asked for, from one short run of it now (same messages and connections).
+    let state = match peers.iter().position(|&p| p == Peer::StdBaseline) {
+        Some(i) => median(rates[i].clone()),
+        None => {
+            progress.stage("the machine's state · std-baseline".to_string());
+            let probe = Run::new(args, Peer::StdBaseline, 1, &progress).go();
+            probe.rate()
+        }
+    };
     progress.finish();
     // Ratios to the first peer, and to tokio-util when it ran and is not the first.
     let mut bases = vec![0];
@@ -209,7 +226,7 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
         )
     };
     if args.markdown {
-        markdown(args, &names, &rates, &bases, &load_before);
+        markdown(args, &names, &rates, &bases, &load_before, state);
         return ExitCode::SUCCESS;
     }
     if !args.json {
@@ -228,7 +245,7 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
                 .map(|&b| format!("\"vs_{}\":{:.3}", names[b], ratio(i, b)))
                 .collect();
             println!(
-                "{{\"peer\":\"{name}\",\"rounds\":{rounds},\"msgs_per_sec\":{rate:.0},\"mb_per_sec\":{mb:.1},{}}}",
+                "{{\"peer\":\"{name}\",\"rounds\":{rounds},\"msgs_per_sec\":{rate:.0},\"mb_per_sec\":{mb:.1},{},\"std_baseline_msgs_per_sec\":{state:.0}}}",
                 ratios.join(",")
             );
         } else {
@@ -241,6 +258,10 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
     }
     if !args.json {
         println!("(medians of {rounds} round(s); ratios are per-round medians)");
+        println!(
+            "(the machine's state: std-baseline at {:.1} M msgs/s in this run; figures compare within one run)",
+            state / 1e6
+        );
     }
     ExitCode::SUCCESS
 }
