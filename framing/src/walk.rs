@@ -10,7 +10,8 @@
 
 use core::marker::PhantomData;
 
-use crate::config::Config;
+use crate::config::{Config, Oversize};
+use crate::decoder::{Verdict, judge};
 use crate::error::DecodeError;
 use crate::header::{LengthPrefix, Parsed};
 
@@ -69,19 +70,16 @@ pub fn frame_at<H: LengthPrefix>(
         Parsed::Complete { value, header_len } => (value, header_len),
         Parsed::Incomplete => return Ok(None),
     };
-    let declared = if config.length_includes_header() {
-        value
-            .checked_sub(header_len as u64)
-            .ok_or(DecodeError::LengthUnderflow)?
-    } else {
-        value
-    };
-    // The encoder's maximum: the configured one, capped by what `H` can express.
+    // The encoder's maximum: the configured one, capped by what `H` can express. An oversize
+    // frame is an error here whatever the policy (skipping is the decoder's business).
     let max = config.effective_max_frame_len::<H>();
-    let too_long = DecodeError::FrameTooLong { len: declared, max };
-    let payload_len = match usize::try_from(declared) {
-        Ok(n) if n <= max => n,
-        _ => return Err(too_long),
+    let reject = config.with_oversize(Oversize::Reject);
+    let Verdict::Frame(payload_len) = judge(&reject, max, value, header_len)? else {
+        return Err(DecodeError::FrameTooLong { len: value, max });
+    };
+    let too_long = DecodeError::FrameTooLong {
+        len: payload_len as u64,
+        max,
     };
     let total = header_len.checked_add(payload_len).ok_or(too_long)?;
     Ok((buf.len() >= total).then_some(FrameAt {
