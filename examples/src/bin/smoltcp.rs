@@ -72,6 +72,32 @@ struct Run {
     secs: f64,
 }
 
+/// The server socket listens, once (`listening` remembers it).
+fn listen_once(s: &mut Setup, listening: &mut bool) -> Result<(), String> {
+    let socket = s.sockets.get_mut::<tcp::Socket>(s.server);
+    if !socket.is_active() && !socket.is_listening() && !*listening {
+        socket.listen(PORT).map_err(|e| e.to_string())?;
+        *listening = true;
+    }
+    Ok(())
+}
+
+/// The client socket connects to the server, once (`connected` remembers it).
+fn connect_once(s: &mut Setup, connected: &mut bool) -> Result<(), String> {
+    let socket = s.sockets.get_mut::<tcp::Socket>(s.client);
+    if !socket.is_open() && !*connected {
+        socket
+            .connect(
+                s.iface.context(),
+                (IpAddress::v4(127, 0, 0, 1), PORT),
+                65000,
+            )
+            .map_err(|e| e.to_string())?;
+        *connected = true;
+    }
+    Ok(())
+}
+
 /// smoltcp's `loopback_benchmark` loop: the client fills its send ring, the server empties
 /// its receive ring; no byte is written or read.
 fn raw(seconds: f64) -> Run {
@@ -81,27 +107,15 @@ fn raw(seconds: f64) -> Run {
     let (mut listening, mut connected) = (false, false);
     while start.elapsed().as_secs_f64() < seconds {
         s.iface.poll(Instant::now(), &mut s.device, &mut s.sockets);
+        listen_once(&mut s, &mut listening).expect("listen");
         let socket = s.sockets.get_mut::<tcp::Socket>(s.server);
-        if !socket.is_active() && !socket.is_listening() && !listening {
-            socket.listen(PORT).expect("listen");
-            listening = true;
-        }
         while socket.can_recv() {
             processed += socket
                 .recv(|buffer| (buffer.len(), buffer.len()))
                 .expect("recv") as u64;
         }
+        connect_once(&mut s, &mut connected).expect("connect");
         let socket = s.sockets.get_mut::<tcp::Socket>(s.client);
-        if !socket.is_open() && !connected {
-            socket
-                .connect(
-                    s.iface.context(),
-                    (IpAddress::v4(127, 0, 0, 1), PORT),
-                    65000,
-                )
-                .expect("connect");
-            connected = true;
-        }
         while socket.can_send() {
             socket.send(|buffer| (buffer.len(), ())).expect("send");
         }
@@ -129,11 +143,8 @@ fn hand_written(seconds: f64, size: usize) -> Result<Run, String> {
     let start = StdInstant::now();
     while start.elapsed().as_secs_f64() < seconds {
         s.iface.poll(Instant::now(), &mut s.device, &mut s.sockets);
+        listen_once(&mut s, &mut listening)?;
         let socket = s.sockets.get_mut::<tcp::Socket>(s.server);
-        if !socket.is_active() && !socket.is_listening() && !listening {
-            socket.listen(PORT).map_err(|e| e.to_string())?;
-            listening = true;
-        }
         while socket.can_recv() && have < rx.len() {
             have += socket
                 .recv_slice(&mut rx[have..])
@@ -161,17 +172,8 @@ fn hand_written(seconds: f64, size: usize) -> Result<Run, String> {
         }
         rx.copy_within(at..have, 0);
         have -= at;
+        connect_once(&mut s, &mut connected)?;
         let socket = s.sockets.get_mut::<tcp::Socket>(s.client);
-        if !socket.is_open() && !connected {
-            socket
-                .connect(
-                    s.iface.context(),
-                    (IpAddress::v4(127, 0, 0, 1), PORT),
-                    65000,
-                )
-                .map_err(|e| e.to_string())?;
-            connected = true;
-        }
         while socket.can_send() && socket.send_capacity() - socket.send_queue() >= 4 + size {
             if let Some(head) = out.get_mut(..8) {
                 head.copy_from_slice(&sent.to_le_bytes());

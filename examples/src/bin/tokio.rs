@@ -5,6 +5,7 @@
 //! `embedded-io-adapters`) instead. Prints the messages echoed per second and checks every
 //! reply.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -82,21 +83,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// The echo server and the client with `Framed` and the framing crate's `Codec`.
-async fn run_codec(count: u64, payload: usize) -> Result<(), BoxError> {
-    let config = Config::new().with_max_frame_len(payload.max(1));
+/// Starts an echo server on an ephemeral loopback port, each connection served by `echo` in
+/// its own task; returns its address.
+async fn serve<F, Fut>(config: Config, how: &str, echo: F) -> Result<SocketAddr, BoxError>
+where
+    F: Fn(TcpStream, Config) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    println!("echo server on {addr} (Framed + Codec<BigEndian<4>>)");
+    println!("echo server on {addr} ({how})");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                if let Err(e) = echo_codec(stream, config).await {
+                if let Err(e) = echo(stream, config).await {
                     eprintln!("server: {e}");
                 }
             });
         }
     });
+    Ok(addr)
+}
+
+/// The echo server and the client with `Framed` and the framing crate's `Codec`.
+async fn run_codec(count: u64, payload: usize) -> Result<(), BoxError> {
+    let config = Config::new().with_max_frame_len(payload.max(1));
+    let addr = serve(config, "Framed + Codec<BigEndian<4>>", echo_codec).await?;
 
     let started = Instant::now();
     let framed = Framed::new(
@@ -112,11 +124,7 @@ async fn run_codec(count: u64, payload: usize) -> Result<(), BoxError> {
         Ok::<_, BoxError>(())
     });
     for i in 0..count {
-        match replies.next().await.transpose()? {
-            Some(reply) if reply == message(i, payload).as_slice() => {}
-            Some(_) => return Err(format!("reply {i} differs from its request").into()),
-            None => return Err(format!("the server closed after {i} replies").into()),
-        }
+        check_reply(i, replies.next().await.transpose()?.as_deref(), payload)?;
     }
     let elapsed = started.elapsed();
     sender.await??;
@@ -149,18 +157,7 @@ fn report(count: u64, payload: usize, elapsed: std::time::Duration) {
 /// The echo server and the client with the async reader and writer.
 async fn run(count: u64, payload: usize) -> Result<(), BoxError> {
     let config = Config::new().with_max_frame_len(payload.max(1));
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    println!("echo server on {addr}");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if let Err(e) = echo(stream, config).await {
-                    eprintln!("server: {e}");
-                }
-            });
-        }
-    });
+    let addr = serve(config, "AsyncFrameReader / AsyncFrameWriter", echo).await?;
 
     let started = Instant::now();
     let (rx, tx) = TcpStream::connect(addr).await?.into_split();
@@ -176,11 +173,7 @@ async fn run(count: u64, payload: usize) -> Result<(), BoxError> {
     let decoder = Decoder::<BigEndian<4>, _>::new(config, Vec::new());
     let mut replies = AsyncFrameReader::new(FromTokio::new(rx), decoder, vec![0u8; 64 * 1024]);
     for i in 0..count {
-        match replies.read_frame().await? {
-            Some(reply) if reply == message(i, payload).as_slice() => {}
-            Some(_) => return Err(format!("reply {i} differs from its request").into()),
-            None => return Err(format!("the server closed after {i} replies").into()),
-        }
+        check_reply(i, replies.read_frame().await?, payload)?;
     }
     let elapsed = started.elapsed();
     sender.await??;
@@ -207,6 +200,15 @@ async fn echo(stream: TcpStream, config: Config) -> Result<(), BoxError> {
     }
     replies.flush().await?;
     Ok(())
+}
+
+/// Reply `i` (`None`: the server closed) must be request `i`.
+fn check_reply(i: u64, reply: Option<&[u8]>, payload: usize) -> Result<(), BoxError> {
+    match reply {
+        Some(reply) if reply == message(i, payload).as_slice() => Ok(()),
+        Some(_) => Err(format!("reply {i} differs from its request").into()),
+        None => Err(format!("the server closed after {i} replies").into()),
+    }
 }
 
 fn message(i: u64, payload: usize) -> Vec<u8> {
