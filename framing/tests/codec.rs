@@ -2,7 +2,8 @@
 //! `LengthDelimitedCodec` at the other end of real sockets for every format both speak, and
 //! what a header alone makes each of them reserve.
 
-use buffstreams_framing::harness::{Out, encode_all, run};
+use buffstreams_framing::harness::codec::codec_agrees;
+use buffstreams_framing::harness::encode_all;
 use buffstreams_framing::{
     BigEndian, Codec, CodecError, Config, DecodeError, EncodeError, LengthPrefix, LittleEndian,
     Oversize, Varint32, Varint64, for_each_format,
@@ -14,53 +15,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::{
     Decoder as _, Encoder as _, Framed, FramedRead, FramedWrite, LengthDelimitedCodec,
 };
-
-/// What the codec makes of `stream` handed over in chunks cut at `cuts`: frames as the
-/// harness records them, and the first error.
-fn run_codec<H: LengthPrefix>(
-    config: Config,
-    stream: &[u8],
-    cuts: &[usize],
-) -> (Vec<Out>, Option<DecodeError>, u64) {
-    let mut codec = Codec::<H>::new(config);
-    let mut buf = BytesMut::new();
-    let mut items = Vec::new();
-    let mut bounds = cuts.to_vec();
-    bounds.push(stream.len());
-    let mut start = 0;
-    for &end in &bounds {
-        let end = end.clamp(start, stream.len());
-        buf.extend_from_slice(&stream[start..end]);
-        start = end;
-        // Bounded: every frame consumes at least its header.
-        for _ in 0..=stream.len() + 1 {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => items.push(Out::Frame(frame.to_vec())),
-                Ok(None) => break,
-                Err(CodecError::Decode(e)) => return (items, Some(e), codec.skipped()),
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-    }
-    (items, None, codec.skipped())
-}
-
-/// The codec and the crate's decoder agree on `stream` cut at `cuts`: the same frames, the
-/// same skips, the same error.
-fn agrees_with_the_decoder<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) {
-    let want = run::<H>(config, stream, &[]);
-    let (frames, error, skipped) = run_codec::<H>(config, stream, cuts);
-    let want_frames: Vec<Out> = want
-        .items
-        .iter()
-        .filter(|o| matches!(o, Out::Frame(_)))
-        .cloned()
-        .collect();
-    let want_skipped = want.items.len() - want_frames.len();
-    assert_eq!(frames, want_frames, "cuts {cuts:?}");
-    assert_eq!(error, want.error, "cuts {cuts:?}");
-    assert_eq!(skipped, want_skipped as u64, "cuts {cuts:?}");
-}
 
 fn payloads_for<H: LengthPrefix>() -> Vec<Vec<u8>> {
     [0usize, 1, 127, 128, 200, 255, 300, 4096]
@@ -75,11 +29,11 @@ fn every_split_point<H: LengthPrefix>() {
     let payloads = payloads_for::<H>();
     let stream = encode_all::<H>(config, &payloads);
     for i in 0..=stream.len() {
-        agrees_with_the_decoder::<H>(config, &stream, &[i]);
+        codec_agrees::<H>(config, &stream, &[i]);
     }
     // A byte at a time.
     let every: Vec<usize> = (1..stream.len()).collect();
-    agrees_with_the_decoder::<H>(config, &stream, &every);
+    codec_agrees::<H>(config, &stream, &every);
 }
 
 #[test]
@@ -95,7 +49,7 @@ fn every_split_point_skipping<H: LengthPrefix>() {
     let payloads = payloads_for::<H>();
     let stream = encode_all::<H>(Config::new(), &payloads);
     for i in 0..=stream.len() {
-        agrees_with_the_decoder::<H>(config, &stream, &[i]);
+        codec_agrees::<H>(config, &stream, &[i]);
     }
 }
 
@@ -124,7 +78,7 @@ proptest! {
             .with_length_includes_header(includes_header);
         macro_rules! check {
             ($($h:ty),*) => {$(
-                agrees_with_the_decoder::<$h>(config, &stream, &cuts);
+                codec_agrees::<$h>(config, &stream, &cuts);
             )*};
         }
         check!(BigEndian<1>, BigEndian<2>, BigEndian<4>, LittleEndian<3>, Varint32, Varint64,

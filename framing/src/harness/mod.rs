@@ -11,6 +11,8 @@
 )]
 
 pub mod acked;
+#[cfg(feature = "tokio-util")]
+pub mod codec;
 
 use alloc::vec;
 use alloc::vec::Vec;
