@@ -4,32 +4,21 @@
 //! maximum.
 #![no_main]
 
+use buffstreams_framing::harness::CutInput;
 use buffstreams_framing::harness::codec::codec_agrees;
-use buffstreams_framing::{Config, Oversize, with_format};
+use buffstreams_framing::with_format;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let [sel, knobs, ncuts, rest @ ..] = data else {
+    let Some(input) = CutInput::parse(data) else {
         return;
     };
-    let ncuts = usize::from(*ncuts % 16).min(rest.len());
-    let (cut_bytes, stream) = rest.split_at(ncuts);
-    let mut cuts = Vec::with_capacity(ncuts);
-    let mut at = 0usize;
-    for &c in cut_bytes {
-        at += usize::from(c);
-        cuts.push(at.min(stream.len()));
-    }
-    let policy = if knobs & 1 == 0 {
-        Oversize::Reject
-    } else {
-        Oversize::Skip
-    };
-    let max = [0, 3, 64, 300, 4096][usize::from((knobs >> 1) & 7) % 5];
-    let config = Config::new()
-        .with_max_frame_len(max)
-        .with_oversize(policy)
-        .with_max_skip_len(1 << 16)
-        .with_length_includes_header(knobs & 0x80 != 0);
-    with_format!(usize::from(*sel), codec_agrees, config, stream, &cuts);
+    let config = input.config();
+    with_format!(
+        input.format,
+        codec_agrees,
+        config,
+        input.stream,
+        &input.cuts
+    );
 });

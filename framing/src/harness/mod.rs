@@ -17,7 +17,7 @@ pub mod codec;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::{Config, DecodeError, Decoder, Encoder, Event, LengthPrefix};
+use crate::{Config, DecodeError, Decoder, Encoder, Event, LengthPrefix, Oversize};
 
 /// What a decoder produced over a whole stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,6 +92,55 @@ pub fn run<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) -> Ou
 
 fn dec_max(config: &Config) -> usize {
     config.max_frame_len()
+}
+
+/// A fuzz input for a stream cut in pieces: a format selector, a byte of knobs, then up to
+/// 15 cut offsets (each a step from the last) and the stream itself.
+#[derive(Debug)]
+pub struct CutInput<'a> {
+    pub format: usize,
+    knobs: u8,
+    pub cuts: Vec<usize>,
+    pub stream: &'a [u8],
+}
+
+impl<'a> CutInput<'a> {
+    /// Reads one from fuzzer bytes; `None` when there are too few.
+    pub fn parse(data: &'a [u8]) -> Option<Self> {
+        let [sel, knobs, ncuts, rest @ ..] = data else {
+            return None;
+        };
+        let ncuts = usize::from(*ncuts % 16).min(rest.len());
+        let (cut_bytes, stream) = rest.split_at(ncuts);
+        let mut cuts = Vec::with_capacity(ncuts);
+        let mut at = 0usize;
+        for &c in cut_bytes {
+            at += usize::from(c);
+            cuts.push(at.min(stream.len()));
+        }
+        Some(Self {
+            format: usize::from(*sel),
+            knobs: *knobs,
+            cuts,
+            stream,
+        })
+    }
+
+    /// The decoding limits the knobs choose: the oversize policy (bit 0), the maximum (bits
+    /// 1-3: 0, 3, 64, 300 or 4096 bytes) and whether the length counts the header (bit 7).
+    pub fn config(&self) -> Config {
+        let policy = if self.knobs & 1 == 0 {
+            Oversize::Reject
+        } else {
+            Oversize::Skip
+        };
+        let max = [0, 3, 64, 300, 4096][usize::from((self.knobs >> 1) & 7) % 5];
+        Config::new()
+            .with_max_frame_len(max)
+            .with_oversize(policy)
+            .with_max_skip_len(1 << 16)
+            .with_length_includes_header(self.knobs & 0x80 != 0)
+    }
 }
 
 /// Frames `payloads` with `H` (no maximum other than the header's).
