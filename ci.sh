@@ -347,7 +347,7 @@ step "msrv-$MSRV" bash -c 'cargo +"$MSRV" check --locked -p buffstreams-framing 
 # target directory of its own.
 package() {
     rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/buffstreams-* target/package target/package-verify
-    cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --locked --allow-dirty --target-dir target/package-verify
+    cargo package --workspace --exclude buffstreams-examples --exclude buffstreams-embassy-example --exclude buffstreams-test-support --locked --allow-dirty --target-dir target/package-verify
 }
 step package package
 step rustdoc bash -c 'export RUSTDOCFLAGS="-D warnings"; cargo doc --workspace --exclude '"$SMOLTCP"' --no-deps --all-features --locked && cargo doc -p '"$SMOLTCP"' --no-deps --features log --locked'

@@ -15,7 +15,6 @@
 
 mod common {
     pub mod firmware;
-    pub mod netns;
 }
 
 use std::collections::HashSet;
@@ -25,9 +24,9 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use buffstreams_test_support::{Netns, root_or_skip};
 use buffstreams_transport_std::{BigEndian, Listener, ListenerConfig};
 use common::firmware::{build, firmware_dir};
-use common::netns::{Netns, root_or_skip};
 
 const CHILD: &str = "BUFFSTREAMS_FIRMWARE_LISTENER";
 const COUNT: u64 = 20_000;

@@ -11,11 +11,11 @@
 mod common;
 
 use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use buffstreams_framing::{BigEndian, Config};
+use buffstreams_test_support::{Netns, root_or_skip};
 use buffstreams_transport_smoltcp::{
     Listener, ListenerConfig, SendError, Slot, Writer, WriterConfig,
 };
@@ -30,79 +30,19 @@ const INSIDE: &str = "BUFFSTREAMS_TAP_INSIDE_NETNS";
 const COUNT: usize = 5000;
 const MAX: usize = 1400;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A network namespace with a TAP device `tap0` (kernel side 192.168.69.100/24), deleted on
-/// drop whatever happens.
-struct Netns(String);
-
-impl Netns {
-    fn create(tag: &str) -> Self {
-        let name = format!("bsrs-tap-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name]);
-        let ns = Self(name);
-        ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
-        ip(&["-n", &ns.0, "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-        ip(&[
-            "-n",
-            &ns.0,
-            "addr",
-            "add",
-            "192.168.69.100/24",
-            "dev",
-            "tap0",
-        ]);
-        ip(&["-n", &ns.0, "link", "set", "tap0", "up"]);
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
 /// Runs test `inner` of this binary inside a new network namespace with a TAP device, unless
 /// this is not root (then it says why it skips, or fails under `BUFFSTREAMS_NO_SKIP`).
 fn in_namespace(tag: &str, inner: &str) {
     if std::env::var_os(INSIDE).is_some() {
         return;
     }
-    if !is_root() {
-        assert!(
-            std::env::var_os("BUFFSTREAMS_NO_SKIP").is_none(),
-            "BUFFSTREAMS_NO_SKIP is set but this test does not run as root"
-        );
-        eprintln!("skipped: creating a network namespace and a TAP device needs root (CI runs it)");
+    if !root_or_skip() {
         return;
     }
     let ns = Netns::create(tag);
     let exe = std::env::current_exe().unwrap();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(exe)
+    let out = ns
+        .exec(exe)
         .args([
             "--exact",
             inner,

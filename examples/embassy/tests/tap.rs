@@ -3,10 +3,7 @@
 //! namespace, nothing can leave the machine). Needs root; without it the test says why it
 //! skips, and with `BUFFSTREAMS_NO_SKIP` set (CI) it fails instead.
 
-#[path = "../../tests/common/netns.rs"]
-mod netns;
-
-use netns::{Netns, root_or_skip};
+use buffstreams_test_support::{Netns, root_or_skip};
 
 #[test]
 fn embassy_net_and_transport_std_exchange_thousands_of_frames_each_way() {

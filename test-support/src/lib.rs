@@ -2,7 +2,6 @@
 //! emulated board on a link to the kernel's TCP: `tap0` up, kernel side 192.168.69.100/24.
 //! Nothing is added to the root namespace and nothing can leave the machine; the namespace
 //! is deleted on drop whatever happens.
-#![allow(dead_code)]
 
 use std::process::Command;
 
@@ -44,9 +43,12 @@ fn ip(args: &[&str]) {
 }
 
 /// The namespace; [`exec`](Self::exec) runs a program inside it.
+#[derive(Debug)]
 pub struct Netns(pub String);
 
 impl Netns {
+    /// Creates `bsrs-<tag>-<pid>` with `lo` and `tap0` up (an old one of that name is deleted
+    /// first). Panics when `ip` fails: the test cannot run.
     pub fn create(tag: &str) -> Self {
         let name = format!("bsrs-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
