@@ -339,9 +339,14 @@ mod tests {
         // A stream: every ACK_EVERY at once, whatever the time.
         deliver(&mut r, ACK_EVERY as usize);
         assert_eq!(r.poll_ack(700), Some(ack(10 + ACK_EVERY)));
-        // A message whose callback did not return is never acknowledged.
+        // A message whose callback did not return is never acknowledged, even beside ones
+        // that were delivered after the last acknowledgement.
+        deliver(&mut r, 3);
         let d = r.on_message().unwrap();
-        assert_eq!(r.poll_ack(10_000), None);
+        assert_eq!(r.poll_ack(10_000), None); // quiet from now
+        let later = 10_000 + ACK_DELAY_US;
+        assert_eq!(r.poll_ack(later), Some(ack(13 + ACK_EVERY)));
+        assert_eq!(r.poll_ack(later + ACK_DELAY_US), None);
         assert!(!r.delivered(Delivery {
             seq: d.seq + 1,
             ..d
