@@ -97,6 +97,10 @@ impl<H: LengthPrefix, S: Storage, B: AsMut<[u8]>, const N: usize> Listener<H, S,
     /// once the handler has returned. Replies travel beside the acknowledgements (the reply
     /// buffer holds those too: keep it at least 32 bytes).
     ///
+    /// Call [`poll`](Self::poll) after every `Interface::poll`: connections are numbered in
+    /// the order the listener first sees them, and the session table relies on a writer's
+    /// newer connection having the larger number (it refuses a late hello from an older one).
+    ///
     /// ```
     /// use buffstreams_framing::BigEndian;
     /// use buffstreams_framing::acked::SessionSlot;
