@@ -166,6 +166,23 @@ async fn memory_follows_the_bytes_that_arrived_not_the_ones_declared() {
 }
 
 #[test]
+fn frames_are_split_off_the_read_buffer_without_a_copy() {
+    let mut codec = Codec::<BigEndian<4>>::default();
+    let mut buf = BytesMut::with_capacity(1024);
+    buf.put_slice(&[0, 0, 0, 3, b'a', b'b', b'c', 0, 0, 0, 2, b'd', b'e']);
+    let base = buf.as_ptr() as usize;
+    for want in [&b"abc"[..], b"de"] {
+        let frame = codec.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(&frame[..], want);
+        let at = frame.as_ptr() as usize;
+        assert!(
+            (base..base + 1024).contains(&at),
+            "the frame was copied out of the read buffer"
+        );
+    }
+}
+
+#[test]
 fn typed_errors_for_a_cut_stream_an_oversize_payload_and_a_bad_header() {
     let mut codec = Codec::<BigEndian<2>>::new(Config::new().with_max_frame_len(16));
     let mut buf = BytesMut::from(&[0u8, 5, b'a', b'b'][..]);
