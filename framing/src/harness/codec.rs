@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use bytes::BytesMut;
 use tokio_util::codec::Decoder as _;
 
-use super::{Out, run};
+use super::{Out, pieces, run};
 use crate::{Codec, CodecError, Config, DecodeError, LengthPrefix};
 
 /// What the codec makes of `stream` appended to its buffer in chunks cut at `cuts` (sorted
@@ -20,13 +20,8 @@ pub fn run_codec<H: LengthPrefix>(
     let mut codec = Codec::<H>::new(config);
     let mut buf = BytesMut::new();
     let mut items = Vec::new();
-    let mut bounds = cuts.to_vec();
-    bounds.push(stream.len());
-    let mut start = 0;
-    for &end in &bounds {
-        let end = end.clamp(start, stream.len());
-        buf.extend_from_slice(&stream[start..end]);
-        start = end;
+    for piece in pieces(stream, cuts) {
+        buf.extend_from_slice(piece);
         // Bounded: every frame takes at least a header byte from the buffer.
         for _ in 0..=stream.len() + 1 {
             let before = buf.len();

@@ -39,17 +39,26 @@ pub struct Outcome {
     pub mid_frame: bool,
 }
 
+/// `stream` cut at `cuts` (sorted offsets, clamped to the stream): the pieces in order, the
+/// last one running to the end.
+pub fn pieces<'a>(stream: &'a [u8], cuts: &[usize]) -> impl Iterator<Item = &'a [u8]> {
+    let mut start = 0;
+    cuts.iter()
+        .copied()
+        .chain(core::iter::once(stream.len()))
+        .map(move |end| {
+            let end = end.clamp(start, stream.len());
+            let piece = &stream[start..end];
+            start = end;
+            piece
+        })
+}
+
 /// Feeds `stream` cut at `cuts` (sorted offsets), checking the feed contract on every call.
 pub fn run<H: LengthPrefix>(config: Config, stream: &[u8], cuts: &[usize]) -> Outcome {
     let mut dec = Decoder::<H, _>::new(config, vec![0u8; 0]);
     let mut items = Vec::new();
-    let mut bounds = cuts.to_vec();
-    bounds.push(stream.len());
-    let mut start = 0;
-    for &end in &bounds {
-        let end = end.clamp(start, stream.len());
-        let mut chunk = &stream[start..end];
-        start = end;
+    for mut chunk in pieces(stream, cuts) {
         // Bounded: every call must consume a byte or yield an item.
         for _ in 0..=chunk.len() * 2 + 2 {
             if chunk.is_empty() {
