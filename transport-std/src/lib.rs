@@ -9,6 +9,8 @@ mod listener;
 mod manager;
 mod stats;
 mod sync;
+#[cfg(feature = "tls")]
+mod tls;
 mod writer;
 
 pub use buffstreams_framing as framing;
@@ -18,10 +20,18 @@ pub use buffstreams_framing::{
     Varint64,
 };
 pub use error::Error;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use error::{TlsError, TlsReason};
 pub use listener::{
     CallbackResult, Connection, Delivery, Listener, ListenerConfig, ListenerHandle, OverLimit,
     ProtocolErrorFn, ShutdownHandle,
 };
 pub use manager::Manager;
+/// The rustls this crate is built with (feature `tls`): its `ServerConfig` and `ClientConfig`
+/// go into [`ListenerConfig::with_tls`] and [`WriterConfig::with_tls`].
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use rustls;
 pub use stats::{ListenerStats, WriterStats};
 pub use writer::{DeadLetterFn, ReplyFn, RetryPolicy, WindowFull, Writer, WriterConfig};

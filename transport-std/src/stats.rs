@@ -72,6 +72,9 @@ counters! {
         superseded,
         /// Acknowledged mode: acknowledgements sent.
         acks_out,
+        /// TLS connections closed for failing TLS (feature `tls`): the handshake (a plaintext
+        /// peer, a refused certificate, no common version) or a bad record later.
+        tls_errors,
         /// Reads that busy polling answered, so the connection thread did not sleep
         /// ([`ListenerConfig::with_busy_poll`](crate::ListenerConfig::with_busy_poll)).
         polled_reads,
@@ -114,6 +117,9 @@ counters! {
         resent,
         /// Acknowledged mode: times a batch waited for the window to have room.
         window_waits,
+        /// TLS handshakes that failed (feature `tls`), and TLS connections the listener broke
+        /// later.
+        tls_errors,
     }
 }
 

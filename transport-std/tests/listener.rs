@@ -389,7 +389,7 @@ fn peer_that_never_reads_replies_cannot_hang_shutdown() {
 fn a_listener_that_cannot_start_its_thread_says_so() {
     // A 256 TiB stack is more than the address space: no thread can be started with it.
     let config = ListenerConfig::new().with_thread_stack(Some(1 << 48));
-    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config).unwrap();
+    let l = Listener::<BigEndian<4>>::bind("127.0.0.1:0", config.clone()).unwrap();
     let addr = l.local_addr();
     let spawned = l.spawn(|_: &[u8]| Ok(()));
     assert!(matches!(spawned, Err(Error::Io(_))), "{spawned:?}");

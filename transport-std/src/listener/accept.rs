@@ -148,14 +148,27 @@ fn admit<H: LengthPrefix + 'static>(
         log::warn!("listener {local}: cannot configure {peer}: {e}");
         return;
     }
+    #[cfg(feature = "tls")]
+    let tls = match config.tls().map(crate::tls::Session::server).transpose() {
+        Ok(tls) => tls.map(Box::new),
+        Err(e) => {
+            log::error!("listener {local}: cannot start TLS for {peer}: {e}");
+            return;
+        }
+    };
     // One descriptor per connection, shared by the reader, the replies and shutdown.
     let stream = Arc::new(stream);
     let (id, activity) = reg.insert(stream.clone(), peer, now);
     add(&shared.counters.connections_total, 1);
     add(&shared.counters.connections_open, 1);
     log::debug!("listener {local}: accepted {peer}");
-    let conn = Connection::new(peer, stream.clone(), config, shared.clone());
-    let (config, shared2, handler2) = (*config, shared.clone(), handler.clone());
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut conn = Connection::new(peer, stream.clone(), config, shared.clone());
+    #[cfg(feature = "tls")]
+    {
+        conn.tls = tls;
+    }
+    let (config, shared2, handler2) = (config.clone(), shared.clone(), handler.clone());
     let spawned = config
         .thread_builder(format!("bs-conn-{peer}"))
         .spawn(move || connection::<H>(id, stream, conn, activity, config, shared2, handler2));

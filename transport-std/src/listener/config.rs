@@ -42,7 +42,7 @@ pub enum OverLimit {
 /// assert_eq!(CONFIG.framing().max_frame_len(), 1 << 20);
 /// assert_eq!((CONFIG.idle_timeout(), CONFIG.max_connections()), (None, 1));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenerConfig {
     framing: Config,
     idle_timeout: Option<Duration>,
@@ -60,6 +60,8 @@ pub struct ListenerConfig {
     max_sessions: usize,
     session_ttl: Duration,
     ack_delay: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for ListenerConfig {
@@ -89,6 +91,8 @@ impl ListenerConfig {
             max_sessions: 4096,
             session_ttl: Duration::from_secs(600),
             ack_delay: Duration::from_micros(500),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -201,6 +205,36 @@ impl ListenerConfig {
     pub const fn with_acks(mut self, on: bool) -> Self {
         self.acks = on;
         self
+    }
+
+    /// TLS (feature `tls`): every connection must complete a TLS handshake with `config`
+    /// (rustls's) before any message is read. For mutual TLS build `config` with a client
+    /// certificate verifier (rustls's `WebPkiClientVerifier`); the callback sees the verified
+    /// chain through [`Connection::peer_certificates`](crate::Connection::peer_certificates).
+    ///
+    /// The handshake counts as a frame in progress: it must finish within the frame timeout,
+    /// and a connection still in it is evicted like an idle one at `max_connections`. A
+    /// connection that fails it (a plaintext peer, a refused certificate, no common version)
+    /// is closed, logged with its reason and counted in
+    /// [`ListenerStats::tls_errors`](crate::ListenerStats::tls_errors).
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(crate::tls::ServerTls(config));
+        self
+    }
+
+    /// Whether connections use TLS ([`with_tls`](Self::with_tls)).
+    pub const fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<&crate::tls::ServerTls> {
+        self.tls.as_ref()
     }
     /// Writer sessions remembered at once in the acknowledged mode (default 4096): beyond
     /// them the one idle longest is forgotten (a re-sent message of a forgotten session is

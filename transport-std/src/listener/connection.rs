@@ -27,6 +27,9 @@ pub struct Connection<H> {
     pub(super) broken: bool,
     acks: bool,
     pub(super) delivery: Option<Delivery>,
+    /// The connection's TLS session (feature `tls`, with `ListenerConfig::with_tls`).
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<Box<crate::tls::Session>>,
 }
 
 impl<H> std::fmt::Debug for Connection<H> {
@@ -61,6 +64,8 @@ impl<H: LengthPrefix> Connection<H> {
             broken: false,
             acks: config.acks(),
             delivery: None,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -81,6 +86,16 @@ impl<H: LengthPrefix> Connection<H> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Under TLS ([`ListenerConfig::with_tls`]), the certificates the peer presented, its own
+    /// first: under mutual TLS, verified against the client verifier's roots before any
+    /// message is handed over, so an application can authorise per device (by its
+    /// certificate's subject or key). `None` without TLS or without a client certificate.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.tls.as_ref()?.peer_certificates()
     }
 
     /// Queues a reply message on this connection; returns its size on the wire. Replies are
@@ -119,7 +134,7 @@ impl<H: LengthPrefix> Connection<H> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = (&*self.stream).write_all(&self.out);
+        let r = self.write_out();
         self.broken = r.is_err();
         add(&self.shared.counters.bytes_out, self.out.len() as u64);
         self.out.clear();
@@ -127,8 +142,39 @@ impl<H: LengthPrefix> Connection<H> {
     }
 }
 
+impl<H> Connection<H> {
+    /// Under TLS, whether the handshake is under way or a record is cut.
+    pub(super) fn tls_mid(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.is_mid();
+        }
+        false
+    }
+
+    /// Writes `out` on the socket (sealed in TLS records under TLS).
+    fn write_out(&self) -> io::Result<()> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            let mut rest = &self.out[..];
+            while !rest.is_empty() {
+                let n = tls.write(&self.stream, rest)?;
+                rest = rest.get(n..).unwrap_or_default();
+            }
+            return Ok(());
+        }
+        (&*self.stream).write_all(&self.out)
+    }
+}
+
 impl<H> Drop for Connection<H> {
     fn drop(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls
+            && !tls.is_handshaking()
+        {
+            tls.close(&self.stream);
+        }
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }

@@ -98,10 +98,11 @@ impl<H: LengthPrefix + 'static> Listener<H> {
         let socket = TcpListener::bind(addr)?;
         let local = socket.local_addr()?;
         log::info!("listener {local}: bound");
+        let shared = Arc::new(Shared::new(local, &config));
         Ok(Self {
             socket,
             config,
-            shared: Arc::new(Shared::new(local, &config)),
+            shared,
             _format: PhantomData,
         })
     }

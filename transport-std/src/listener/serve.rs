@@ -47,6 +47,9 @@ struct Conn<H: LengthPrefix> {
     streaming: bool,
     drain: u32,
     calls: Calls<H>,
+    /// Plaintext taken out of TLS records (empty without TLS).
+    #[cfg(feature = "tls")]
+    plain: Vec<u8>,
 }
 
 /// What a message goes through once decoded: its number in the acknowledged mode, the
@@ -68,16 +71,21 @@ pub(super) fn connection<H: LengthPrefix>(
     shared: Arc<Shared>,
     handler: Arc<Handler<H>>,
 ) {
+    let acked = config
+        .acks()
+        .then(|| AckedConn::new(id, config.ack_delay()));
+    let now = Instant::now();
+    let mut deadlines = Deadlines::new(config.idle_timeout(), config.frame_timeout(), now);
+    if config.is_tls() {
+        // A TLS client speaks first, at once: the handshake is a frame from the accept on.
+        deadlines.after_read(now, true, false);
+    }
     let mut c = Conn {
         id,
         stream,
         activity,
         decoder: Decoder::new(config.framing(), Vec::new()),
-        deadlines: Deadlines::new(
-            config.idle_timeout(),
-            config.frame_timeout(),
-            Instant::now(),
-        ),
+        deadlines,
         config,
         streaming: false,
         drain: 0,
@@ -86,11 +94,14 @@ pub(super) fn connection<H: LengthPrefix>(
             conn,
             shared,
             handler,
-            acked: config
-                .acks()
-                .then(|| AckedConn::new(id, config.ack_delay())),
+            acked,
         },
+        #[cfg(feature = "tls")]
+        plain: Vec::new(),
     };
+    if c.config.is_tls() && c.over_deadline(now) {
+        return c.finish();
+    }
     let mut buf = vec![0u8; c.config.read_buffer()];
     while c.round(&mut buf) {}
     c.finish();
@@ -113,7 +124,7 @@ impl<H: LengthPrefix> Conn<H> {
                 }
                 false
             }
-            Ok(n) => self.chunk(buf.get(..n).unwrap_or_default(), now),
+            Ok(n) => self.arrived(buf.get(..n).unwrap_or_default(), now),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
             // Either a deadline passed, or the read woke before it (the timeout is rounded
             // down) and waits again for what is left.
@@ -168,6 +179,86 @@ impl<H: LengthPrefix> Conn<H> {
         })
     }
 
+    /// What one read brought: messages, or under TLS records to open first.
+    fn arrived(&mut self, input: &[u8], now: Instant) -> bool {
+        #[cfg(feature = "tls")]
+        if self.calls.conn.tls.is_some() {
+            return self.records(input, now);
+        }
+        self.chunk(input, now)
+    }
+
+    /// TLS records: the handshake's, or messages sealed in them, which go to [`chunk`]
+    /// (`Self::chunk`) as they are opened; `false` when the connection ends.
+    #[cfg(feature = "tls")]
+    fn records(&mut self, input: &[u8], now: Instant) -> bool {
+        use crate::tls::Taken;
+        let mut plain = std::mem::take(&mut self.plain);
+        if plain.is_empty() {
+            plain.resize(self.config.read_buffer().max(16 * 1024), 0);
+        }
+        if let Some(tls) = self.calls.conn.tls.as_ref() {
+            tls.absorb(input);
+        }
+        let mut opened = false;
+        let open = loop {
+            let Some(tls) = self.calls.conn.tls.as_ref() else {
+                break false;
+            };
+            let taken = tls.take(&self.stream, &mut plain);
+            match taken {
+                Ok(Taken::Data(n)) => {
+                    opened = true;
+                    if !self.chunk(plain.get(..n).unwrap_or_default(), now) {
+                        break false;
+                    }
+                }
+                Ok(Taken::Closed) => break false,
+                Ok(Taken::More) => break true,
+                Err(e) => {
+                    self.tls_failed(&e);
+                    break false;
+                }
+            }
+        };
+        self.plain = plain;
+        if open && !opened {
+            // The handshake moved on, or part of a record came: inside a frame either way.
+            let mid = self.is_mid();
+            self.deadlines.after_read(now, mid, false);
+            return !self.over_deadline(now);
+        }
+        open
+    }
+
+    /// A TLS failure: counted, logged with its reason; the connection ends.
+    #[cfg(feature = "tls")]
+    fn tls_failed(&self, e: &io::Error) {
+        let counters = &self.calls.shared.counters;
+        match crate::tls::tls_error(e) {
+            Some(t) => {
+                add(&counters.tls_errors, 1);
+                log::warn!("{}: TLS: {t}; closing", self.calls.peer);
+            }
+            None => {
+                add(&counters.io_errors, 1);
+                log::warn!("{}: TLS write failed: {e}; closing", self.calls.peer);
+            }
+        }
+    }
+
+    /// Whether the peer is inside a frame: a message cut, the acknowledged mode's hello cut,
+    /// or (under TLS) the handshake or a record.
+    fn is_mid(&self) -> bool {
+        self.decoder.is_mid_frame()
+            || self
+                .calls
+                .acked
+                .as_ref()
+                .is_some_and(AckedConn::is_mid_hello)
+            || self.calls.conn.tls_mid()
+    }
+
     /// Everything one read brought; `false` when the connection ends.
     fn chunk(&mut self, input: &[u8], now: Instant) -> bool {
         self.activity.set_busy(true);
@@ -194,12 +285,7 @@ impl<H: LengthPrefix> Conn<H> {
         }
         self.activity.set_busy(false);
         // A skipped oversize frame is a frame completed too (under `Oversize::Skip`).
-        let mid = self.decoder.is_mid_frame()
-            || self
-                .calls
-                .acked
-                .as_ref()
-                .is_some_and(AckedConn::is_mid_hello);
+        let mid = self.is_mid();
         self.deadlines
             .after_read(now, mid, tally.messages + tally.skipped > 0);
         // A peer that trickles a frame in never lets the read time out: check here too.

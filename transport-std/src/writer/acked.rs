@@ -7,7 +7,6 @@
 //! reply thread feeds what the listener sends back. The connection itself (`Link`) has its
 //! own lock, which serialises the writing threads as in the plain mode.
 
-use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -410,7 +409,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
     /// Ends the connection in `link`, for the machine too.
     pub(super) fn drop_link(&self, acked: &Acked<H>, link: &mut Link) {
         if let Some(old) = link.stream.take() {
-            let _ = old.shutdown(Shutdown::Both);
+            old.shutdown();
         }
         acked.disconnected(link.epoch);
     }

@@ -61,6 +61,8 @@ pub struct WriterConfig {
     window_bytes: usize,
     window_messages: u64,
     window_full: WindowFull,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for WriterConfig {
@@ -87,14 +89,16 @@ impl WriterConfig {
             window_bytes: 8 << 20,
             window_messages: 1 << 20,
             window_full: WindowFull::Block,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
 
 impl std::fmt::Debug for WriterConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriterConfig")
-            .field("framing", &self.framing)
+        let mut f = f.debug_struct("WriterConfig");
+        f.field("framing", &self.framing)
             .field("nodelay", &self.nodelay)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
@@ -110,8 +114,10 @@ impl std::fmt::Debug for WriterConfig {
             .field("acks", &self.acks)
             .field("window_bytes", &self.window_bytes)
             .field("window_messages", &self.window_messages)
-            .field("window_full", &self.window_full)
-            .finish()
+            .field("window_full", &self.window_full);
+        #[cfg(feature = "tls")]
+        f.field("tls", &self.tls);
+        f.finish()
     }
 }
 
@@ -228,6 +234,44 @@ impl WriterConfig {
     pub const fn with_window_full(mut self, policy: WindowFull) -> Self {
         self.window_full = policy;
         self
+    }
+
+    /// TLS (feature `tls`): every connection runs a TLS handshake with `config` (rustls's;
+    /// for mutual TLS, one with a client certificate) and checks that the listener's
+    /// certificate is valid for `server_name`. The handshake must finish within the connect
+    /// timeout. A certificate refused either way is an [`Error::Tls`](crate::Error::Tls) and is
+    /// never retried: `dial` returns it, and once a connection made later is refused so,
+    /// `write` returns it and what was queued goes to the dead letters.
+    ///
+    /// Under TLS 1.3 the listener judges our certificate (or that we sent none) after our side
+    /// of the handshake is done, so `dial` (and each reconnection) waits for its first message
+    /// (the session tickets rustls, OpenSSL and Go send at once) to hear the verdict: up to
+    /// the connect timeout with a listener that sends nothing.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn with_tls(
+        mut self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls = Some(crate::tls::ClientTls {
+            config,
+            name: server_name,
+        });
+        self
+    }
+
+    /// Whether connections use TLS ([`with_tls`](Self::with_tls)).
+    pub const fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls(&self) -> Option<&crate::tls::ClientTls> {
+        self.tls.as_ref()
     }
 
     /// Whether the acknowledged mode is on.

@@ -2,7 +2,6 @@
 //! and what the welcome says to send again, before anything new.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use buffstreams_framing::{Decoder, Event, LengthPrefix};
 use super::acked::{AckReader, Acked};
 use super::io::write_counting;
 use super::replies::Replies;
+use super::stream::Stream;
 use super::{Link, Shared};
 use crate::error::Error;
 use crate::stats::add;
@@ -27,18 +27,18 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
         failures: &mut u32,
     ) -> Result<(), Error> {
         if let Some(old) = link.stream.take() {
-            let _ = old.shutdown(Shutdown::Both);
+            old.shutdown();
         }
         loop {
-            let stream = self.connect(started, failures)?;
-            match self.handshake(acked, &stream) {
+            let mut stream = self.connect(started, failures)?;
+            match self.handshake(acked, &mut stream) {
                 Ok(epoch) => {
                     link.stream = Some(stream);
                     link.epoch = epoch;
                     return Ok(());
                 }
                 Err(e) => {
-                    let _ = stream.shutdown(Shutdown::Both);
+                    stream.shutdown();
                     add(&self.counters.connect_failures, 1);
                     *failures = failures.saturating_add(1);
                     if self.out_of_budget(started, *failures) {
@@ -51,10 +51,10 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
     }
 
     /// The hello, the welcome, the reply thread, the re-sent messages: the connection's epoch.
-    fn handshake(&self, acked: &Arc<Acked<H>>, stream: &TcpStream) -> Result<Epoch, Error> {
+    fn handshake(&self, acked: &Arc<Acked<H>>, stream: &mut Stream) -> Result<Epoch, Error> {
         let opening = acked.lock().connect(acked.now_us());
         let epoch = opening.epoch;
-        (&*stream).write_all(&opening.hello)?;
+        stream.write_all(&opening.hello)?;
         // The welcome, within the connect timeout.
         stream.set_read_timeout(Some(self.config.connect_timeout()))?;
         let leftover = self.welcome(acked, stream, epoch).map_err(|e| {
@@ -92,7 +92,7 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
         // What the welcome says was not delivered goes again, in order, before anything new.
         let resend = acked.take_pending();
         if !resend.is_empty() {
-            let (written, result) = write_counting(&mut &*stream, &resend);
+            let (written, result) = write_counting(stream, &resend);
             add(&self.counters.bytes_out, written as u64);
             if let Err(e) = result {
                 acked.disconnected(epoch);
@@ -107,14 +107,14 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
     fn welcome(
         &self,
         acked: &Acked<H>,
-        stream: &TcpStream,
+        stream: &mut Stream,
         epoch: Epoch,
     ) -> Result<Vec<u8>, Error> {
         let framing = back_config::<H>(self.config.framing());
         let mut decoder = Decoder::<H, Vec<u8>>::new(framing, Vec::new());
         let mut buf = [0u8; 256];
         loop {
-            let n = match (&*stream).read(&mut buf) {
+            let n = match stream.read(&mut buf) {
                 // Closed without a welcome: a listener without the mode, or one that refused
                 // the session.
                 Ok(0) => return Err(Error::Acked(SenderError::Refused)),

@@ -32,10 +32,11 @@ mod lane;
 mod plain;
 mod replies;
 mod retry;
+mod stream;
 mod sync;
 
 use std::marker::PhantomData;
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Release;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,7 @@ use acked::Acked;
 use buffstreams_framing::acked::{Epoch, plain_decoder_refuses_hello};
 use lane::{Lane, Lanes, Waker};
 use replies::Replies;
+use stream::Stream;
 
 pub use config::{DeadLetterFn, ReplyFn, WindowFull, WriterConfig};
 pub use retry::RetryPolicy;
@@ -73,11 +75,14 @@ struct Shared<H> {
     notes: Mutex<Vec<(log::Level, String)>>,
     /// Log lines wait in `notes`, or dead letters in `dead` for the callback.
     waiting: AtomicBool,
+    /// The listener refused our certificate (or we its): no connection is tried again.
+    #[cfg(feature = "tls")]
+    tls_refused: std::sync::OnceLock<crate::error::TlsError>,
 }
 
 /// The connection and when a batch last went out on it.
 struct Link {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     last_batch: Instant,
     /// The acknowledged mode's number of this connection.
     epoch: Epoch,
@@ -146,6 +151,8 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             acked,
             notes: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
+            #[cfg(feature = "tls")]
+            tls_refused: std::sync::OnceLock::new(),
         });
         let mut failures = 0;
         if let Some(acked) = &shared.acked {
@@ -306,18 +313,13 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let replies = std::mem::take(&mut *relock(&self.shared.replies));
         if let Some(s) = &stream {
             // With replies read, end the stream and let the listener finish replying.
-            let how = if replies.is_empty() {
-                std::net::Shutdown::Both
-            } else {
-                std::net::Shutdown::Write
-            };
-            let _ = s.shutdown(how);
+            s.finish(replies.is_empty());
         }
         for r in replies {
             r.finish(self.shared.config.reply_wait());
         }
         if let Some(s) = stream {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            s.shutdown();
         }
     }
 }
@@ -331,8 +333,14 @@ impl<H: LengthPrefix + Send + 'static> Shared<H> {
         }
     }
 
-    /// `WindowFull::Error`: refuses new messages while the window is full.
+    /// `WindowFull::Error`: refuses new messages while the window is full; under TLS, every
+    /// message once the listener refused our certificate (or we its).
+    #[inline]
     fn window_check(&self) -> Result<(), Error> {
+        #[cfg(feature = "tls")]
+        if let Some(e) = self.tls_refused.get() {
+            return Err(Error::Tls(e.clone()));
+        }
         match &self.acked {
             Some(a)
                 if self.config.window_full() == WindowFull::Error

@@ -2,7 +2,6 @@
 //! letters, and the reply thread when the application reads replies.
 
 use std::io;
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use buffstreams_framing::{Frames, LengthPrefix};
@@ -10,6 +9,7 @@ use buffstreams_framing::{Frames, LengthPrefix};
 use super::Shared;
 use super::io::{peer_closed, write_counting};
 use super::replies::{Plain, Replies};
+use super::stream::Stream;
 use crate::stats::add;
 use crate::sync::relock;
 
@@ -31,11 +31,13 @@ impl<H: LengthPrefix> Shared<H> {
         // next batch.
         let mut check = started.duration_since(link.last_batch) >= QUIET;
         while off < batch.len() {
-            let healthy = conn.as_ref().is_some_and(|s| !(check && peer_closed(s)));
+            let healthy = conn
+                .as_ref()
+                .is_some_and(|s| !(check && peer_closed(s.tcp())));
             check = false;
             if !healthy {
                 if let Some(old) = conn.take() {
-                    let _ = old.shutdown(std::net::Shutdown::Both);
+                    old.shutdown();
                     self.note(
                         log::Level::Info,
                         format_args!("peer closed the connection, reconnecting"),
@@ -85,7 +87,7 @@ impl<H: LengthPrefix> Shared<H> {
                     );
                     off = restart;
                     if let Some(old) = conn.take() {
-                        let _ = old.shutdown(std::net::Shutdown::Both);
+                        old.shutdown();
                     }
                     failures = failures.saturating_add(1);
                     if self.out_of_budget(started, failures) {
@@ -102,7 +104,7 @@ impl<H: LengthPrefix> Shared<H> {
     }
 
     /// With `on_reply`, starts the reply thread of a new connection.
-    pub(super) fn read_replies(&self, stream: &TcpStream) -> io::Result<()> {
+    pub(super) fn read_replies(&self, stream: &Stream) -> io::Result<()> {
         let Some(on_reply) = self.config.on_reply_arc() else {
             return Ok(());
         };

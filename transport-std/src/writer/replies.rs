@@ -5,7 +5,7 @@
 //! acknowledged mode's sender.
 
 use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use buffstreams_framing::{Config, Decoder, Event, LengthPrefix};
 
 use super::config::ReplyFn;
+use super::stream::Stream;
 use crate::stats::{WriterCounters, add};
 
 /// What a reply thread does with what it reads.
@@ -48,7 +49,7 @@ impl Back for Plain {
 
 /// The reply thread of one connection, and a handle on its socket to end it.
 pub(super) struct Replies {
-    stream: TcpStream,
+    stream: Stream,
     thread: JoinHandle<()>,
 }
 
@@ -56,7 +57,7 @@ impl Replies {
     /// Starts reading from `stream` (a clone of the writer's socket); `leftover` are bytes
     /// already read from it (after the acknowledged mode's welcome).
     pub(super) fn start<H: LengthPrefix>(
-        stream: &TcpStream,
+        stream: &Stream,
         framing: Config,
         mut back: impl Back,
         counters: Arc<WriterCounters>,
@@ -89,7 +90,7 @@ impl Replies {
         while !self.thread.is_finished() && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(1));
         }
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.shutdown();
         if self.thread.join().is_err() {
             log::error!("writer: a reply callback panicked");
         }
@@ -97,7 +98,7 @@ impl Replies {
 }
 
 fn read<H: LengthPrefix>(
-    mut stream: TcpStream,
+    mut stream: Stream,
     framing: Config,
     back: &mut impl Back,
     counters: &WriterCounters,
@@ -130,11 +131,20 @@ fn read<H: LengthPrefix>(
                         continue;
                     }
                     // Counted broken: the writer reconnects.
-                    let _ = stream.shutdown(Shutdown::Both);
+                    stream.shutdown();
                     return;
                 }
                 // Closed under us: by `close`, or by `send` dropping a broken connection.
-                Err(_) => return,
+                Err(e) => {
+                    #[cfg(feature = "tls")]
+                    if let Some(t) = crate::tls::tls_error(&e) {
+                        add(&counters.tls_errors, 1);
+                        log::warn!("writer {addr}: TLS: {t}; closing the connection");
+                        stream.shutdown();
+                    }
+                    let _ = e;
+                    return;
+                }
             },
         };
         let mut input = chunk;
@@ -145,7 +155,7 @@ fn read<H: LengthPrefix>(
                     add(&counters.protocol_errors, 1);
                     log::warn!("writer {addr}: bad reply, closing the connection: {e}");
                     // The next batch finds it closed and reconnects.
-                    let _ = stream.shutdown(Shutdown::Both);
+                    stream.shutdown();
                     return;
                 }
             };
@@ -157,7 +167,7 @@ fn read<H: LengthPrefix>(
                 log::warn!(
                     "writer {addr}: the listener broke the protocol, closing the connection"
                 );
-                let _ = stream.shutdown(Shutdown::Both);
+                stream.shutdown();
                 return;
             }
         }

@@ -1,0 +1,122 @@
+//! Certificates for the TLS tests, made by the tests (rcgen): a CA, server and client
+//! certificates it signs, and the ones that must be refused (another CA, expired, wrong name).
+
+use std::sync::Arc;
+
+use buffstreams_transport_std::rustls;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, date_time_ymd,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// A certificate authority.
+pub struct Ca {
+    pub cert: CertificateDer<'static>,
+    pub pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate chain and its key.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivatePkcs8KeyDer<'static>,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl Identity {
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+/// How a leaf certificate is made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    Server,
+    Client,
+    Expired,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Self {
+            pem: cert.pem(),
+            cert: cert.der().clone(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf for `names` (DNS names or IP addresses), with `cn` as its common name.
+    pub fn leaf(&self, cn: &str, names: &[&str], kind: Leaf) -> Identity {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![match kind {
+            Leaf::Client => ExtendedKeyUsagePurpose::ClientAuth,
+            _ => ExtendedKeyUsagePurpose::ServerAuth,
+        }];
+        if kind == Leaf::Expired {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Identity {
+            chain: vec![cert.der().clone()],
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).unwrap();
+        Arc::new(roots)
+    }
+
+    /// A server configuration with `id`; `clients`: the CA client certificates must chain
+    /// to (mutual TLS), or none asked for.
+    pub fn server(id: &Identity, clients: Option<&Ca>) -> Arc<ServerConfig> {
+        let builder = ServerConfig::builder();
+        let builder = match clients {
+            Some(ca) => builder.with_client_cert_verifier(
+                WebPkiClientVerifier::builder(ca.roots()).build().unwrap(),
+            ),
+            None => builder.with_no_client_auth(),
+        };
+        Arc::new(
+            builder
+                .with_single_cert(id.chain.clone(), id.key())
+                .unwrap(),
+        )
+    }
+
+    /// A client configuration trusting this CA, presenting `id` if given.
+    pub fn client(&self, id: Option<&Identity>) -> Arc<ClientConfig> {
+        let builder = ClientConfig::builder().with_root_certificates(self.roots());
+        Arc::new(match id {
+            Some(id) => builder
+                .with_client_auth_cert(id.chain.clone(), id.key())
+                .unwrap(),
+            None => builder.with_no_client_auth(),
+        })
+    }
+}
+
+pub fn name(n: &str) -> ServerName<'static> {
+    ServerName::try_from(n.to_string()).unwrap()
+}
