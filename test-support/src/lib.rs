@@ -5,6 +5,9 @@
 
 use std::process::Command;
 
+#[cfg(feature = "tls")]
+pub mod pki;
+
 /// Whether this process runs as root (which a namespace and a TAP device need).
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {

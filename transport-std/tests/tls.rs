@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::Duration;
 
+use buffstreams_test_support::pki::{Ca, Identity, Leaf, name};
 use buffstreams_transport_std::rustls::ClientConnection;
 use buffstreams_transport_std::{
     BigEndian, Delivery, Error, Listener, ListenerConfig, ListenerHandle, RetryPolicy, TlsReason,
     Writer, WriterConfig,
 };
-use common::pki::{Ca, Identity, Leaf, name};
 use common::{LONG, eventually, raw, wait_closed};
 
 /// A CA, the listener's certificate and a device's, all from that CA.

@@ -72,7 +72,7 @@ fn main() -> ExitCode {
 fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     raise_fd_limit();
     let config = ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
-    let listener: Listener = Listener::bind("127.0.0.1:0", config)?;
+    let listener: Listener = Listener::bind("127.0.0.1:0", config.clone())?;
     let server = listener.spawn_with_reply(|m, conn| {
         conn.reply(m)?;
         Ok(())

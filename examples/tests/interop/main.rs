@@ -7,6 +7,8 @@
 //! - `tokio`: tokio-util's `LengthDelimitedCodec` on tokio.
 //! - `protobuf`: Python protobuf and protobuf-java (`examples/peers/peer.py`, `Peer.java`).
 //! - `go`: Go's standard library framing as Go BuffStreams v2 does (`examples/peers/peer.go`).
+//! - `tls`: mutual TLS with Python's `ssl` (`examples/peers/tls_peer.py`) and the `openssl`
+//!   command-line tools, as clients and as servers.
 //!
 //! The Python, Java and Go peers need `python3-protobuf`, `libprotobuf-java` with a JDK and
 //! `golang-go` (CI installs them); without them a test says why it skips, and with
@@ -18,4 +20,5 @@ mod common;
 mod go;
 mod harness;
 mod protobuf;
+mod tls;
 mod tokio;

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use buffstreams_transport_std::{BigEndian, Listener, ListenerConfig, ListenerHandle};
 
-#[cfg(feature = "tls")]
-pub mod pki;
 pub mod proxy;
 
 pub const LONG: Duration = Duration::from_secs(20);

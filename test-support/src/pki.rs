@@ -1,9 +1,8 @@
-//! Certificates for the TLS tests, made by the tests (rcgen): a CA, server and client
+//! Certificates for the TLS tests, made by the tests (rcgen; no private key is ever committed): a CA, server and client
 //! certificates it signs, and the ones that must be refused (another CA, expired, wrong name).
 
 use std::sync::Arc;
 
-use buffstreams_transport_std::rustls;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, date_time_ymd,
@@ -14,34 +13,52 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 /// A certificate authority.
 pub struct Ca {
+    /// Its certificate.
     pub cert: CertificateDer<'static>,
+    /// The same, PEM-encoded (for peers in other languages).
     pub pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").finish_non_exhaustive()
+    }
+}
+
 /// A certificate chain and its key.
+#[derive(Debug)]
 pub struct Identity {
+    /// The chain, the leaf first.
     pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
     pub key: PrivatePkcs8KeyDer<'static>,
+    /// The leaf certificate, PEM-encoded.
     pub cert_pem: String,
+    /// The key, PEM-encoded (PKCS#8).
     pub key_pem: String,
 }
 
 impl Identity {
+    /// The key, as rustls takes it.
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(self.key.clone_key())
     }
 }
 
 /// How a leaf certificate is made.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leaf {
+    /// For a listener (server authentication).
     Server,
+    /// For a device (client authentication).
     Client,
+    /// Valid for both, but only during 2020.
     Expired,
 }
 
 impl Ca {
+    /// A new self-signed CA called `name`.
     pub fn new(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
@@ -117,6 +134,7 @@ impl Ca {
     }
 }
 
+/// A server name for `WriterConfig::with_tls`.
 pub fn name(n: &str) -> ServerName<'static> {
     ServerName::try_from(n.to_string()).unwrap()
 }
