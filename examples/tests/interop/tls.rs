@@ -19,6 +19,9 @@ use buffstreams_transport_std::{
 use super::harness::{ran, run, unavailable};
 
 const N: usize = 2_000;
+
+/// What the listener's callback records, per message.
+type Shared<T> = Arc<Mutex<Vec<T>>>;
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Message `i`, as `tls_peer.py` makes it.
@@ -71,13 +74,9 @@ impl Files {
     fn listener<H: LengthPrefix + Send + 'static>(
         &self,
         config: ListenerConfig,
-    ) -> (
-        ListenerHandle,
-        Arc<Mutex<Vec<Vec<u8>>>>,
-        Arc<Mutex<Vec<bool>>>,
-    ) {
-        let got: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let named: Arc<Mutex<Vec<bool>>> = Arc::default();
+    ) -> (ListenerHandle, Shared<Vec<u8>>, Shared<bool>) {
+        let got: Shared<Vec<u8>> = Arc::default();
+        let named: Shared<bool> = Arc::default();
         let (g, n) = (got.clone(), named.clone());
         let device = self.device.chain[0].clone();
         let h = Listener::<H>::bind(
