@@ -103,11 +103,15 @@ impl<H: LengthPrefix> Shared<H> {
         }
     }
 
-    /// With `on_reply`, starts the reply thread of a new connection.
+    /// With `on_reply`, starts the reply thread of a new connection. Under TLS always: the
+    /// listener's TLS messages (session tickets, alerts) are read, so that closing never
+    /// finds them unread (the kernel would reset the connection, and the listener could lose
+    /// what it had not read yet).
     pub(super) fn read_replies(&self, stream: &Stream) -> io::Result<()> {
-        let Some(on_reply) = self.config.on_reply_arc() else {
+        let on_reply = self.config.on_reply_arc();
+        if on_reply.is_none() && !self.config.is_tls() {
             return Ok(());
-        };
+        }
         let back = Plain {
             on_reply,
             counters: self.counters.clone(),

@@ -2,7 +2,8 @@
 //! them. The listener's callback checks each message's size; each writer thread calls
 //! `Writer::write` (or `send`, or `write_batch`) and leaves the sending to the writer's
 //! flusher. `--peer buffstreams-acked`: the same in the acknowledged mode (`with_acks` on both
-//! sides: every message kept until the listener acknowledges it).
+//! sides: every message kept until the listener acknowledges it). `--peer buffstreams-tls`:
+//! the plain mode over mutual TLS (`with_tls` on both sides).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -12,6 +13,7 @@ use buffstreams_transport_std::{Listener, ListenerConfig, Writer, WriterConfig};
 
 use crate::Peer;
 use crate::runner::{Outcome, Run, drain, pump};
+use crate::tls::tls;
 
 /// A `Listener` counting size mismatches; its handle (`stats().messages_in` counts what
 /// arrived) and the mismatch counter. Shared with the `framing` peer.
@@ -20,10 +22,13 @@ pub fn listener(run: &Run) -> (buffstreams_transport_std::ListenerHandle, Arc<At
     let mismatches = Arc::new(AtomicU64::new(0));
     let seen = mismatches.clone();
     let payload = run.payload;
-    let config = ListenerConfig::new()
+    let mut config = ListenerConfig::new()
         .with_max_frame_len(payload.max(1))
         .with_max_connections(run.connections + 8)
         .with_acks(acked);
+    if run.peer == Peer::BuffstreamsTls {
+        config = config.with_tls(tls().server.clone());
+    }
     let listener: Listener = Listener::bind("127.0.0.1:0", config).expect("bind");
     let server = listener
         .spawn(move |m: &[u8]| {
@@ -76,10 +81,14 @@ pub fn measure(
 pub fn run(run: &Run) -> Outcome {
     let (payload, batch, flush_every, cpu) = (run.payload, run.batch, run.flush_every, run.cpu);
     let acked = run.peer == Peer::BuffstreamsAcked;
+    let secure = run.peer == Peer::BuffstreamsTls;
     measure(run, move |addr, stop| {
-        let config = WriterConfig::new()
+        let mut config = WriterConfig::new()
             .with_max_frame_len(payload.max(1))
             .with_acks(acked);
+        if secure {
+            config = config.with_tls(tls().client.clone(), tls().name.clone());
+        }
         let w: Writer = Writer::dial(addr, config).expect("dial");
         let msg = vec![0xa5u8; payload];
         let n = if batch == 1 && flush_every == 1 {

@@ -19,6 +19,7 @@ mod report;
 mod rtt;
 mod runner;
 mod std_baseline;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,11 @@ pub enum Peer {
     /// The same in the acknowledged mode (every message acknowledged by the listener); with
     /// --rtt, a request through an acknowledged `Writer` and the reply back on its connection.
     BuffstreamsAcked,
+    /// transport-std's `Writer` into its `Listener` over mutual TLS (rustls).
+    BuffstreamsTls,
+    /// tokio-rustls under tokio-util's `Framed` + `LengthDelimitedCodec` on both ends, mutual
+    /// TLS with the same certificates (the flush policy of tokio).
+    TokioRustls,
     /// The framing crate's unshared `FrameWriter` over a plain socket into the same `Listener`.
     Framing,
     /// tokio-util's `Framed` + `LengthDelimitedCodec` on both ends.

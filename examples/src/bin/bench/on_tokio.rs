@@ -3,7 +3,8 @@
 //! `Framed` machinery with the framing crate's `Codec` instead. `--peer tokio-framing`: the framing
 //! crate's `AsyncFrameWriter` / `AsyncFrameReader` on the same runtime (2 worker threads),
 //! over the same sockets through `embedded-io-adapters`' `FromTokio`, with the same flush
-//! policy.
+//! policy. `--peer tokio-rustls`: `Framed` + `LengthDelimitedCodec` over tokio-rustls streams,
+//! mutual TLS.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -11,33 +12,44 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use buffstreams_framing::{BigEndian, Codec, Config, Decoder, Encoder};
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_util::codec::{Framed, FramedRead};
 
 use crate::Peer;
 use crate::runner::{Outcome, Run};
+use crate::tls::tls;
 
 /// Reads frames through `codec` until the stream ends, handing each one's length to `count`.
-async fn read_framed<C>(stream: TcpStream, codec: C, mut count: impl FnMut(usize))
+async fn read_framed<S, C>(stream: S, codec: C, mut count: impl FnMut(usize))
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     C: tokio_util::codec::Decoder<Item = BytesMut>,
+    C::Error: std::fmt::Debug,
 {
     let mut frames = FramedRead::with_capacity(stream, codec, 64 * 1024);
-    while let Some(Ok(f)) = frames.next().await {
-        count(f.len());
+    while let Some(f) = frames.next().await {
+        match f {
+            Ok(f) => count(f.len()),
+            Err(e) => {
+                eprintln!("reader: {e:?}");
+                break;
+            }
+        }
     }
 }
 
 /// Writes `payload` through `codec` until `stop`, flushing every `flush_every` messages;
 /// returns how many.
-async fn write_framed<C>(
-    stream: TcpStream,
+async fn write_framed<S, C>(
+    stream: S,
     codec: C,
     payload: usize,
     flush_every: u64,
     stop: &AtomicBool,
 ) -> u64
 where
+    S: AsyncRead + AsyncWrite + Unpin,
     C: tokio_util::codec::Encoder<Bytes>,
     C::Error: std::fmt::Debug,
 {
@@ -57,7 +69,17 @@ where
             n += 1;
         }
     }
-    SinkExt::<Bytes>::flush(&mut sink).await.expect("flush");
+    // Flushed and closed (under TLS, close_notify tells the reader the stream ended whole),
+    // then read to the end: what the server sent (TLS session tickets) must not be left
+    // unread, or closing resets the connection and the server loses what it had not read.
+    SinkExt::<Bytes>::close(&mut sink).await.expect("close");
+    let mut stream = sink.into_inner();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
     n
 }
 
@@ -68,6 +90,9 @@ pub fn run(run: &Run) -> Outcome {
 
     let ours = run.peer == Peer::TokioFraming;
     let our_codec = run.peer == Peer::TokioCodec;
+    let secure = run.peer == Peer::TokioRustls;
+    let acceptor = TlsAcceptor::from(tls().server.clone());
+    let connector = TlsConnector::from(tls().client.clone());
     let flush_every = run.flush_every;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -96,6 +121,7 @@ pub fn run(run: &Run) -> Outcome {
             for _ in 0..connections {
                 let (stream, _) = listener.accept().await.expect("accept");
                 let (received, mismatches) = (received.clone(), mismatches.clone());
+                let acceptor = acceptor.clone();
                 readers.push(tokio::spawn(async move {
                     let mut local = 0u64;
                     let mut count = |len: usize| {
@@ -119,6 +145,9 @@ pub fn run(run: &Run) -> Outcome {
                         }
                     } else if our_codec {
                         read_framed(stream, Codec::<BigEndian<4>>::new(config), count).await;
+                    } else if secure {
+                        let stream = acceptor.accept(stream).await.expect("TLS accept");
+                        read_framed(stream, codec(), count).await;
                     } else {
                         read_framed(stream, codec(), count).await;
                     }
@@ -132,7 +161,7 @@ pub fn run(run: &Run) -> Outcome {
     };
     let writers: Vec<_> = (0..connections)
         .map(|_| {
-            let stop = stop.clone();
+            let (stop, connector) = (stop.clone(), connector.clone());
             rt.spawn(async move {
                 let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
                 stream.set_nodelay(true).expect("nodelay");
@@ -158,6 +187,12 @@ pub fn run(run: &Run) -> Outcome {
                 } else if our_codec {
                     let codec = Codec::<BigEndian<4>>::new(config);
                     n = write_framed(stream, codec, payload, flush_every, &stop).await;
+                } else if secure {
+                    let stream = connector
+                        .connect(tls().name.clone(), stream)
+                        .await
+                        .expect("TLS connect");
+                    n = write_framed(stream, codec(), payload, flush_every, &stop).await;
                 } else {
                     n = write_framed(stream, codec(), payload, flush_every, &stop).await;
                 }

@@ -26,7 +26,7 @@ impl<'a> Run<'a> {
     /// tokio user writes with `feed` + `flush`), 0 for the others, unless `--flush-every`.
     pub fn new(args: &Args, peer: Peer, seconds: u64, progress: &'a Progress) -> Self {
         let flush_every = args.flush_every.unwrap_or(match peer {
-            Peer::Tokio | Peer::TokioCodec | Peer::TokioFraming => 64,
+            Peer::Tokio | Peer::TokioCodec | Peer::TokioFraming | Peer::TokioRustls => 64,
             _ => 0,
         });
         Self {
@@ -44,9 +44,13 @@ impl<'a> Run<'a> {
     /// Runs the peer once.
     pub fn go(&self) -> Outcome {
         match self.peer {
-            Peer::Buffstreams | Peer::BuffstreamsAcked => buffstreams::run(self),
+            Peer::Buffstreams | Peer::BuffstreamsAcked | Peer::BuffstreamsTls => {
+                buffstreams::run(self)
+            }
             Peer::Framing => framing::run(self),
-            Peer::Tokio | Peer::TokioCodec | Peer::TokioFraming => on_tokio::run(self),
+            Peer::Tokio | Peer::TokioCodec | Peer::TokioFraming | Peer::TokioRustls => {
+                on_tokio::run(self)
+            }
             Peer::StdBaseline | Peer::StdPrebuilt => std_baseline::run(self),
             Peer::All | Peer::Raw | Peer::Writer | Peer::WriterSend | Peer::WriterReply => {
                 unreachable!("not a throughput peer")
