@@ -114,11 +114,30 @@ struct State {
     records: Records,
 }
 
+/// What a sending thread needs while it holds the send lock: the records sealed for one
+/// write, and where each ends (with the plaintext sealed up to it).
+#[derive(Default)]
+struct Sealed {
+    bytes: Vec<u8>,
+    marks: Vec<(usize, usize)>,
+}
+
+impl Sealed {
+    /// Plaintext in the records that end at or before byte `written`.
+    fn whole(&self, written: usize) -> usize {
+        self.marks
+            .iter()
+            .take_while(|&&(end, _)| end <= written)
+            .last()
+            .map_or(0, |&(_, plain)| plain)
+    }
+}
+
 /// One socket's TLS connection.
 pub(crate) struct Session {
     state: Mutex<State>,
-    /// Held from sealing records to writing them.
-    tx: Mutex<()>,
+    /// Held from sealing records to writing them (its buffers reused from write to write).
+    tx: Mutex<Sealed>,
     /// The peer's certificates, once the handshake is done.
     peer: OnceLock<Option<Box<[CertificateDer<'static>]>>>,
 }
@@ -192,7 +211,7 @@ impl Session {
                 eof: false,
                 records: Records::default(),
             }),
-            tx: Mutex::new(()),
+            tx: Mutex::new(Sealed::default()),
             peer: OnceLock::new(),
         }
     }
@@ -257,8 +276,8 @@ impl Session {
         fed
     }
 
-    /// Ciphertext read from the socket, for [`take`](Self::take). An empty `bytes` is the end
-    /// of the stream.
+    /// Ciphertext read from the socket, kept for [`take`](Self::take) (a copy: `take`'s own
+    /// `input` costs none). An empty `bytes` is the end of the stream.
     pub(crate) fn absorb(&self, bytes: &[u8]) {
         let mut st = relock(&self.state);
         if bytes.is_empty() {
@@ -269,14 +288,21 @@ impl Session {
         }
     }
 
-    /// Plaintext into `out`, from what [`absorb`](Self::absorb) gave; what the handshake has
-    /// to send goes out on `tcp`.
+    /// Plaintext into `out`, from what [`absorb`](Self::absorb) kept, then from `input`
+    /// (ciphertext just read, handed to rustls without a copy of ours; what is left of it
+    /// stays in `input` for the next call); what the handshake has to send goes out on `tcp`.
+    /// Call it until it says [`Taken::More`].
     ///
     /// # Errors
     /// The peer broke TLS (an [`io_error`]; the alert is sent), or writing to `tcp` failed.
-    pub(crate) fn take(&self, tcp: &TcpStream, out: &mut [u8]) -> io::Result<Taken> {
+    pub(crate) fn take(
+        &self,
+        tcp: &TcpStream,
+        input: &mut &[u8],
+        out: &mut [u8],
+    ) -> io::Result<Taken> {
         let mut st = relock(&self.state);
-        let taken = st.take(out);
+        let taken = st.take(input, out);
         let handshaking = st.conn.is_handshaking();
         let wants_write = st.conn.wants_write();
         if !handshaking {
@@ -295,24 +321,31 @@ impl Session {
         taken
     }
 
-    /// Reads plaintext, reading the socket as needed (blocking, with its read timeout).
+    /// Reads plaintext, reading the socket as needed (blocking, with its read timeout) into
+    /// `scratch`, which keeps what rustls has not taken yet between calls.
     pub(crate) fn read(
         &self,
         tcp: &TcpStream,
         out: &mut [u8],
-        scratch: &mut Vec<u8>,
+        scratch: &mut Scratch,
     ) -> io::Result<usize> {
         loop {
-            match self.take(tcp, out)? {
+            let mut input = scratch.buf.get(scratch.at..scratch.end).unwrap_or_default();
+            let taken = self.take(tcp, &mut input, out);
+            scratch.at = scratch.end - input.len();
+            match taken? {
                 Taken::Data(n) => return Ok(n),
                 Taken::Closed => return Ok(0),
                 Taken::More => {}
             }
-            if scratch.is_empty() {
-                scratch.resize(SCRATCH, 0);
+            if scratch.buf.is_empty() {
+                scratch.buf.resize(SCRATCH, 0);
             }
-            let n = (&*tcp).read(scratch)?;
-            self.absorb(scratch.get(..n).unwrap_or_default());
+            let n = (&*tcp).read(&mut scratch.buf)?;
+            (scratch.at, scratch.end) = (0, n);
+            if n == 0 {
+                self.absorb(&[]);
+            }
         }
     }
 
@@ -348,15 +381,17 @@ impl Session {
     /// did.
     pub(crate) fn write(&self, tcp: &TcpStream, plain: &[u8]) -> io::Result<usize> {
         let plain = plain.get(..plain.len().min(SEAL_MAX)).unwrap_or(plain);
-        let _tx = relock(&self.tx);
-        let mut sealed = Vec::with_capacity(plain.len() + plain.len() / 512 + 64);
-        // (end of the records in `sealed`, plaintext sealed in them so far)
-        let mut marks: Vec<(usize, usize)> = Vec::new();
+        let mut sealed = relock(&self.tx);
+        let Sealed { bytes, marks } = &mut *sealed;
+        bytes.clear();
+        marks.clear();
         {
+            // Sealed under the state lock, written without it: the reading thread keeps
+            // reading (a peer blocked on its own writes would otherwise never read ours).
             let mut st = relock(&self.state);
             // Whatever rustls queued before (a key update, say) goes first.
-            st.conn.write_tls(&mut sealed)?;
-            marks.push((sealed.len(), 0));
+            st.conn.write_tls(bytes)?;
+            marks.push((bytes.len(), 0));
             let mut done = 0;
             while done < plain.len() {
                 let n = st
@@ -364,37 +399,28 @@ impl Session {
                     .writer()
                     .write(plain.get(done..).unwrap_or_default())?;
                 while st.conn.wants_write() {
-                    st.conn.write_tls(&mut sealed)?;
+                    st.conn.write_tls(bytes)?;
                 }
                 if n == 0 {
                     return Err(io::ErrorKind::WriteZero.into());
                 }
                 done += n;
-                marks.push((sealed.len(), done));
+                marks.push((bytes.len(), done));
             }
         }
         let mut written = 0;
-        while written < sealed.len() {
-            match (&*tcp).write(sealed.get(written..).unwrap_or_default()) {
+        while written < bytes.len() {
+            match (&*tcp).write(bytes.get(written..).unwrap_or_default()) {
                 Ok(0) => break,
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    let whole = marks
-                        .iter()
-                        .take_while(|&&(end, _)| end <= written)
-                        .last()
-                        .map_or(0, |&(_, p)| p);
+                    let whole = sealed.whole(written);
                     return if whole > 0 { Ok(whole) } else { Err(e) };
                 }
             }
         }
-        let whole = marks
-            .iter()
-            .take_while(|&&(end, _)| end <= written)
-            .last()
-            .map_or(0, |&(_, p)| p);
-        Ok(whole)
+        Ok(sealed.whole(written))
     }
 
     /// Whether the handshake is under way, or a record is cut: the peer is inside a frame.
@@ -426,9 +452,18 @@ impl Session {
     }
 }
 
+/// A reading thread's ciphertext buffer: `buf[at..end]` is read and not yet taken by rustls.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    buf: Vec<u8>,
+    at: usize,
+    end: usize,
+}
+
 impl State {
-    /// Plaintext buffered by rustls, else the inbox fed to it until some comes out.
-    fn take(&mut self, out: &mut [u8]) -> io::Result<Taken> {
+    /// Plaintext buffered by rustls, else the inbox, then `input`, fed to it until some comes
+    /// out.
+    fn take(&mut self, input: &mut &[u8], out: &mut [u8]) -> io::Result<Taken> {
         loop {
             match self.conn.reader().read(out) {
                 Ok(0) if !out.is_empty() => return Ok(Taken::Closed),
@@ -437,10 +472,20 @@ impl State {
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Taken::Closed),
                 Err(e) => return Err(e),
             }
-            if self.inbox.is_empty() {
+            if !self.inbox.is_empty() {
+                self.feed()?;
+            } else if !input.is_empty() {
+                let before = *input;
+                let n = self.conn.read_tls(input)?;
+                self.records.feed(before.get(..n).unwrap_or_default());
+                if n == 0 {
+                    // rustls takes no more (close_notify came): the rest is dropped.
+                    *input = &[];
+                }
+                self.conn.process_new_packets().map_err(io_error)?;
+            } else {
                 return Ok(if self.eof { Taken::Closed } else { Taken::More });
             }
-            self.feed()?;
         }
     }
 

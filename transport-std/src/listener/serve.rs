@@ -192,20 +192,19 @@ impl<H: LengthPrefix> Conn<H> {
     /// (`Self::chunk`) as they are opened; `false` when the connection ends.
     #[cfg(feature = "tls")]
     fn records(&mut self, input: &[u8], now: Instant) -> bool {
+        // `input` is ciphertext; rustls takes it as it can, between the plaintext it opens.
         use crate::tls::Taken;
         let mut plain = std::mem::take(&mut self.plain);
         if plain.is_empty() {
             plain.resize(self.config.read_buffer().max(16 * 1024), 0);
         }
-        if let Some(tls) = self.calls.conn.tls.as_ref() {
-            tls.absorb(input);
-        }
+        let mut input = input;
         let mut opened = false;
         let open = loop {
             let Some(tls) = self.calls.conn.tls.as_ref() else {
                 break false;
             };
-            let taken = tls.take(&self.stream, &mut plain);
+            let taken = tls.take(&self.stream, &mut input, &mut plain);
             match taken {
                 Ok(Taken::Data(n)) => {
                     opened = true;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[cfg(feature = "tls")]
-use crate::tls::Session;
+use crate::tls::{Scratch, Session};
 
 /// One connection to the listener (or a handle on it for another thread).
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub(super) struct Stream {
     tls: Option<Arc<Session>>,
     /// Ciphertext read from the socket (under TLS, for this handle's reads).
     #[cfg(feature = "tls")]
-    scratch: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl Stream {
@@ -28,7 +28,7 @@ impl Stream {
             #[cfg(feature = "tls")]
             tls: None,
             #[cfg(feature = "tls")]
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -37,7 +37,7 @@ impl Stream {
         Self {
             tcp,
             tls: Some(Arc::new(session)),
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -53,7 +53,7 @@ impl Stream {
             #[cfg(feature = "tls")]
             tls: self.tls.clone(),
             #[cfg(feature = "tls")]
-            scratch: Vec::new(),
+            scratch: Scratch::default(),
         })
     }
 

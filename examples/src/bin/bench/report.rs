@@ -1,6 +1,6 @@
 //! Runs the throughput peers and reports them: one peer prints a summary line (or one JSON
 //! object); several run side by side in rounds and end with one table of medians and
-//! per-round ratios to the std baseline and to tokio-util.
+//! per-round ratios to the std baseline and to tokio-util (and tokio-rustls, when it ran).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -207,14 +207,17 @@ fn side_by_side(args: &Args, peers: &[Peer]) -> ExitCode {
         }
     };
     progress.finish();
-    // Ratios to the first peer, and to tokio-util when it ran and is not the first.
+    // Ratios to the first peer, and to tokio-util (and tokio-rustls) when it ran and is not
+    // the first.
     let mut bases = vec![0];
-    if let Some(t) = peers
-        .iter()
-        .position(|&p| p == Peer::Tokio)
-        .filter(|&t| t != 0)
-    {
-        bases.push(t);
+    for reference in [Peer::Tokio, Peer::TokioRustls] {
+        if let Some(t) = peers
+            .iter()
+            .position(|&p| p == reference)
+            .filter(|&t| t != 0)
+        {
+            bases.push(t);
+        }
     }
     let ratio = |i: usize, base: usize| {
         median(

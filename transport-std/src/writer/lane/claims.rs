@@ -71,9 +71,16 @@ loom::thread_local! {
 impl Lanes {
     /// Lanes for `max_buffer` bytes in all: as many 64 KiB lanes as fit, at least two
     /// (smaller then), the last one shared.
+    #[cfg(test)]
     pub(crate) fn new(max_buffer: usize, waker: Arc<Waker>) -> Self {
-        let count = (max_buffer / LANE_CAP).max(2);
-        let cap = (max_buffer / count).clamp(1, LANE_CAP);
+        Self::with_cap(max_buffer, LANE_CAP, waker)
+    }
+
+    /// The same with lanes of at most `largest` bytes (at most 64 KiB).
+    pub(crate) fn with_cap(max_buffer: usize, largest: usize, waker: Arc<Waker>) -> Self {
+        let largest = largest.clamp(1, LANE_CAP);
+        let count = (max_buffer / largest).max(2);
+        let cap = (max_buffer / count).clamp(1, largest);
         Self {
             id: NEXT_LANES_ID.fetch_add(1, Ordering::Relaxed),
             lanes: (0..count).map(|_| Lane::new(cap, waker.clone())).collect(),
