@@ -258,7 +258,10 @@ impl<H: LengthPrefix> Conn<H> {
             || self.calls.conn.tls_mid()
     }
 
-    /// Everything one read brought; `false` when the connection ends.
+    /// Everything one read brought; `false` when the connection ends. Inlined by force: with
+    /// a second caller (TLS records) LLVM stopped inlining it into the read loop, and the
+    /// plain listener's thread took 13.7 ns of CPU per message instead of 8 (bench, 110 B).
+    #[inline(always)]
     fn chunk(&mut self, input: &[u8], now: Instant) -> bool {
         self.activity.set_busy(true);
         let mut tally = Tally::default();

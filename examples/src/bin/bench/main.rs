@@ -7,11 +7,13 @@
 //! [`buffstreams`] (transport-std's `Writer` into its `Listener`), [`framing`] (the framing
 //! crate's `FrameWriter` into the same `Listener`), [`on_tokio`] (tokio-util's `Framed`, and the
 //! framing crate's async reader and writer on tokio), [`std_baseline`] (a plain `BufWriter` /
-//! `BufReader`). [`runner`] times a run, [`report`] prints it, [`rtt`] measures round trips
-//! and [`idle`] the memory of idle connections. `bench --help` lists every flag.
+//! `BufReader`). [`runner`] times a run, [`report`] prints it, [`rtt`] measures round trips,
+//! [`handshakes`] TLS handshakes per second and [`idle`] the memory of idle connections.
+//! `bench --help` lists every flag.
 
 mod buffstreams;
 mod framing;
+mod handshakes;
 mod idle;
 mod on_tokio;
 mod progress;
@@ -96,7 +98,9 @@ impl Peer {
                   bench                                    every peer side by side\n  \
                   bench --peer buffstreams --seconds 5     one peer, a summary line\n  \
                   bench --connections 4 --payload 4096 --markdown\n  \
-                  bench --rtt                              round trips beside raw sockets"
+                  bench --rtt                              round trips beside raw sockets
+  \
+                  bench --handshakes --connections 2       TLS handshakes per second"
 )]
 pub struct Args {
     /// Peers to run, comma-separated; several run side by side in rounds.
@@ -136,6 +140,10 @@ pub struct Args {
     /// buffstreams-acked; all by default).
     #[arg(long)]
     pub rtt: bool,
+    /// TLS handshakes per second a listener serves (peers: buffstreams-tls, tokio-rustls; both
+    /// by default), `--connections` client threads.
+    #[arg(long, conflicts_with = "rtt")]
+    pub handshakes: bool,
     /// Instead of a bench: resident memory per idle connection, with N connections held.
     #[arg(long, value_name = "N", conflicts_with_all = ["rtt", "peer"])]
     pub idle_connections: Option<usize>,
@@ -147,6 +155,23 @@ fn main() -> ExitCode {
         return idle::run(n);
     }
     let all = args.peer.contains(&Peer::All);
+    if args.handshakes {
+        let peers = if all {
+            vec![Peer::BuffstreamsTls, Peer::TokioRustls]
+        } else {
+            args.peer.clone()
+        };
+        if let Some(p) = peers
+            .iter()
+            .find(|p| !matches!(p, Peer::BuffstreamsTls | Peer::TokioRustls))
+        {
+            return usage_error(&format!(
+                "--handshakes runs buffstreams-tls and tokio-rustls, not {}",
+                p.name()
+            ));
+        }
+        return handshakes::run(&args, &peers);
+    }
     if args.rtt {
         let peers = if all {
             vec![
