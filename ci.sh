@@ -17,11 +17,12 @@ case "${1:-}" in
 ./ci.sh [--quick | --self-test]: every check of the project, as CI runs it.
 
 Installs what the checks need first (Debian packages gcc-multilib, qemu-system-arm, iproute2,
-and the interop peers golang-go, python3-protobuf, libprotobuf-java, openjdk-17-jdk-headless;
+and the interop peers golang-go, python3-protobuf, libprotobuf-java, openjdk-17-jdk-headless,
+openssl;
 rustup components and targets; the pinned nightly NIGHTLY with Miri and cargo-fuzz, and the
 toolchain of the crates' rust-version, beside yours), then runs:
 formatting and clippy, rustdoc and docs.rs-style builds, the READMEs' links and lists, all tests (the network-namespace tests and the QEMU firmware
-need root and qemu-system-arm, the interop tests the Go, Python and Java peers; with CI set
+need root and qemu-system-arm, the interop tests the Go, Python, Java and openssl peers; with CI set
 they fail instead of skipping), a 32-bit run, the loom model of transport-std's writer and its
 mutations, Miri, bench smoke runs, no_std builds, the firmware's checks on QEMU, and (not with
 --quick) every fuzz target for FUZZ_SECONDS (default 30) seconds. Logs go to target/ci-logs
@@ -101,16 +102,17 @@ tests_failed=0
 MIN_MIRI_TESTS=3
 MIN_FUZZ_TARGETS=9
 # The interop peers that must each have run an exchange (examples/tests/interop).
-INTEROP_PEERS=(go python java tokio-util)
+INTEROP_PEERS=(go python java tokio-util python-ssl openssl tokio-rustls)
 # Where the interop tests record the peers that ran (CARGO_TARGET_TMPDIR/interop-ran).
 INTEROP_RAN_DIR="${INTEROP_RAN_DIR:-target/tmp/interop-ran}"
 
 install() {
     # gcc-multilib links the 32-bit (i686) test run; qemu-system-arm runs the firmware
     # (mps2-an385); iproute2 makes the network namespace and TAP device of the smoltcp test;
-    # the interop tests' peers (examples/peers): Go, Python protobuf, protobuf-java and a JDK.
+    # the interop tests' peers (examples/peers): Go, Python protobuf, protobuf-java and a JDK,
+    # and for TLS the openssl command-line tools.
     local pkgs=(gcc-multilib qemu-system-arm iproute2 golang-go python3-protobuf libprotobuf-java
-        openjdk-17-jdk-headless) missing=() p
+        openjdk-17-jdk-headless openssl) missing=() p
     for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get update
@@ -333,6 +335,8 @@ step peers-lint bash -c 'test -z "$(gofmt -l examples/peers)" && (cd examples/pe
 # No source file imports one that imports it back (by a `use` or an inline path).
 step import-cycles python3 .ci/import-cycles.py framing/src transport-std/src transport-smoltcp/src
 step clippy cargo clippy --workspace --exclude "$SMOLTCP" --all-targets --all-features --locked -- -D warnings
+# transport-std without its `tls` feature (the workspace build turns it on for the examples).
+step clippy-std-no-tls cargo clippy -p buffstreams-transport-std --all-targets --locked -- -D warnings
 step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
 step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
 step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --all-targets --locked -- -D warnings'

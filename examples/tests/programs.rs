@@ -400,6 +400,63 @@ fn bench_rtt_shows_percentiles_beside_raw() {
     assert_eq!(lines.len(), 4, "{out}");
 }
 
+#[test]
+fn bench_tls_peers_side_by_side_with_a_ratio_to_tokio_rustls() {
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args([
+            "--peer",
+            "buffstreams-tls,tokio-rustls",
+            "--rounds",
+            "1",
+            "--seconds",
+            "1",
+            "--markdown",
+        ])
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    // Every message written arrived, with the right size, over TLS on both peers.
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("vs tokio-rustls |"), "{out}");
+    let row = |peer: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("| `{peer}` |")))
+            .unwrap_or_else(|| panic!("no row for {peer}: {out}"))
+            .to_string()
+    };
+    assert!(row("tokio-rustls").ends_with("| 1.00× |"), "{out}");
+    assert!(row("buffstreams-tls").contains('×'), "{out}");
+}
+
+#[test]
+fn bench_handshakes_counts_tls_connections_for_both_servers() {
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--handshakes", "--rounds", "1", "--seconds", "1"])
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    // Non-zero exit if any client connection failed.
+    assert!(o.status.success(), "{out}");
+    for peer in ["buffstreams-tls", "tokio-rustls"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(peer))
+            .unwrap_or_else(|| panic!("no line for {peer}: {out}"));
+        let rate: f64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no rate: {line}"));
+        assert!(rate > 0.0, "{line}");
+        assert!(line.ends_with("x tokio-rustls"), "{line}");
+    }
+    let refused = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--handshakes", "--peer", "buffstreams"])
+        .output()
+        .expect("run bench");
+    assert_eq!(refused.status.code(), Some(2));
+}
+
 /// Runs `client` with `args`, which must fail with exit status 1; its stderr.
 fn client_fails(args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_client"))

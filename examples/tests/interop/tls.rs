@@ -1,7 +1,8 @@
 //! TLS against peers we did not write, mutual TLS on, every message checked both ways:
-//! Python's standard `ssl` module (`examples/peers/tls_peer.py`, protobuf-delimited frames)
-//! and the `openssl s_client` / `s_server` command-line tools (Debian's `openssl`), each as
-//! client of our `Listener` and as server for our `Writer`.
+//! Python's standard `ssl` module (`examples/peers/tls_peer.py`, protobuf-delimited frames),
+//! the `openssl s_client` / `s_server` command-line tools (Debian's `openssl`), and
+//! tokio-rustls under tokio-util's `Framed` + `LengthDelimitedCodec`, each as client of our
+//! `Listener` and as server for our `Writer`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -15,6 +16,10 @@ use buffstreams_transport_std::{
     BigEndian, LengthPrefix, Listener, ListenerConfig, ListenerHandle, RetryPolicy, Varint32,
     Writer, WriterConfig,
 };
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::harness::{ran, run, unavailable};
 
@@ -183,7 +188,7 @@ fn python() -> Option<&'static str> {
             return Some(python);
         }
     }
-    unavailable("python ssl", "no python3 with TLS 1.3 in its ssl module")
+    unavailable("python-ssl", "no python3 with TLS 1.3 in its ssl module")
 }
 
 fn peer_script() -> String {
@@ -224,7 +229,7 @@ fn python_ssl_client_to_our_listener() {
         "the device's certificate"
     );
     assert_eq!(server.stats().tls_errors, 0);
-    ran("python ssl client");
+    ran("python-ssl client");
 }
 
 #[test]
@@ -259,7 +264,7 @@ fn our_writer_to_a_python_ssl_server() {
     assert_eq!(p.line(), format!("ok {N} peer=device-7"));
     let stats = w.close();
     assert_eq!((stats.tls_errors, stats.dead_lettered), (0, 0));
-    ran("python ssl server");
+    ran("python-ssl server");
 }
 
 fn openssl() -> bool {
@@ -411,4 +416,80 @@ fn our_writer_to_openssl_s_server() {
     drop(feeding);
     assert_eq!((stats.tls_errors, stats.dead_lettered), (0, 0));
     ran("openssl s_server");
+}
+
+#[test]
+fn tokio_rustls_under_framed_to_our_listener() {
+    let f = Files::new("tokio-client");
+    let (server, got, named) = f.listener::<BigEndian<4>>(ListenerConfig::new());
+    let addr = server.local_addr();
+    let connector = tokio_rustls::TlsConnector::from(f.ca.client(Some(&f.device)));
+    crate::common::runtime().block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let tls = connector.connect(name("localhost"), tcp).await.unwrap();
+        let mut framed = Framed::new(tls, LengthDelimitedCodec::new());
+        for i in 0..N {
+            framed.feed(Bytes::from(message(i))).await.unwrap();
+        }
+        SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+        for i in 0..N {
+            let r = tokio::time::timeout(WAIT, framed.next())
+                .await
+                .expect("a reply in time")
+                .expect("a reply")
+                .unwrap();
+            assert_eq!(r.to_vec(), reversed(message(i)), "reply {i}");
+        }
+    });
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), N);
+    assert!(got.iter().enumerate().all(|(i, m)| *m == message(i)));
+    assert!(
+        named.lock().unwrap().iter().all(|&b| b),
+        "the device's certificate"
+    );
+    assert_eq!(server.stats().tls_errors, 0);
+    ran("tokio-rustls client");
+}
+
+#[test]
+fn our_writer_to_tokio_rustls_under_framed() {
+    let f = Files::new("tokio-server");
+    let rt = crate::common::runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Ca::server(&f.server, Some(&f.ca)));
+    let device = f.device.chain[0].clone();
+    // Reads N messages, checks each and the device's certificate, replies to each reversed.
+    let serving = rt.spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let presented = tls.get_ref().1.peer_certificates().map(|c| c[0].clone());
+        assert_eq!(presented, Some(device), "the device's certificate");
+        let mut framed = Framed::new(tls, LengthDelimitedCodec::new());
+        for i in 0..N {
+            let m = framed.next().await.expect("a message").unwrap();
+            assert_eq!(m.to_vec(), message(i), "message {i}");
+            framed
+                .feed(Bytes::from(reversed(m.to_vec())))
+                .await
+                .unwrap();
+        }
+        SinkExt::<Bytes>::flush(&mut framed).await.unwrap();
+    });
+    let (w, replies) = f.writer::<BigEndian<4>>(addr);
+    for i in 0..N {
+        w.write(&message(i)).unwrap();
+    }
+    for i in 0..N {
+        let r = replies.recv_timeout(WAIT).expect("a reply");
+        assert_eq!(r, reversed(message(i)), "reply {i}");
+    }
+    rt.block_on(serving)
+        .expect("the tokio-rustls server checked every message");
+    let stats = w.close();
+    assert_eq!((stats.tls_errors, stats.dead_lettered), (0, 0));
+    ran("tokio-rustls server");
 }

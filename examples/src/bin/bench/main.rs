@@ -30,8 +30,9 @@ use clap::{Parser, ValueEnum};
 /// What runs: the peers of the throughput bench, and those of `--rtt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Peer {
-    /// Every throughput peer (std-baseline, buffstreams, buffstreams-acked, framing, tokio,
-    /// tokio-codec, tokio-framing); with --rtt, every round-trip peer beside raw.
+    /// Every plain-TCP throughput peer (std-baseline, buffstreams, buffstreams-acked, framing,
+    /// tokio, tokio-codec, tokio-framing; the TLS peers run when named); with --rtt, every
+    /// round-trip peer beside raw; with --handshakes, both TLS servers.
     All,
     /// A plain `BufWriter` writing the header then the payload, a `BufReader` reading them.
     StdBaseline,
