@@ -20,9 +20,6 @@ pub use buffstreams_framing::{
     Varint64,
 };
 pub use error::Error;
-#[cfg(feature = "tls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
-pub use error::{TlsError, TlsReason};
 pub use listener::{
     CallbackResult, Connection, Delivery, Listener, ListenerConfig, ListenerHandle, OverLimit,
     ProtocolErrorFn, ShutdownHandle,
@@ -34,4 +31,7 @@ pub use manager::Manager;
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use rustls;
 pub use stats::{ListenerStats, WriterStats};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use tls::{TlsError, TlsReason};
 pub use writer::{DeadLetterFn, ReplyFn, RetryPolicy, WindowFull, Writer, WriterConfig};

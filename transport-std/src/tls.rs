@@ -15,8 +15,93 @@ use std::time::Duration;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{AlertDescription, ClientConfig, ClientConnection, ProtocolVersion, ServerConfig};
 
-use crate::error::{TlsError, TlsReason};
 use crate::sync::relock;
+
+/// Why a TLS connection failed, in the terms one acts on (feature `tls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsReason {
+    /// The peer's certificate did not verify: an unknown issuer, expired or not yet valid,
+    /// not valid for the name dialled, revoked, or otherwise refused.
+    PeerCertificate,
+    /// The peer presented no certificate where one is required.
+    NoCertificate,
+    /// The peer refused our certificate (or that we sent none): it sent a certificate alert.
+    RefusedByPeer,
+    /// No protocol version, cipher suite or application protocol in common.
+    Incompatible,
+    /// What arrived is not TLS: a plaintext peer, or garbage.
+    NotTls,
+    /// The connection closed (or was reset) during the handshake: a listener without TLS,
+    /// one that is overloaded, or a network fault.
+    Closed,
+    /// Another violation of the protocol.
+    Protocol,
+}
+
+impl TlsReason {
+    /// Whether trying again with the same configuration cannot help (a certificate, or no
+    /// common protocol): the writer does not retry these.
+    pub const fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Self::PeerCertificate | Self::NoCertificate | Self::RefusedByPeer | Self::Incompatible
+        )
+    }
+}
+
+impl std::fmt::Display for TlsReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PeerCertificate => "the peer's certificate was refused",
+            Self::NoCertificate => "the peer presented no certificate",
+            Self::RefusedByPeer => "the peer refused our certificate",
+            Self::Incompatible => "no TLS version or cipher suite in common",
+            Self::NotTls => "the peer does not speak TLS",
+            Self::Closed => "the connection closed during the TLS handshake",
+            Self::Protocol => "the peer broke the TLS protocol",
+        })
+    }
+}
+
+/// A TLS failure: why ([`reason`](Self::reason)) and rustls's own error, when there is one
+/// (feature `tls`).
+#[derive(Clone, Debug)]
+pub struct TlsError {
+    reason: TlsReason,
+    source: Option<rustls::Error>,
+}
+
+impl TlsError {
+    pub(crate) fn new(reason: TlsReason, source: Option<rustls::Error>) -> Self {
+        Self { reason, source }
+    }
+
+    /// Why it failed.
+    pub fn reason(&self) -> TlsReason {
+        self.reason
+    }
+
+    /// rustls's error, if the failure was one (not, for instance, a closed connection).
+    pub fn rustls(&self) -> Option<&rustls::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl std::fmt::Display for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{} ({e})", self.reason),
+            None => write!(f, "{}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for TlsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
 
 /// Plaintext sealed per socket write: records of at most 16 KiB, written together.
 const SEAL_MAX: usize = 64 * 1024;

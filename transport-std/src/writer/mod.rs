@@ -77,7 +77,7 @@ struct Shared<H> {
     waiting: AtomicBool,
     /// The listener refused our certificate (or we its): no connection is tried again.
     #[cfg(feature = "tls")]
-    tls_refused: std::sync::OnceLock<crate::error::TlsError>,
+    tls_refused: std::sync::OnceLock<crate::tls::TlsError>,
 }
 
 /// The connection and when a batch last went out on it.
