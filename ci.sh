@@ -340,6 +340,9 @@ step clippy-std-no-tls cargo clippy -p buffstreams-transport-std --all-targets -
 step clippy-smoltcp-log cargo clippy -p "$SMOLTCP" --all-targets --features log,proto-ipv6,medium-ip --locked -- -D warnings
 step clippy-smoltcp-defmt cargo clippy -p "$SMOLTCP" --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
 step clippy-firmware bash -c 'cd examples/firmware && cargo clippy --release --all-targets --locked -- -D warnings'
+# The TLS image compiles its certificates in: placeholders are enough for clippy (the test that
+# runs it makes real ones).
+step clippy-firmware-tls bash -c 'pki=$(mktemp -d) && head -c 400 /dev/urandom >"$pki/ca.der" && head -c 400 /dev/urandom >"$pki/device.der" && head -c 32 /dev/urandom >"$pki/device.key" && cd examples/firmware && BUFFSTREAMS_FIRMWARE_PKI="$pki" cargo clippy --release --all-targets --features tls --locked -- -D warnings'
 # The published crates build with the oldest Rust they declare, and package as crates.io
 # would take them (each verified from its tarball, the workspace siblings from a local registry).
 step "msrv-$MSRV" bash -c 'cargo +"$MSRV" check --locked -p buffstreams-framing -p buffstreams-transport-std --all-features && cargo +"$MSRV" check --locked -p '"$SMOLTCP"' --features log,proto-ipv6,medium-ip'
@@ -366,7 +369,7 @@ step readme-check python3 .ci/readme-check.py
 step getting-started python3 .ci/getting-started.py
 
 echo "== tests"
-rm -rf target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt "$INTEROP_RAN_DIR"
+rm -rf target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt target/tmp/tls-firmware-figures.txt "$INTEROP_RAN_DIR"
 # --no-fail-fast: every test binary runs, so a failure's count is complete.
 step tests cargo test --workspace --locked --no-fail-fast
 count_tests "$LOG_DIR/tests.log"
@@ -428,7 +431,7 @@ if [[ $fw_line =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
 fi
 # The network firmware against a transport-std listener runs in the workspace tests
 # (examples/tests/firmware.rs), which leave its figures here:
-sed 's/^/      /' target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt 2>/dev/null || true
+sed 's/^/      /' target/tmp/firmware-figures.txt target/tmp/embassy-firmware-figures.txt target/tmp/acked-firmware-figures.txt target/tmp/tls-firmware-figures.txt 2>/dev/null || true
 step firmware-size firmware_size
 grep -hE "^\.vector|^firmware .text|^acknowledged mode" "$LOG_DIR/firmware-size.log" 2>/dev/null | sed 's/^/      /' || true
 step no-alloc-link-check nostd_check

@@ -10,6 +10,11 @@
 //! the same board and driver, the framing crate's async writer) streams to a transport-std
 //! `Listener` that checks every message byte for byte.
 //!
+//! The TLS image (`examples/firmware/src/embassy_tls.rs`: the embassy twin over mutual TLS
+//! 1.3 with embedded-tls) streams to a transport-std `Listener` with `with_tls`, which checks
+//! every message and the device's certificate; the certificates are made here and compiled
+//! into the image. Its flash and RAM are measured against the plain embassy image.
+//!
 //! Needs `qemu-system-arm` and the `thumbv7m-none-eabi` target (CI installs both); without
 //! them the test says why it skips, and with `BUFFSTREAMS_NO_SKIP` set (CI) it fails instead.
 
@@ -20,7 +25,7 @@ use std::thread;
 use std::time::Duration;
 
 use buffstreams_transport_std::{Listener, ListenerConfig};
-use common::firmware::{build, firmware_dir};
+use common::firmware::{build, build_with, firmware_dir};
 
 mod common {
     pub mod firmware;
@@ -145,5 +150,152 @@ fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_messag
     assert_eq!(
         (arrived, stats.messages_in, stats.protocol_errors),
         (2000, 2000, 0)
+    );
+}
+
+/// `.text + .rodata` and `.data + .bss` of firmware `bin`, from `llvm-size` (rustup's
+/// `llvm-tools`), if it is installed.
+fn flash_and_ram(bin: &str) -> Option<(u64, u64)> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = String::from_utf8(sysroot.stdout).ok()?;
+    let tools = std::fs::read_dir(PathBuf::from(sysroot.trim()).join("lib/rustlib"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path().join("bin/llvm-size"))
+        .find(|p| p.exists())?;
+    let elf = firmware_dir()
+        .join("target/thumbv7m-none-eabi/release")
+        .join(bin);
+    let out = Command::new(tools).arg("-A").arg(elf).output().ok()?;
+    let (mut flash, mut ram) = (0, 0);
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(size)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Ok(size) = size.parse::<u64>() else {
+            continue;
+        };
+        match name {
+            ".text" | ".rodata" => flash += size,
+            ".data" | ".bss" | ".uninit" => ram += size,
+            _ => {}
+        }
+    }
+    Some((flash, ram))
+}
+
+/// The private scalar of a P-256 key in PKCS#8 DER (as rcgen and ring write it): the 32
+/// bytes after the ECPrivateKey's version and OCTET STRING header.
+fn p256_scalar(pkcs8: &[u8]) -> [u8; 32] {
+    let at = pkcs8
+        .windows(5)
+        .position(|w| w == [0x02, 0x01, 0x01, 0x04, 0x20])
+        .expect("an ECPrivateKey in the PKCS#8 document")
+        + 5;
+    pkcs8[at..at + 32].try_into().unwrap()
+}
+
+#[test]
+fn tls_firmware_streams_over_mutual_tls_to_a_transport_std_listener() {
+    use buffstreams_embassy_example::{CONFIG, Expected};
+    use buffstreams_test_support::pki::{Ca, Leaf};
+    use std::sync::{Arc, Mutex};
+
+    // The certificates of this run: the CA and the device's go into the image.
+    let ca = Ca::new("firmware test CA");
+    let server = ca.leaf("listener", &["localhost"], Leaf::Server);
+    let device = ca.leaf("device-7", &[], Leaf::Client);
+    let pki = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("firmware-pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::write(pki.join("ca.der"), &ca.cert).unwrap();
+    std::fs::write(pki.join("device.der"), &device.chain[0]).unwrap();
+    std::fs::write(
+        pki.join("device.key"),
+        p256_scalar(device.key.secret_pkcs8_der()),
+    )
+    .unwrap();
+    if !build_with(
+        "embassy_tls",
+        &["tls"],
+        &[("BUFFSTREAMS_FIRMWARE_PKI", pki.as_path())],
+    ) {
+        return;
+    }
+    // The desktop side: mutual TLS, every message checked, and who sent it.
+    let seen = Arc::new(Mutex::new(Expected::default()));
+    let strangers = Arc::new(Mutex::new(0u32));
+    let config = ListenerConfig::new()
+        .with_framing(CONFIG)
+        .with_tls(Ca::server(&server, Some(&ca)));
+    let listener: Listener = Listener::bind("127.0.0.1:0", config).unwrap();
+    let port = listener.local_addr().port();
+    let server = {
+        let (seen, strangers) = (seen.clone(), strangers.clone());
+        let device = device.chain[0].clone();
+        listener
+            .spawn_with_reply(move |m, conn| {
+                if conn.peer_certificates().and_then(|c| c.first()) != Some(&device) {
+                    *strangers.lock().unwrap() += 1;
+                }
+                seen.lock().unwrap().check(m);
+                Ok(())
+            })
+            .expect("spawn the listener")
+    };
+    let out = run("embassy_tls", port);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "TLS firmware failed: {:?}",
+        out.status
+    );
+    assert!(
+        stdout.contains("2000 messages sent over TLS and acknowledged"),
+        "{stdout}"
+    );
+    let stats = server.shutdown();
+    let (arrived, first_bad) = {
+        let seen = seen.lock().unwrap();
+        (seen.count(), seen.first_wrong())
+    };
+    assert_eq!(first_bad, None, "first message that differs");
+    assert_eq!(
+        *strangers.lock().unwrap(),
+        0,
+        "messages without the device's certificate"
+    );
+    assert_eq!(
+        (
+            arrived,
+            stats.messages_in,
+            stats.tls_errors,
+            stats.protocol_errors
+        ),
+        (2000, 2000, 0, 0)
+    );
+    // The figures, for CI's summary: the run, and what TLS adds to the plain embassy image.
+    let mut figures: String = stdout
+        .lines()
+        .filter(|l| l.contains("messages/s") || l.contains("handshake"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    if build("embassy")
+        && let (Some((plain_flash, plain_ram)), Some((tls_flash, tls_ram))) =
+            (flash_and_ram("embassy"), flash_and_ram("embassy_tls"))
+    {
+        figures += &format!(
+            "tls firmware: flash (.text + .rodata) {tls_flash} B against {plain_flash} B for the plain embassy image (+{} B); static RAM (.data + .bss) {tls_ram} B against {plain_ram} B (+{} B)\n",
+            tls_flash.saturating_sub(plain_flash),
+            tls_ram.saturating_sub(plain_ram),
+        );
+    }
+    print!("{figures}");
+    let _ = std::fs::write(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("tls-firmware-figures.txt"),
+        figures,
     );
 }

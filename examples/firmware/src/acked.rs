@@ -46,7 +46,7 @@ fn main() -> ! {
     let mut device = board_init("acked firmware");
     let mac = device.mac();
     // A new session at every boot: from the host's randomness (a real board: its TRNG).
-    let Some(random) = host_random() else {
+    let Some(random) = host_random::<16>() else {
         hprintln!("acked firmware: no randomness from the host");
         exit(false)
     };

@@ -81,14 +81,14 @@ pub fn exit(success: bool) -> ! {
     }
 }
 
-/// 16 random bytes from the host, through semihosting (QEMU reads its `/dev/urandom`): the
+/// `N` random bytes from the host, through semihosting (QEMU reads its `/dev/urandom`): the
 /// emulated board has no random number generator. Real hardware reads its TRNG instead
 /// (or, lacking one, mixes an unique id with a boot counter kept in flash). `None` when the
 /// host refuses.
-pub fn host_random() -> Option<[u8; 16]> {
+pub fn host_random<const N: usize>() -> Option<[u8; N]> {
     use cortex_m_semihosting::nr;
     let path = b"/dev/urandom\0";
-    let mut out = [0u8; 16];
+    let mut out = [0u8; N];
     // SAFETY: semihosting calls with the arguments the ARM semihosting specification gives
     // them: a NUL-terminated path and its length without the NUL, then a buffer we own and
     // its length. The host writes at most `out.len()` bytes into `out`.

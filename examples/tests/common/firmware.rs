@@ -21,12 +21,20 @@ pub fn skip(reason: &str) {
 
 /// `cargo` in the firmware's own workspace, without the variables of the cargo running us.
 pub fn cargo(args: &[&str]) -> Output {
+    cargo_env(args, &[])
+}
+
+/// [`cargo`] with `env` set.
+pub fn cargo_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_") && key != "CARGO_HOME" || key == "RUSTFLAGS" {
             cmd.env_remove(key);
         }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
     }
     cmd.args(args)
         .current_dir(firmware_dir())
@@ -36,6 +44,11 @@ pub fn cargo(args: &[&str]) -> Output {
 
 /// Builds firmware `bin`; `false` (after saying why) when this machine cannot run it.
 pub fn build(bin: &str) -> bool {
+    build_with(bin, &[], &[])
+}
+
+/// [`build`] with cargo `features` on and `env` set.
+pub fn build_with(bin: &str, features: &[&str], env: &[(&str, &std::path::Path)]) -> bool {
     if Command::new("qemu-system-arm")
         .arg("--version")
         .output()
@@ -44,7 +57,12 @@ pub fn build(bin: &str) -> bool {
         skip("qemu-system-arm is not installed");
         return false;
     }
-    let build = cargo(&["build", "--release", "--locked", "--bin", bin]);
+    let features = features.join(",");
+    let mut args = vec!["build", "--release", "--locked", "--bin", bin];
+    if !features.is_empty() {
+        args.extend(["--features", &features]);
+    }
+    let build = cargo_env(&args, env);
     if !build.status.success() {
         let err = String::from_utf8_lossy(&build.stderr);
         if err.contains("thumbv7m-none-eabi") && err.contains("target may not be installed") {
