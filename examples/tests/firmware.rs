@@ -277,6 +277,25 @@ fn tls_firmware_streams_over_mutual_tls_to_a_transport_std_listener() {
         ),
         (2000, 2000, 0, 0)
     );
+    // The device really verifies: a listener whose certificate comes from another CA (same
+    // name, same everything else) gets nothing, and the firmware fails.
+    let impostor = Ca::new("another CA");
+    let wrong = impostor.leaf("listener", &["localhost"], Leaf::Server);
+    let listener: Listener = Listener::bind(
+        "127.0.0.1:0",
+        ListenerConfig::new()
+            .with_framing(CONFIG)
+            .with_tls(Ca::server(&wrong, Some(&ca))),
+    )
+    .unwrap();
+    let port = listener.local_addr().port();
+    let impostor_server = listener.spawn(|_: &[u8]| Ok(())).expect("spawn");
+    let refused = run("embassy_tls", port);
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(!refused.status.success(), "the firmware accepted an impostor: {said}");
+    assert!(said.contains("tls firmware: Tls("), "{said}");
+    let stats = impostor_server.shutdown();
+    assert_eq!((stats.messages_in, stats.connections_total), (0, 1));
     // The figures, for CI's summary: the run, and what TLS adds to the plain embassy image.
     let mut figures: String = stdout
         .lines()
