@@ -1,7 +1,8 @@
 //! TLS (feature `tls`) over 127.0.0.1, with certificates the tests make: mutual TLS with
 //! replies, the acknowledged mode and a restart; every bad certificate and non-TLS peer
 //! closing only its own connection, typed on the writer's side and never retried; and the
-//! hostile handshakes (half-open by the thousand, trickled, cut at every byte, garbage).
+//! hostile handshakes (half-open by the thousand, trickled, cut at every byte, garbage) and
+//! a flood of key updates after one.
 #![cfg(feature = "tls")]
 
 mod common;
@@ -435,4 +436,30 @@ fn a_thousand_half_open_handshakes_do_not_keep_a_device_out() {
     drop(half);
     let mut buf = [0u8; 1];
     let _ = raw(small.local_addr()).read(&mut buf);
+}
+
+#[test]
+fn a_flood_of_key_updates_closes_only_that_connection() {
+    let p = pki();
+    let (server, rx, _) = echo(mtls_listener(&p));
+    let addr = server.local_addr();
+    let mut tcp = raw(addr);
+    let mut c = ClientConnection::new(p.ca.client(Some(&p.device)), name("localhost")).unwrap();
+    while c.is_handshaking() {
+        c.complete_io(&mut tcp).unwrap();
+    }
+    // TLS 1.3 has no renegotiation; what a client can repeat after the handshake without
+    // sending data is a key update (each asking for the listener's). rustls bounds them.
+    let mut sent = 0;
+    for _ in 0..10_000 {
+        if c.refresh_traffic_keys().is_err() || c.write_tls(&mut tcp).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    assert!(sent > 0);
+    wait_closed(&mut tcp);
+    eventually("the flood counted", || server.stats().tls_errors == 1);
+    assert_eq!(server.stats().messages_in, 0);
+    served(addr, &p, &rx);
 }
