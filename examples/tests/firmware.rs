@@ -292,7 +292,10 @@ fn tls_firmware_streams_over_mutual_tls_to_a_transport_std_listener() {
     let impostor_server = listener.spawn(|_: &[u8]| Ok(())).expect("spawn");
     let refused = run("embassy_tls", port);
     let said = String::from_utf8_lossy(&refused.stdout);
-    assert!(!refused.status.success(), "the firmware accepted an impostor: {said}");
+    assert!(
+        !refused.status.success(),
+        "the firmware accepted an impostor: {said}"
+    );
     assert!(said.contains("tls firmware: Tls("), "{said}");
     let stats = impostor_server.shutdown();
     assert_eq!((stats.messages_in, stats.connections_total), (0, 1));

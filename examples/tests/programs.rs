@@ -206,6 +206,36 @@ fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
     assert!(out.contains(&open), "{out}");
 }
 
+/// The same against a mutual-TLS listener: the attacker's half-header connections send half
+/// a ClientHello, the newcomers shake hands before their round trip, and each is served.
+#[test]
+fn siege_tls_serves_newcomers_while_half_open_handshakes_hold_every_slot() {
+    let o = Command::new(env!("CARGO_BIN_EXE_siege"))
+        .args([
+            "--tls",
+            "--idle",
+            "60",
+            "--half-header",
+            "20",
+            "--clients",
+            "5",
+        ])
+        .args(["--max-connections", "50"])
+        .output()
+        .expect("run siege");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("attacker: 80 connections opened"), "{out}");
+    assert!(out.contains("while held: 50 connections open"), "{out}");
+    assert!(out.contains("5 new clients served"), "{out}");
+    let closed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("closed by the listener: "))
+        .expect("a closing line");
+    let evicted: u64 = closed.split(' ').next().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&evicted), "{out}");
+}
+
 /// The siege with every default: 2,000 held connections (1,500 idle, 500 half-header) against
 /// `ListenerConfig::new()` (1,024 connections, 1 s eviction grace, 10 s frame deadline). Every
 /// newcomer must be served, and the process must stay under one thread per connection slot

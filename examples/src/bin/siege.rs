@@ -8,6 +8,10 @@
 //! at 1,024 (its default), so the attacker also keeps reconnecting into the cap. Needs about
 //! 2 × the held connections in file descriptors: it raises its own soft limit to the hard one.
 //!
+//! With `--tls` the listener requires mutual TLS (certificates made at start): the attacker's
+//! half-header connections send half a ClientHello instead, and every newcomer completes a
+//! TLS handshake before its round trip.
+//!
 //! With `--max-threads` and `--max-rss-mib` it is a check: it exits with status 1 when a
 //! newcomer was not served or the process went over either bound (CI runs it so, with the
 //! defaults, in `examples/tests/programs.rs`).
@@ -18,6 +22,10 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use buffstreams_test_support::pki::{Ca, Leaf, name};
+use buffstreams_transport_std::rustls;
 use buffstreams_transport_std::{Listener, ListenerConfig, ListenerHandle};
 use clap::Parser;
 
@@ -31,7 +39,8 @@ use clap::Parser;
     after_help = "Needs about 2 x (--idle + --half-header) file descriptors (ulimit -n).\n\n\
                   Examples:\n  \
                   siege                                    2,000 hostile connections, the defaults\n  \
-                  siege --idle 500 --half-header 500 --max-connections 256"
+                  siege --idle 500 --half-header 500 --max-connections 256\n  \
+                  siege --tls --idle 500 --half-header 500     the same against a mutual-TLS listener"
 )]
 struct Args {
     /// Connections the attacker holds open without sending anything.
@@ -52,6 +61,10 @@ struct Args {
     /// Fail if the process's resident memory ever exceeds this many MiB [default: no bound].
     #[arg(long)]
     max_rss_mib: Option<u64>,
+    /// A mutual-TLS listener: half-header connections send half a ClientHello, newcomers shake
+    /// hands first.
+    #[arg(long)]
+    tls: bool,
 }
 
 fn main() -> ExitCode {
@@ -71,7 +84,12 @@ fn main() -> ExitCode {
 
 fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     raise_fd_limit();
-    let config = ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
+    let mut config =
+        ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
+    let pki = args.tls.then(Pki::new);
+    if let Some(pki) = &pki {
+        config = config.with_tls(pki.server.clone());
+    }
     let listener: Listener = Listener::bind("127.0.0.1:0", config.clone())?;
     let server = listener.spawn_with_reply(|m, conn| {
         conn.reply(m)?;
@@ -86,11 +104,18 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let started = Instant::now();
+    let half: Vec<u8> = match &pki {
+        Some(pki) => {
+            let hello = pki.client_hello()?;
+            hello[..hello.len() / 2].to_vec() // half a ClientHello
+        }
+        None => vec![0, 0], // half a header
+    };
     let mut held = Vec::with_capacity(args.idle + args.half_header);
     for i in 0..args.idle + args.half_header {
         let mut s = TcpStream::connect(addr)?;
         if i >= args.idle {
-            s.write_all(&[0, 0])?; // half a header, then nothing
+            s.write_all(&half)?; // then nothing
         }
         held.push(s);
     }
@@ -109,7 +134,7 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..args.clients {
         let payload = format!("client {i}");
         let t = Instant::now();
-        round_trip(addr, payload.as_bytes())
+        round_trip(addr, payload.as_bytes(), pki.as_ref())
             .map_err(|e| format!("new client {i} was not served: {e}"))?;
         waits.push(t.elapsed());
     }
@@ -168,10 +193,44 @@ fn raise_fd_limit() {
     }
 }
 
-/// One request and its echoed reply on a new connection.
-fn round_trip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<()> {
-    let mut s = TcpStream::connect(addr)?;
+/// `--tls`: the listener's configuration and a device's, from a CA made at start.
+struct Pki {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let ca = Ca::new("siege CA");
+        let server = ca.leaf("listener", &["localhost"], Leaf::Server);
+        let device = ca.leaf("device", &[], Leaf::Client);
+        Self {
+            server: Ca::server(&server, Some(&ca)),
+            client: ca.client(Some(&device)),
+        }
+    }
+
+    fn connection(&self) -> std::io::Result<rustls::ClientConnection> {
+        rustls::ClientConnection::new(self.client.clone(), name("localhost"))
+            .map_err(std::io::Error::other)
+    }
+
+    /// The first flight of a TLS client.
+    fn client_hello(&self) -> std::io::Result<Vec<u8>> {
+        let mut hello = Vec::new();
+        self.connection()?.write_tls(&mut hello)?;
+        Ok(hello)
+    }
+}
+
+/// One request and its echoed reply on a new connection (under `--tls`, after a handshake).
+fn round_trip(addr: SocketAddr, payload: &[u8], pki: Option<&Pki>) -> std::io::Result<()> {
+    let s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut s: Box<dyn ReadWrite> = match pki {
+        Some(pki) => Box::new(rustls::StreamOwned::new(pki.connection()?, s)),
+        None => Box::new(s),
+    };
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut frame = len.to_be_bytes().to_vec();
     frame.extend_from_slice(payload);
@@ -183,6 +242,11 @@ fn round_trip(addr: SocketAddr, payload: &[u8]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// A stream, plain or TLS.
+trait ReadWrite: Read + Write {}
+
+impl<T: Read + Write> ReadWrite for T {}
 
 /// Whether the listener has closed `s`, without waiting.
 fn closed(s: &TcpStream) -> bool {

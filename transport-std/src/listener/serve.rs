@@ -196,7 +196,9 @@ impl<H: LengthPrefix> Conn<H> {
         use crate::tls::Taken;
         let mut plain = std::mem::take(&mut self.plain);
         if plain.is_empty() {
-            plain.resize(self.config.read_buffer().max(16 * 1024), 0);
+            // Zeroed by the allocator (`calloc`): pages become resident only as plaintext
+            // fills them, so a connection still in its handshake costs little memory.
+            plain = vec![0; self.config.read_buffer().max(16 * 1024)];
         }
         let mut input = input;
         let mut opened = false;
