@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use buffstreams_test_support::pki::{Ca, Identity, Leaf, name};
-use buffstreams_transport_std::rustls::ClientConnection;
+use buffstreams_transport_std::rustls::{self, ClientConnection};
 use buffstreams_transport_std::{
     BigEndian, Delivery, Error, Listener, ListenerConfig, ListenerHandle, RetryPolicy, TlsReason,
     Writer, WriterConfig,
@@ -36,6 +36,35 @@ fn pki() -> Pki {
 }
 
 type Peers = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// The log lines of this test binary (a logger is process-wide).
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES.lock().unwrap().push(record.args().to_string());
+    }
+    fn flush(&self) {}
+}
+
+/// Whether a log line mentions every one of `words`.
+fn logged(words: &[&str]) -> bool {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let _ = log::set_logger(&Capture);
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| words.iter().all(|w| l.contains(w)))
+}
 
 /// A mutual-TLS listener that echoes every message reversed and records, per message, the
 /// certificate its peer presented.
@@ -197,6 +226,7 @@ fn the_acknowledged_mode_over_tls_survives_a_listener_restart() {
 #[test]
 fn a_plaintext_peer_and_garbage_at_a_tls_listener_are_closed_and_counted() {
     let p = pki();
+    let _ = logged(&[]);
     let (server, rx, _) = echo(mtls_listener(&p));
     let addr = server.local_addr();
     let garbage: [&[u8]; 4] = [
@@ -207,12 +237,16 @@ fn a_plaintext_peer_and_garbage_at_a_tls_listener_are_closed_and_counted() {
     ];
     for (k, g) in garbage.iter().enumerate() {
         let mut s = raw(addr);
+        let peer = s.local_addr().unwrap().to_string();
         s.write_all(g).unwrap();
         wait_closed(&mut s);
         eventually("the failure counted", || {
             server.stats().tls_errors == k as u64 + 1
         });
+        // Logged with the peer and the reason.
+        eventually("the failure logged", || logged(&[&peer, "TLS: "]));
     }
+    assert!(logged(&["TLS: the peer does not speak TLS"]));
     // A plaintext buffstreams writer: its connection is closed, nothing reaches the callback.
     let plain: Writer = Writer::dial(addr, WriterConfig::new()).unwrap();
     plain.write(b"not sealed").unwrap();
@@ -382,7 +416,8 @@ fn a_trickled_or_silent_handshake_is_closed_at_the_frame_deadline() {
     let mut silent = raw(addr);
     wait_closed(&mut silent);
     assert_eq!(server.stats().frame_timeouts, 1);
-    // Trickled: a byte every 50 ms never completes the hello within 300 ms.
+    // Trickled: a byte every 50 ms never completes the hello within 300 ms; a device is
+    // served meanwhile.
     let hello = client_hello(&p);
     let mut s = raw(addr);
     let mut sent = 0;
@@ -391,6 +426,9 @@ fn a_trickled_or_silent_handshake_is_closed_at_the_frame_deadline() {
             break;
         }
         sent += 1;
+        if sent == 2 {
+            served(addr, &p, &rx);
+        }
         thread::sleep(Duration::from_millis(50));
         if server.stats().frame_timeouts == 2 {
             break;
@@ -462,4 +500,58 @@ fn a_flood_of_key_updates_closes_only_that_connection() {
     eventually("the flood counted", || server.stats().tls_errors == 1);
     assert_eq!(server.stats().messages_in, 0);
     served(addr, &p, &rx);
+}
+
+#[test]
+fn the_manager_dials_and_listens_over_tls() {
+    use buffstreams_transport_std::Manager;
+    let p = pki();
+    let m: Manager = Manager::new();
+    let (tx, rx) = mpsc::channel();
+    let addr = m
+        .start_listening("127.0.0.1:0", mtls_listener(&p), move |msg: &[u8]| {
+            tx.send(msg.to_vec())?;
+            Ok(())
+        })
+        .unwrap();
+    m.dial(addr, client(&p, Some(&p.device))).unwrap();
+    m.write(addr, b"through the manager").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), b"through the manager");
+    // And refused the same way, typed.
+    let other = Ca::new("someone else's CA");
+    let stranger = other.leaf("device-9", &[], Leaf::Client);
+    m.close_writer(addr).unwrap();
+    match m.dial(addr, client(&p, Some(&stranger))) {
+        Err(Error::Tls(e)) => assert_eq!(e.reason(), TlsReason::RefusedByPeer, "{e}"),
+        other => panic!("expected Error::Tls, got {other:?}"),
+    }
+    assert!(
+        matches!(m.writer(addr), Err(Error::NotOpen(_))),
+        "a refused writer is not kept"
+    );
+}
+
+#[test]
+fn a_tls12_only_device_is_served_too() {
+    // Not restricted to TLS 1.3: a device that can only do 1.2 (many older stacks) is served,
+    // its certificate checked the same way.
+    let p = pki();
+    let (server, rx, peers) = echo(mtls_listener(&p));
+    let config = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        .with_root_certificates({
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(p.ca.cert.clone()).unwrap();
+            roots
+        })
+        .with_client_auth_cert(p.device.chain.clone(), p.device.key())
+        .unwrap();
+    let w: Writer = Writer::dial(
+        server.local_addr(),
+        WriterConfig::new().with_tls(Arc::new(config), name("localhost")),
+    )
+    .unwrap();
+    w.write(b"over TLS 1.2").unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), b"over TLS 1.2");
+    w.close();
+    assert_eq!(peers.lock().unwrap()[0], p.device.chain[0].to_vec());
 }
