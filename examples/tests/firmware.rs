@@ -132,25 +132,33 @@ fn embassy_firmware_streams_to_a_transport_std_listener_that_checks_every_messag
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("embassy-firmware-figures.txt"),
         figures,
     );
-    assert!(
-        out.status.success(),
-        "embassy firmware failed: {:?}",
-        out.status
-    );
-    assert!(
-        stdout.contains("2000 messages sent and acknowledged"),
-        "{stdout}"
-    );
+    // Shut down first: it returns once every callback has returned.
     let stats = server.shutdown();
-    let (arrived, first_bad) = {
-        let seen = seen.lock().unwrap();
-        (seen.count(), seen.first_wrong())
-    };
-    assert_eq!(first_bad, None, "first message that differs");
+    let arrived = streamed(&out, "2000 messages sent and acknowledged", &seen);
     assert_eq!(
         (arrived, stats.messages_in, stats.protocol_errors),
         (2000, 2000, 0)
     );
+}
+
+/// An embassy image's run: it exited with success and said `line`, and every message the
+/// listener checked was right; how many it checked (call it after the listener's shutdown,
+/// which waits for its callbacks).
+fn streamed(
+    out: &Output,
+    line: &str,
+    seen: &std::sync::Mutex<buffstreams_embassy_example::Expected>,
+) -> u32 {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the firmware failed: {:?}",
+        out.status
+    );
+    assert!(stdout.contains(line), "{stdout}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.first_wrong(), None, "first message that differs");
+    seen.count()
 }
 
 /// `.text + .rodata` and `.data + .bss` of firmware `bin`, from `llvm-size` (rustup's
@@ -247,22 +255,9 @@ fn tls_firmware_streams_over_mutual_tls_to_a_transport_std_listener() {
             .expect("spawn the listener")
     };
     let out = run("embassy_tls", port);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "TLS firmware failed: {:?}",
-        out.status
-    );
-    assert!(
-        stdout.contains("2000 messages sent over TLS and acknowledged"),
-        "{stdout}"
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stats = server.shutdown();
-    let (arrived, first_bad) = {
-        let seen = seen.lock().unwrap();
-        (seen.count(), seen.first_wrong())
-    };
-    assert_eq!(first_bad, None, "first message that differs");
+    let arrived = streamed(&out, "2000 messages sent over TLS and acknowledged", &seen);
     assert_eq!(
         *strangers.lock().unwrap(),
         0,

@@ -181,9 +181,14 @@ fn protobuf_example_round_trips_prost_messages() {
     );
 }
 
-#[test]
-fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
-    let o = Command::new(env!("CARGO_BIN_EXE_siege"))
+/// `siege` at a small scale (80 held connections against a cap of 50, 5 newcomers), plain or
+/// (`--tls`) against a mutual-TLS listener with half-open handshakes; its output.
+fn small_siege(tls: bool) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_siege"));
+    if tls {
+        cmd.arg("--tls");
+    }
+    let o = cmd
         .args(["--idle", "60", "--half-header", "20", "--clients", "5"])
         .args(["--max-connections", "50"])
         .output()
@@ -193,13 +198,24 @@ fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
     assert!(out.contains("attacker: 80 connections opened"), "{out}");
     assert!(out.contains("while held: 50 connections open"), "{out}");
     assert!(out.contains("5 new clients served"), "{out}");
-    // The attacker's last 30 came while every held connection was inside its grace period:
-    // refused. The newcomers came after it: each was served, evicting where it had to.
+    out
+}
+
+/// How many connections the listener evicted, and its whole closing line.
+fn evicted(out: &str) -> (u64, &str) {
     let closed = out
         .lines()
         .find_map(|l| l.strip_prefix("closed by the listener: "))
         .expect("a closing line");
-    let evicted: u64 = closed.split(' ').next().unwrap().parse().unwrap();
+    (closed.split(' ').next().unwrap().parse().unwrap(), closed)
+}
+
+#[test]
+fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
+    let out = small_siege(false);
+    // The attacker's last 30 came while every held connection was inside its grace period:
+    // refused. The newcomers came after it: each was served, evicting where it had to.
+    let (evicted, closed) = evicted(&out);
     assert!(closed.contains(" evicted, 30 refused"), "{out}");
     assert!((1..=5).contains(&evicted), "{out}");
     let open = format!("attacker's connections still open: {} of 80", 50 - evicted);
@@ -210,29 +226,8 @@ fn siege_serves_newcomers_while_an_attacker_holds_every_slot() {
 /// a ClientHello, the newcomers shake hands before their round trip, and each is served.
 #[test]
 fn siege_tls_serves_newcomers_while_half_open_handshakes_hold_every_slot() {
-    let o = Command::new(env!("CARGO_BIN_EXE_siege"))
-        .args([
-            "--tls",
-            "--idle",
-            "60",
-            "--half-header",
-            "20",
-            "--clients",
-            "5",
-        ])
-        .args(["--max-connections", "50"])
-        .output()
-        .expect("run siege");
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
-    assert!(out.contains("attacker: 80 connections opened"), "{out}");
-    assert!(out.contains("while held: 50 connections open"), "{out}");
-    assert!(out.contains("5 new clients served"), "{out}");
-    let closed = out
-        .lines()
-        .find_map(|l| l.strip_prefix("closed by the listener: "))
-        .expect("a closing line");
-    let evicted: u64 = closed.split(' ').next().unwrap().parse().unwrap();
+    let out = small_siege(true);
+    let (evicted, _) = evicted(&out);
     assert!((1..=5).contains(&evicted), "{out}");
 }
 

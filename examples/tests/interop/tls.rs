@@ -74,6 +74,18 @@ impl Files {
         self.dir.join(f).to_str().unwrap().to_string()
     }
 
+    /// The `openssl` arguments that trust the CA and present `who`'s certificate and key.
+    fn openssl_identity(&self, who: &str) -> [String; 6] {
+        [
+            "-CAfile".into(),
+            self.path("ca.pem"),
+            "-cert".into(),
+            self.path(&format!("{who}.pem")),
+            "-key".into(),
+            self.path(&format!("{who}.key")),
+        ]
+    }
+
     /// Our mutual-TLS listener, echoing every message reversed; it records the messages and
     /// the common name's bytes of the certificate each came with.
     fn listener<H: LengthPrefix + Send + 'static>(
@@ -320,13 +332,8 @@ fn openssl_s_client_to_our_listener() {
             "-verify_return_error",
             "-verify_hostname",
             "localhost",
-            "-CAfile",
-            &f.path("ca.pem"),
-            "-cert",
-            &f.path("device.pem"),
-            "-key",
-            &f.path("device.key"),
         ])
+        .args(f.openssl_identity("device"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -379,13 +386,8 @@ fn our_writer_to_openssl_s_server() {
             "-Verify",
             "1",
             "-verify_return_error",
-            "-CAfile",
-            &f.path("ca.pem"),
-            "-cert",
-            &f.path("server.pem"),
-            "-key",
-            &f.path("server.key"),
         ])
+        .args(f.openssl_identity("server"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
