@@ -555,3 +555,21 @@ fn a_tls12_only_device_is_served_too() {
     w.close();
     assert_eq!(peers.lock().unwrap()[0], p.device.chain[0].to_vec());
 }
+
+#[test]
+fn close_notify_inside_a_frame_drops_the_partial_frame_and_counts_it() {
+    let p = pki();
+    let (server, rx, _) = echo(mtls_listener(&p));
+    let tcp = raw(server.local_addr());
+    let c = ClientConnection::new(p.ca.client(Some(&p.device)), name("localhost")).unwrap();
+    let mut s = rustls::StreamOwned::new(c, tcp);
+    // One whole message, then a header declaring 10 bytes and 3 of them, then close_notify.
+    s.write_all(&common::frame(b"whole")).unwrap();
+    s.write_all(&[0, 0, 0, 10, 1, 2, 3]).unwrap();
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), b"whole");
+    eventually("the cut frame counted", || server.stats().truncated == 1);
+    let stats = server.stats();
+    assert_eq!((stats.messages_in, stats.tls_errors), (1, 0));
+}

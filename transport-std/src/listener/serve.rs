@@ -118,10 +118,7 @@ impl<H: LengthPrefix> Conn<H> {
         let (peer, counters) = (self.calls.peer, &self.calls.shared.counters);
         match read {
             Ok(0) => {
-                if !self.activity.ended_by_us() && self.decoder.is_mid_frame() {
-                    add(&counters.truncated, 1);
-                    log::info!("{peer}: closed inside a frame; the partial frame is dropped");
-                }
+                self.peer_closed();
                 false
             }
             Ok(n) => self.arrived(buf.get(..n).unwrap_or_default(), now),
@@ -179,6 +176,17 @@ impl<H: LengthPrefix> Conn<H> {
         })
     }
 
+    /// The peer ended its stream: a frame it left unfinished is counted and dropped.
+    fn peer_closed(&self) {
+        if !self.activity.ended_by_us() && self.decoder.is_mid_frame() {
+            add(&self.calls.shared.counters.truncated, 1);
+            log::info!(
+                "{}: closed inside a frame; the partial frame is dropped",
+                self.calls.peer
+            );
+        }
+    }
+
     /// What one read brought: messages, or under TLS records to open first.
     fn arrived(&mut self, input: &[u8], now: Instant) -> bool {
         #[cfg(feature = "tls")]
@@ -214,7 +222,11 @@ impl<H: LengthPrefix> Conn<H> {
                         break false;
                     }
                 }
-                Ok(Taken::Closed) => break false,
+                Ok(Taken::Closed) => {
+                    // close_notify: the end of the stream, as a TCP close is.
+                    self.peer_closed();
+                    break false;
+                }
                 Ok(Taken::More) => break true,
                 Err(e) => {
                     self.tls_failed(&e);
