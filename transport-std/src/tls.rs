@@ -524,14 +524,19 @@ impl Session {
         self.peer.get().and_then(Option::as_deref)
     }
 
-    /// Sends close_notify (best effort, when no other thread is sending).
-    pub(crate) fn close(&self, tcp: &TcpStream) {
+    /// Sends close_notify (best effort, when no other thread is sending). `last`: the socket
+    /// is closed right after, so the alert goes without waiting (a peer that stopped reading
+    /// cannot hold the closing thread for the write timeout).
+    pub(crate) fn close(&self, tcp: &TcpStream, last: bool) {
         let mut st = relock(&self.state);
         st.conn.send_close_notify();
         let mut out = Vec::new();
         let _ = st.conn.write_tls(&mut out);
         drop(st);
         if let Ok(_tx) = self.tx.try_lock() {
+            if last {
+                let _ = tcp.set_nonblocking(true);
+            }
             let _ = (&*tcp).write_all(&out);
         }
     }

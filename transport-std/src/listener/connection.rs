@@ -173,7 +173,7 @@ impl<H> Drop for Connection<H> {
         if let Some(tls) = &self.tls
             && !tls.is_handshaking()
         {
-            tls.close(&self.stream);
+            tls.close(&self.stream, true);
         }
         let _ = self.stream.shutdown(Shutdown::Both);
     }

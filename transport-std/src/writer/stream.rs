@@ -71,7 +71,7 @@ impl Stream {
     pub(super) fn finish(&self, both: bool) {
         #[cfg(feature = "tls")]
         if let Some(tls) = &self.tls {
-            tls.close(&self.tcp);
+            tls.close(&self.tcp, both);
         }
         let _ = self.tcp.shutdown(if both {
             Shutdown::Both
