@@ -549,3 +549,28 @@ fn a_listener_that_welcomes_then_drops_every_connection_is_given_up_on() {
     let n = accepted.load(SeqCst);
     assert!((2..=8).contains(&n), "{n} connections: {stats:?}");
 }
+
+#[test]
+fn a_stream_is_acknowledged_at_the_listeners_bounds_without_waiting_for_quiet() {
+    // An acknowledgement delay longer than the test: every acknowledgement must come from
+    // the bound of 4 messages.
+    let (server, seen) = recording(
+        ListenerConfig::new()
+            .with_ack_delay(Duration::from_secs(3600))
+            .with_ack_every(4, 1 << 20),
+    );
+    let writer: Writer =
+        Writer::dial(server.local_addr(), acked_writer(server.local_addr())).unwrap();
+    for i in 0..8 {
+        writer.write(&message(i)).unwrap();
+    }
+    writer.flush();
+    // Acknowledged (cumulatively: one frame may cover all 8 when they arrive together).
+    common::eventually("the acknowledgements", || writer.stats().acked == 8);
+    assert!((1..=2).contains(&server.stats().acks_out));
+    exactly_once(&seen.lock().unwrap(), 8);
+    assert_eq!(
+        ListenerConfig::new().with_ack_every(0, 0).ack_every(),
+        (1, 1)
+    );
+}

@@ -31,7 +31,8 @@
 //!    message `delivered + 1`, and the listener numbers them by counting from there. It
 //!    acknowledges with [`Back::Ack`] frames (cumulative: every message up to `delivered`
 //!    was handed to the application and its callback returned): every [`ACK_EVERY`] messages
-//!    while the writer streams, and once [`ACK_DELAY_US`] passed without more. Replies of the
+//!    or [`ACK_BYTES`] bytes of them while the writer streams, and once [`ACK_DELAY_US`]
+//!    passed without more. Replies of the
 //!    application travel beside them as [`Back::Reply`].
 //!
 //! Listener-to-writer frames use the connection's header format ([`back_config`]); their
@@ -119,10 +120,11 @@
 //!     if let Some(Event::Frame(message)) = fed.event {
 //!         let delivery = receiver.on_message().unwrap();
 //!         println!("message {} of {}: {message:?}", delivery.seq, delivery.session);
-//!         receiver.delivered(delivery); // the application's callback returned
+//!         receiver.delivered(delivery, message.len()); // the application's callback returned
 //!     }
 //! }
-//! // After each chunk: an acknowledgement now (after ACK_EVERY), or at `ack_at` if quiet.
+//! // After each chunk: an acknowledgement now (after ACK_EVERY messages or ACK_BYTES bytes),
+//! // or at `ack_at` if quiet.
 //! assert_eq!(receiver.poll_ack(30), None);
 //! let ack = receiver.poll_ack(receiver.ack_at().unwrap()).unwrap();
 //! let mut frame = back.header(ack.len()).unwrap().to_vec();
@@ -150,7 +152,7 @@ mod sessions;
 mod window;
 mod wire;
 
-pub use receiver::{ACK_DELAY_US, ACK_EVERY, Delivery, Receiver};
+pub use receiver::{ACK_BYTES, ACK_DELAY_US, ACK_EVERY, Delivery, Receiver};
 pub use sender::{Broken, Epoch, Opening, Received, Sender, SenderConfig, SenderError};
 pub use sessions::{OpenError, Opened, SessionSlot, Sessions};
 pub use window::{QueueError, RECORD_LEN, Window};

@@ -5,8 +5,13 @@
 use super::sessions::{OpenError, Opened, SessionSlot, Sessions};
 use super::wire::{ACK_LEN, HELLO_LEN, Hello, SessionId, WELCOME_LEN, WireError, ack, welcome};
 
-/// While a writer streams, an acknowledgement goes out at least every this many messages.
-pub const ACK_EVERY: u64 = 4_096;
+/// While a writer streams, an acknowledgement goes out at least every this many messages
+/// (by default: [`Receiver::with_ack_every`])...
+pub const ACK_EVERY: u64 = 16_384;
+
+/// ... or every this many bytes of messages, whichever comes first: a writer's window must hold
+/// more than both, or it waits for the acknowledgement delay once per window.
+pub const ACK_BYTES: u64 = 2 << 20;
 
 /// By default an acknowledgement waits this long (µs) for more messages to cover before it
 /// goes out ([`Receiver::with_ack_delay_us`]).
@@ -39,6 +44,8 @@ struct Serving {
     delivered: u64,
     /// The last `delivered` acknowledged.
     acked: u64,
+    /// Bytes of messages delivered since then.
+    bytes: u64,
     /// `delivered` when [`Receiver::poll_ack`] last looked, and since when it has not moved.
     polled: u64,
     quiet_since: u64,
@@ -59,6 +66,8 @@ pub struct Receiver {
     pre_len: usize,
     state: State,
     ack_delay_us: u64,
+    ack_every: u64,
+    ack_bytes: u64,
 }
 
 impl Default for Receiver {
@@ -75,7 +84,19 @@ impl Receiver {
             pre_len: 0,
             state: State::Hello,
             ack_delay_us: ACK_DELAY_US,
+            ack_every: ACK_EVERY,
+            ack_bytes: ACK_BYTES,
         }
+    }
+
+    /// While a writer streams, acknowledge at least every `messages` messages or `bytes`
+    /// bytes of them, whichever comes first (default [`ACK_EVERY`], [`ACK_BYTES`]). Fewer
+    /// acknowledgements cost the writer less (each one wakes a thread on std); a writer whose
+    /// window holds less than either waits for the acknowledgement delay once per window.
+    pub const fn with_ack_every(mut self, messages: u64, bytes: u64) -> Self {
+        self.ack_every = messages;
+        self.ack_bytes = bytes;
+        self
     }
 
     /// How long an acknowledgement waits for more messages to cover (default
@@ -142,6 +163,7 @@ impl Receiver {
             next_seq: hello.first_seq.max(delivered.saturating_add(1)),
             delivered,
             acked: delivered,
+            bytes: 0,
             polled: delivered,
             quiet_since: now_us,
         });
@@ -166,22 +188,24 @@ impl Receiver {
         })
     }
 
-    /// The callback for `delivery` returned: the message counts as delivered (and will be
-    /// acknowledged). Returns `false`, changing nothing, unless it is the next one due.
+    /// The callback for `delivery` (a message of `len` bytes) returned: the message counts as
+    /// delivered (and will be acknowledged). Returns `false`, changing nothing, unless it is
+    /// the next one due.
     #[inline]
-    pub fn delivered(&mut self, delivery: Delivery) -> bool {
+    pub fn delivered(&mut self, delivery: Delivery, len: usize) -> bool {
         match &mut self.state {
             State::Serving(s) if delivery.seq == s.delivered.saturating_add(1) => {
                 s.delivered = delivery.seq;
+                s.bytes = s.bytes.saturating_add(len as u64);
                 true
             }
             _ => false,
         }
     }
 
-    /// The acknowledgement due at `now_us`, if one is: at once after [`ACK_EVERY`] messages,
-    /// else once delivery has been quiet for the acknowledgement delay. Send it framed like a
-    /// reply.
+    /// The acknowledgement due at `now_us`, if one is: at once after [`ACK_EVERY`] messages
+    /// or [`ACK_BYTES`] bytes of them ([`with_ack_every`](Self::with_ack_every)), else once
+    /// delivery has been quiet for the acknowledgement delay. Send it framed like a reply.
     /// Call it after every chunk of messages, and at [`ack_at`](Self::ack_at).
     pub fn poll_ack(&mut self, now_us: u64) -> Option<[u8; ACK_LEN]> {
         let State::Serving(s) = &mut self.state else {
@@ -194,10 +218,12 @@ impl Receiver {
             s.polled = s.delivered;
             s.quiet_since = now_us;
         }
-        let due = s.delivered - s.acked >= ACK_EVERY
+        let due = s.delivered - s.acked >= self.ack_every
+            || s.bytes >= self.ack_bytes
             || now_us.saturating_sub(s.quiet_since) >= self.ack_delay_us;
         due.then(|| {
             s.acked = s.delivered;
+            s.bytes = 0;
             ack(s.delivered)
         })
     }
@@ -261,10 +287,15 @@ mod tests {
     }
 
     fn deliver(r: &mut Receiver, n: usize) -> alloc::vec::Vec<(u64, bool)> {
+        deliver_sized(r, n, 1)
+    }
+
+    /// Delivers `n` messages of `len` bytes.
+    fn deliver_sized(r: &mut Receiver, n: usize, len: usize) -> alloc::vec::Vec<(u64, bool)> {
         (0..n)
             .map(|_| {
                 let d = r.on_message().unwrap();
-                assert!(r.delivered(d));
+                assert!(r.delivered(d, len));
                 (d.seq, d.may_repeat)
             })
             .collect()
@@ -347,9 +378,38 @@ mod tests {
         let later = 10_000 + ACK_DELAY_US;
         assert_eq!(r.poll_ack(later), Some(ack(13 + ACK_EVERY)));
         assert_eq!(r.poll_ack(later + ACK_DELAY_US), None);
-        assert!(!r.delivered(Delivery {
-            seq: d.seq + 1,
-            ..d
-        }));
+        assert!(!r.delivered(
+            Delivery {
+                seq: d.seq + 1,
+                ..d
+            },
+            1
+        ));
+    }
+
+    #[test]
+    fn large_messages_are_acknowledged_by_their_bytes() {
+        let mut table = Sessions::new([SessionSlot::EMPTY; 1], 0);
+        let mut r = Receiver::new();
+        r.open(hello(1, 0), &mut table, 1, 0).unwrap();
+        // 4 KiB messages: ACK_BYTES of them come long before ACK_EVERY.
+        let per = (ACK_BYTES / 4096) as usize;
+        deliver_sized(&mut r, per - 1, 4096);
+        assert_eq!(r.poll_ack(1), None);
+        deliver_sized(&mut r, 1, 4096);
+        assert_eq!(r.poll_ack(2), Some(ack(per as u64)));
+        // The count starts again from there.
+        deliver_sized(&mut r, per - 1, 4096);
+        assert_eq!(r.poll_ack(3), None);
+        // Set lower, both bounds hold.
+        let mut small = Receiver::new().with_ack_every(4, 1000);
+        let mut table = Sessions::new([SessionSlot::EMPTY; 1], 0);
+        small.open(hello(1, 0), &mut table, 1, 0).unwrap();
+        deliver_sized(&mut small, 3, 1);
+        assert_eq!(small.poll_ack(1), None);
+        deliver_sized(&mut small, 1, 1);
+        assert_eq!(small.poll_ack(2), Some(ack(4)));
+        deliver_sized(&mut small, 1, 1000);
+        assert_eq!(small.poll_ack(3), Some(ack(5)));
     }
 }

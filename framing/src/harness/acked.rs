@@ -424,7 +424,10 @@ impl Sim {
                 let payload = payload.to_vec();
                 self.check_delivery(d.session, d.seq, d.may_repeat, index(&payload));
                 let l = self.conns[i].listening.as_mut().unwrap();
-                assert!(l.receiver.delivered(d), "delivered out of order");
+                assert!(
+                    l.receiver.delivered(d, payload.len()),
+                    "delivered out of order"
+                );
             }
         }
         if self.conns[i].cut && self.conns[i].up.is_empty() {

@@ -108,9 +108,9 @@ impl AckedSlot {
         self.receiver.on_message()
     }
 
-    /// The handler returned for `delivery`.
-    pub(super) fn delivered(&mut self, delivery: Delivery) {
-        self.receiver.delivered(delivery);
+    /// The handler returned for `delivery` (a message of `len` bytes).
+    pub(super) fn delivered(&mut self, delivery: Delivery, len: usize) {
+        self.receiver.delivered(delivery, len);
     }
 
     /// The acknowledgement due at `now`, if one is (call it only with room to stage it).

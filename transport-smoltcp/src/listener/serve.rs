@@ -159,10 +159,11 @@ where
                         kind: reply_kind(acked),
                         delivery,
                     };
+                    let len = msg.len();
                     handler(msg, &mut c);
                     // The handler returned: in the acknowledged mode the message is delivered.
                     if let Some(d) = delivery {
-                        numbers.delivered(d);
+                        numbers.delivered(d, len);
                     }
                     if staged.len > 0 || *closing {
                         return ControlFlow::Break(());
@@ -171,7 +172,7 @@ where
                 Event::Skipped(len) => {
                     // It keeps its number: `Oversize::Skip` is the application's choice.
                     if let Some(d) = numbers.number().filter(|_| acked) {
-                        numbers.delivered(d);
+                        numbers.delivered(d, usize::try_from(len).unwrap_or(usize::MAX));
                     }
                     stats.skipped = stats.skipped.saturating_add(1);
                     warn!("slot {}: skipped an oversize frame of {} bytes", id, len);

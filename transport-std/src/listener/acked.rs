@@ -54,10 +54,12 @@ pub(super) struct AckedConn {
 }
 
 impl AckedConn {
-    pub(super) fn new(id: u64, ack_delay: Duration) -> Self {
+    pub(super) fn new(id: u64, ack_delay: Duration, (messages, bytes): (u64, u64)) -> Self {
         let us = u64::try_from(ack_delay.as_micros()).unwrap_or(u64::MAX);
         Self {
-            receiver: Receiver::new().with_ack_delay_us(us),
+            receiver: Receiver::new()
+                .with_ack_delay_us(us)
+                .with_ack_every(messages, bytes),
             id,
         }
     }
@@ -121,10 +123,10 @@ impl AckedConn {
         self.receiver.on_message()
     }
 
-    /// The callback for `delivery` returned.
+    /// The callback for `delivery` (a message of `len` bytes) returned.
     #[inline]
-    pub(super) fn delivered(&mut self, delivery: Delivery) {
-        self.receiver.delivered(delivery);
+    pub(super) fn delivered(&mut self, delivery: Delivery, len: usize) {
+        self.receiver.delivered(delivery, len);
     }
 
     /// The acknowledgement due at `now`, if one is.

@@ -60,6 +60,7 @@ pub struct ListenerConfig {
     max_sessions: usize,
     session_ttl: Duration,
     ack_delay: Duration,
+    ack_every: (u64, u64),
     #[cfg(feature = "tls")]
     tls: Option<crate::tls::ServerTls>,
 }
@@ -91,6 +92,10 @@ impl ListenerConfig {
             max_sessions: 4096,
             session_ttl: Duration::from_secs(600),
             ack_delay: Duration::from_micros(500),
+            ack_every: (
+                buffstreams_framing::acked::ACK_EVERY,
+                buffstreams_framing::acked::ACK_BYTES,
+            ),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -244,13 +249,29 @@ impl ListenerConfig {
         self
     }
     /// Acknowledged mode: how long an acknowledgement waits for more messages to cover
-    /// (default 500 µs; one goes out at least every 4,096 messages anyway). Each one wakes the
-    /// writer's reply thread, so they are coalesced; a writer with a small window
-    /// ([`WriterConfig::with_ack_window`](crate::WriterConfig::with_ack_window)) waits up to
-    /// this long for room once per window, so keep the window at 4,096 messages or more, or
+    /// (default 500 µs; while a writer streams one goes out anyway at the bounds of
+    /// [`with_ack_every`](Self::with_ack_every)). Each one wakes the writer's reply thread, so
+    /// they are coalesced; a writer whose window
+    /// ([`WriterConfig::with_ack_window`](crate::WriterConfig::with_ack_window)) holds less
+    /// than those bounds waits up to this long for room once per window, so keep the window
+    /// above them (the default window, 8 MiB and 1 Mi messages, is), or lower them, or
     /// shorten this.
     pub const fn with_ack_delay(mut self, delay: Duration) -> Self {
         self.ack_delay = delay;
+        self
+    }
+
+    /// Acknowledged mode: while a writer streams, acknowledge at least every `messages`
+    /// messages or `bytes` bytes of them, whichever comes first (default 16,384 and 2 MiB).
+    /// Fewer acknowledgements cost the writer less (each wakes its reply thread, whose read
+    /// contends with its writes for the socket); a writer's window must hold more than both
+    /// for it never to wait for the acknowledgement delay.
+    pub const fn with_ack_every(mut self, messages: u64, bytes: u64) -> Self {
+        // Zero would acknowledge every message; one is the least that means anything.
+        self.ack_every = (
+            if messages == 0 { 1 } else { messages },
+            if bytes == 0 { 1 } else { bytes },
+        );
         self
     }
 
@@ -276,6 +297,11 @@ impl ListenerConfig {
     /// How long an acknowledgement waits for more messages to cover.
     pub const fn ack_delay(&self) -> Duration {
         self.ack_delay
+    }
+
+    /// The acknowledgement bounds: at least every this many messages, and bytes of them.
+    pub const fn ack_every(&self) -> (u64, u64) {
+        self.ack_every
     }
 
     /// The framing configuration in force (its `max_frame_len` is the longest message).

@@ -73,7 +73,7 @@ pub(super) fn connection<H: LengthPrefix>(
 ) {
     let acked = config
         .acks()
-        .then(|| AckedConn::new(id, config.ack_delay()));
+        .then(|| AckedConn::new(id, config.ack_delay(), config.ack_every()));
     let now = Instant::now();
     let mut deadlines = Deadlines::new(config.idle_timeout(), config.frame_timeout(), now);
     if config.is_tls() {
@@ -444,7 +444,7 @@ impl<H: LengthPrefix> Calls<H> {
             Ok(result) => {
                 // The callback returned: in the acknowledged mode the message is delivered.
                 if let (Some(a), Some(d)) = (self.acked.as_mut(), delivery) {
-                    a.delivered(d);
+                    a.delivered(d, message.len());
                 }
                 tally.messages += 1;
                 tally.bytes += message.len() as u64;
@@ -473,7 +473,7 @@ impl<H: LengthPrefix> Calls<H> {
         if let Some(a) = self.acked.as_mut()
             && let Some(d) = a.number()
         {
-            a.delivered(d);
+            a.delivered(d, usize::try_from(len).unwrap_or(usize::MAX));
         }
         add(&self.shared.counters.skipped, 1);
         log::warn!(
