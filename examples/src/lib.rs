@@ -38,6 +38,98 @@ pub mod cli {
         }
     }
 
+    /// Mutual TLS on the command line (`server` and `client`): PEM files of the CA the peer's
+    /// certificate must chain to, and of this side's certificate and key.
+    #[derive(Clone, Debug, Default, clap::Args)]
+    pub struct TlsArgs {
+        /// Mutual TLS: the CA (PEM) the peer's certificate must chain to; needs --cert and
+        /// --key.
+        #[arg(long, value_name = "PEM", requires_all = ["cert", "key"])]
+        pub ca: Option<std::path::PathBuf>,
+        /// This side's certificate chain (PEM), for mutual TLS.
+        #[arg(long, value_name = "PEM", requires = "ca")]
+        pub cert: Option<std::path::PathBuf>,
+        /// This side's private key (PEM), for mutual TLS.
+        #[arg(long, value_name = "PEM", requires = "ca")]
+        pub key: Option<std::path::PathBuf>,
+    }
+
+    impl TlsArgs {
+        /// The files read: the CA as roots, this side's chain and key; `None` without `--ca`.
+        fn load(&self) -> Result<Option<Identity>, String> {
+            use buffstreams_transport_std::rustls::pki_types::pem::PemObject;
+            use buffstreams_transport_std::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+            let (Some(ca), Some(cert), Some(key)) = (&self.ca, &self.cert, &self.key) else {
+                return Ok(None);
+            };
+            let read = |path: &std::path::Path| {
+                CertificateDer::pem_file_iter(path)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+            };
+            let mut roots = buffstreams_transport_std::rustls::RootCertStore::empty();
+            for c in read(ca)? {
+                roots.add(c).map_err(|e| format!("{}: {e}", ca.display()))?;
+            }
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            Ok(Some(Identity {
+                roots: std::sync::Arc::new(roots),
+                chain: read(cert)?,
+                key,
+            }))
+        }
+
+        /// The listener's TLS configuration: its certificate, and one from the CA required of
+        /// every client; `None` without `--ca`.
+        ///
+        /// # Errors
+        /// A file that cannot be read or a certificate rustls refuses, in words.
+        pub fn server(
+            &self,
+        ) -> Result<Option<std::sync::Arc<buffstreams_transport_std::rustls::ServerConfig>>, String>
+        {
+            use buffstreams_transport_std::rustls::{ServerConfig, server::WebPkiClientVerifier};
+            let Some(id) = self.load()? else {
+                return Ok(None);
+            };
+            let verifier = WebPkiClientVerifier::builder(id.roots)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let config = ServerConfig::builder()
+                .with_client_cert_verifier(verifier)
+                .with_single_cert(id.chain, id.key)
+                .map_err(|e| e.to_string())?;
+            Ok(Some(std::sync::Arc::new(config)))
+        }
+
+        /// A writer's TLS configuration: the CA as its roots, its certificate presented;
+        /// `None` without `--ca`.
+        ///
+        /// # Errors
+        /// As [`server`](Self::server).
+        pub fn client(
+            &self,
+        ) -> Result<Option<std::sync::Arc<buffstreams_transport_std::rustls::ClientConfig>>, String>
+        {
+            let Some(id) = self.load()? else {
+                return Ok(None);
+            };
+            let config = buffstreams_transport_std::rustls::ClientConfig::builder()
+                .with_root_certificates(id.roots)
+                .with_client_auth_cert(id.chain, id.key)
+                .map_err(|e| e.to_string())?;
+            Ok(Some(std::sync::Arc::new(config)))
+        }
+    }
+
+    /// What the PEM files of [`TlsArgs`] hold.
+    struct Identity {
+        roots: std::sync::Arc<buffstreams_transport_std::rustls::RootCertStore>,
+        chain: Vec<buffstreams_transport_std::rustls::pki_types::CertificateDer<'static>>,
+        key: buffstreams_transport_std::rustls::pki_types::PrivateKeyDer<'static>,
+    }
+
     /// Parses `--addr`: `HOST:PORT` (a name or an address, and a port number), so a missing
     /// port is a usage error that says what is expected rather than a failed connect.
     pub fn host_port(s: &str) -> Result<String, String> {

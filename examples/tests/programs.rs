@@ -89,6 +89,74 @@ fn server_counts_every_message_the_client_streams() {
 }
 
 #[test]
+fn server_and_client_over_mutual_tls_from_pem_files() {
+    use buffstreams_test_support::pki::{Ca, Leaf};
+    let ca = Ca::new("programs CA");
+    let server_id = ca.leaf("server", &["localhost"], Leaf::Server);
+    let client_id = ca.leaf("client", &[], Leaf::Client);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("programs-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let ca_pem = file("ca.pem", &ca.pem);
+    let (server_pem, server_key) = (
+        file("server.pem", &server_id.cert_pem),
+        file("server.key", &server_id.key_pem),
+    );
+    let (client_pem, client_key) = (
+        file("client.pem", &client_id.cert_pem),
+        file("client.key", &client_id.key_pem),
+    );
+    let (srv, addr, out) = server(&[
+        "--exit-after",
+        "1000",
+        "--ca",
+        &ca_pem,
+        "--cert",
+        &server_pem,
+        "--key",
+        &server_key,
+    ]);
+    // A plain client: its connection is closed, its message never counted (below), and the
+    // server stays up. (A plain writer cannot know: the kernel took its message.)
+    let plain = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "1"])
+        .output()
+        .expect("run client");
+    assert!(plain.status.success(), "{}", stdout(&plain));
+    let client = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr, "--count", "1000", "--payload", "300"])
+        .args(["--ca", &ca_pem, "--cert", &client_pem, "--key", &client_key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let c = finish(client, "client");
+    assert!(c.status.success(), "client: {}", stdout(&c));
+    assert!(
+        stdout(&c).contains("sent 1000 messages"),
+        "client: {}",
+        stdout(&c)
+    );
+    let (s, rest) = server_rest(srv, out);
+    assert!(s.status.success());
+    assert!(
+        rest.contains("stopped: 1000 messages (300000 bytes) in"),
+        "server said: {rest}"
+    );
+    // A flag alone is a usage error.
+    let usage = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--ca", &ca_pem])
+        .output()
+        .expect("run client");
+    assert_eq!(usage.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn echo_server_and_request_client_speak_go_buffstreams_framing() {
     let (srv, addr, out) = server(&[
         "--format",

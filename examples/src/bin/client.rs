@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use buffstreams_examples::cli::{self, DEFAULT_ADDR, Format};
 use buffstreams_framing::{Decoder, Encoder, FrameReader, FrameWriter, ReadError};
+use buffstreams_transport_std::rustls::pki_types::ServerName;
 use buffstreams_transport_std::{
     BigEndian, BuffStreams, Config, LengthPrefix, Writer, WriterConfig,
 };
@@ -52,12 +53,17 @@ struct Args {
     #[arg(long, default_value_t = 110)]
     payload: usize,
     /// Request/response: wait for each reply (against `server --echo`) and time it.
-    #[arg(long, conflicts_with = "acks")]
+    #[arg(long, conflicts_with_all = ["acks", "ca"])]
     request: bool,
     /// The acknowledged mode (against `server --acks`): every message kept until the server
     /// acknowledges it, re-sent after a reconnect.
     #[arg(long, alias = "acked")]
     acks: bool,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
+    /// With --ca: the name the server's certificate must carry.
+    #[arg(long, default_value = "localhost", value_name = "NAME")]
+    server_name: String,
 }
 
 /// Where the messages come from: generated, or one per line of standard input.
@@ -99,12 +105,21 @@ fn stream<H: LengthPrefix + Send + 'static>(args: &Args) -> ExitCode {
     let max = args.payload.max(4096);
     let replies = Arc::new(AtomicU64::new(0));
     let counted = replies.clone();
-    let config = WriterConfig::new()
+    let mut config = WriterConfig::new()
         .with_max_frame_len(max)
         .with_acks(args.acks)
         .with_on_reply(move |_| {
             counted.fetch_add(1, Relaxed);
         });
+    match (
+        args.tls.client(),
+        ServerName::try_from(args.server_name.clone()),
+    ) {
+        (Ok(Some(tls)), Ok(name)) => config = config.with_tls(tls, name),
+        (Ok(None), _) => {}
+        (Err(e), _) => return cli::fail("client", "TLS", e),
+        (_, Err(e)) => return cli::fail("client", "--server-name", e),
+    }
     let dialled = Instant::now();
     let writer = match Writer::<H>::dial(args.addr.as_str(), config) {
         Ok(w) => w,

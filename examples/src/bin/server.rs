@@ -59,6 +59,8 @@ struct Args {
     /// The acknowledged mode: acknowledge every message once handled (clients need --acks).
     #[arg(long, alias = "acked")]
     acks: bool,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
     /// Stop after this many messages.
     #[arg(long, value_name = "MESSAGES")]
     exit_after: Option<u64>,
@@ -84,9 +86,14 @@ fn main() -> ExitCode {
 }
 
 fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
-    let config = ListenerConfig::new()
+    let mut config = ListenerConfig::new()
         .with_max_frame_len(args.max)
         .with_acks(args.acks);
+    match args.tls.server() {
+        Ok(Some(tls)) => config = config.with_tls(tls),
+        Ok(None) => {}
+        Err(e) => return cli::fail("server", "TLS", e),
+    }
     let listener = match Listener::<H>::bind(args.addr.as_str(), config) {
         Ok(l) => l,
         Err(e) => {
@@ -103,10 +110,15 @@ fn serve<H: LengthPrefix + Send + Sync + 'static>(args: &Args) -> ExitCode {
         eprintln!("server: peer {peer} sent {}", cli::format_hint(e, format));
     });
     println!(
-        "listening on {} ({} headers, messages up to {} bytes)",
+        "listening on {} ({} headers, messages up to {} bytes{})",
         listener.local_addr(),
         format.name(),
-        args.max
+        args.max,
+        if args.tls.ca.is_some() {
+            ", mutual TLS"
+        } else {
+            ""
+        }
     );
     let print = args.print;
     let spawned = if args.echo {
