@@ -43,13 +43,13 @@ pub mod cli {
     #[derive(Clone, Debug, Default, clap::Args)]
     pub struct TlsArgs {
         /// Mutual TLS: the CA (PEM) the peer's certificate must chain to; needs --cert and
-        /// --key.
+        /// --key [default: none, plain TCP].
         #[arg(long, value_name = "PEM", requires_all = ["cert", "key"])]
         pub ca: Option<std::path::PathBuf>,
-        /// This side's certificate chain (PEM), for mutual TLS.
+        /// This side's certificate chain (PEM), for mutual TLS [default: none].
         #[arg(long, value_name = "PEM", requires = "ca")]
         pub cert: Option<std::path::PathBuf>,
-        /// This side's private key (PEM), for mutual TLS.
+        /// This side's private key (PEM), for mutual TLS [default: none].
         #[arg(long, value_name = "PEM", requires = "ca")]
         pub key: Option<std::path::PathBuf>,
     }

@@ -147,6 +147,7 @@ fn server_and_client_over_mutual_tls_from_pem_files() {
         rest.contains("stopped: 1000 messages (300000 bytes) in"),
         "server said: {rest}"
     );
+    assert!(rest.contains(", 1 TLS failures"), "server said: {rest}");
     // A flag alone is a usage error.
     let usage = Command::new(env!("CARGO_BIN_EXE_client"))
         .args(["--ca", &ca_pem])

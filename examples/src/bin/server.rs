@@ -194,7 +194,8 @@ fn summary(s: &ListenerStats) {
     println!(
         "stopped: {} messages ({} bytes) in, {} replies out, {} connections, \
          {} protocol errors, {} idle timeouts, {} truncated, {} skipped, \
-         {} acknowledgements, {} connections superseded, {} refused handshakes",
+         {} acknowledgements, {} connections superseded, {} refused handshakes, \
+         {} TLS failures",
         s.messages_in,
         s.bytes_in,
         s.messages_out,
@@ -206,6 +207,7 @@ fn summary(s: &ListenerStats) {
         s.acks_out,
         s.superseded,
         s.handshake_errors,
+        s.tls_errors,
     );
 }
 
