@@ -247,6 +247,11 @@ impl WriterConfig {
     /// of the handshake is done, so `dial` (and each reconnection) waits for its first message
     /// (the session tickets rustls, OpenSSL and Go send at once) to hear the verdict: up to
     /// the connect timeout with a listener that sends nothing.
+    ///
+    /// A TLS writer always reads its connection, with or without `with_on_reply` (the
+    /// listener's session tickets and alerts must not be left unread: closing would reset the
+    /// connection and lose what the listener had not read yet), so `close` ends the stream
+    /// and waits up to `with_reply_wait` for the listener to close its side, as with replies.
     #[cfg(feature = "tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     pub fn with_tls(
