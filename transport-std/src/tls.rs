@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, TryLockError};
 use std::time::Duration;
 
@@ -225,6 +226,9 @@ pub(crate) struct Session {
     tx: Mutex<Sealed>,
     /// The peer's certificates, once the handshake is done.
     peer: OnceLock<Option<Box<[CertificateDer<'static>]>>>,
+    /// A write stopped inside a record: the stream is cut there, nothing sealed later can be
+    /// read by the peer, so every later write fails.
+    cut: AtomicBool,
 }
 
 impl std::fmt::Debug for Session {
@@ -298,6 +302,7 @@ impl Session {
             }),
             tx: Mutex::new(Sealed::default()),
             peer: OnceLock::new(),
+            cut: AtomicBool::new(false),
         }
     }
 
@@ -467,6 +472,9 @@ impl Session {
     pub(crate) fn write(&self, tcp: &TcpStream, plain: &[u8]) -> io::Result<usize> {
         let plain = plain.get(..plain.len().min(SEAL_MAX)).unwrap_or(plain);
         let mut sealed = relock(&self.tx);
+        if self.cut.load(Relaxed) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
         let Sealed { bytes, marks } = &mut *sealed;
         bytes.clear();
         marks.clear();
@@ -500,10 +508,16 @@ impl Session {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // rustls has sealed everything: what did not go out can never follow
+                    // what did. The caller counts the records that went whole, no more.
+                    self.cut.store(true, Relaxed);
                     let whole = sealed.whole(written);
                     return if whole > 0 { Ok(whole) } else { Err(e) };
                 }
             }
+        }
+        if written < bytes.len() {
+            self.cut.store(true, Relaxed);
         }
         Ok(sealed.whole(written))
     }
@@ -625,7 +639,59 @@ fn handshake(conn: &mut ClientConnection, tcp: &mut TcpStream) -> io::Result<()>
 
 #[cfg(test)]
 mod tests {
-    use super::Records;
+    use super::{ClientTls, Records, Session};
+    use buffstreams_test_support::pki::{Ca, Leaf, name};
+    use std::io::ErrorKind;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    #[test]
+    fn a_write_cut_inside_a_record_fails_every_later_write() {
+        let ca = Ca::new("test CA");
+        let server_id = ca.leaf("listener", &["localhost"], Leaf::Server);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let config = Ca::server(&server_id, None);
+        // A peer that completes the handshake, then never reads again.
+        let peer = std::thread::spawn(move || {
+            let (mut tcp, _) = listener.accept().unwrap();
+            let mut conn = rustls::ServerConnection::new(config).unwrap();
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).unwrap();
+            }
+            while conn.wants_write() {
+                conn.write_tls(&mut tcp).unwrap();
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        });
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let tls = ClientTls {
+            config: ca.client(None),
+            name: name("localhost"),
+        };
+        let session = Session::connect(&tls, &mut tcp, Duration::from_secs(5)).unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        // Until the peer's window and our send buffer are full and a write times out, part of
+        // its records written.
+        let mut first_failure = None;
+        for _ in 0..10_000 {
+            match session.write(&tcp, &chunk) {
+                Ok(n) if n == chunk.len() => continue,
+                other => {
+                    first_failure = Some(other);
+                    break;
+                }
+            }
+        }
+        assert!(first_failure.is_some(), "the writes never stopped");
+        // Nothing sealed after the cut can follow it: every later write fails at once.
+        let later = session.write(&tcp, &chunk);
+        assert_eq!(later.map_err(|e| e.kind()), Err(ErrorKind::BrokenPipe));
+        drop(tcp);
+        peer.join().unwrap();
+    }
 
     #[test]
     fn records_cut_anywhere_are_seen_as_cut() {
