@@ -134,6 +134,29 @@ impl Ca {
     }
 }
 
+/// A listener's and a device's configurations for mutual TLS, from a CA of their own (the
+/// listener's certificate names `localhost`): what a program that only needs both ends uses.
+#[derive(Clone, Debug)]
+pub struct MutualTls {
+    /// The listener's: its certificate, a certificate from the CA required of clients.
+    pub server: Arc<ServerConfig>,
+    /// A device's: the CA as its roots, its certificate presented.
+    pub client: Arc<ClientConfig>,
+}
+
+impl MutualTls {
+    /// Both configurations, from a new CA called `ca_name`.
+    pub fn new(ca_name: &str) -> Self {
+        let ca = Ca::new(ca_name);
+        let server = ca.leaf("listener", &["localhost"], Leaf::Server);
+        let device = ca.leaf("device", &[], Leaf::Client);
+        Self {
+            server: Ca::server(&server, Some(&ca)),
+            client: ca.client(Some(&device)),
+        }
+    }
+}
+
 /// A server name for `WriterConfig::with_tls`.
 pub fn name(n: &str) -> ServerName<'static> {
     ServerName::try_from(n.to_string()).unwrap()

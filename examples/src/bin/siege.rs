@@ -22,9 +22,7 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
-use buffstreams_test_support::pki::{Ca, Leaf, name};
+use buffstreams_test_support::pki::{MutualTls, name};
 use buffstreams_transport_std::rustls;
 use buffstreams_transport_std::{Listener, ListenerConfig, ListenerHandle};
 use clap::Parser;
@@ -88,7 +86,7 @@ fn siege(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ListenerConfig::new().with_max_connections(args.max_connections.unwrap_or(1024));
     let pki = args.tls.then(Pki::new);
     if let Some(pki) = &pki {
-        config = config.with_tls(pki.server.clone());
+        config = config.with_tls(pki.0.server.clone());
     }
     let listener: Listener = Listener::bind("127.0.0.1:0", config.clone())?;
     let server = listener.spawn_with_reply(|m, conn| {
@@ -194,24 +192,15 @@ fn raise_fd_limit() {
 }
 
 /// `--tls`: the listener's configuration and a device's, from a CA made at start.
-struct Pki {
-    server: Arc<rustls::ServerConfig>,
-    client: Arc<rustls::ClientConfig>,
-}
+struct Pki(MutualTls);
 
 impl Pki {
     fn new() -> Self {
-        let ca = Ca::new("siege CA");
-        let server = ca.leaf("listener", &["localhost"], Leaf::Server);
-        let device = ca.leaf("device", &[], Leaf::Client);
-        Self {
-            server: Ca::server(&server, Some(&ca)),
-            client: ca.client(Some(&device)),
-        }
+        Self(MutualTls::new("siege CA"))
     }
 
     fn connection(&self) -> std::io::Result<rustls::ClientConnection> {
-        rustls::ClientConnection::new(self.client.clone(), name("localhost"))
+        rustls::ClientConnection::new(self.0.client.clone(), name("localhost"))
             .map_err(std::io::Error::other)
     }
 

@@ -141,6 +141,25 @@ impl Drop for Files {
     }
 }
 
+/// What our listener's callback recorded: messages `0..N` in order, each with the device's
+/// certificate, and no TLS failure.
+fn listener_got_every_message(
+    server: &ListenerHandle,
+    got: &Shared<Vec<u8>>,
+    named: &Shared<bool>,
+) {
+    let got = got.lock().unwrap();
+    assert_eq!(got.len(), N);
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(*m, message(i), "message {i}");
+    }
+    assert!(
+        named.lock().unwrap().iter().all(|&b| b),
+        "the device's certificate"
+    );
+    assert_eq!(server.stats().tls_errors, 0);
+}
+
 /// A child process killed on drop, its stdout lines on a channel.
 struct Proc {
     child: Child,
@@ -148,25 +167,13 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(cmd: &mut Command, stdin: Option<Vec<u8>>) -> Self {
+    fn start(cmd: &mut Command) -> Self {
         let mut child = cmd
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        if let Some(bytes) = stdin {
-            let mut pipe = child.stdin.take().unwrap();
-            thread::spawn(move || {
-                let _ = pipe.write_all(&bytes);
-                // Kept open: `openssl s_client` ends at its input's end.
-                thread::sleep(WAIT);
-            });
-        }
         let out = BufReader::new(child.stdout.take().unwrap());
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -218,29 +225,17 @@ fn python_ssl_client_to_our_listener() {
     let (server, got, named) = f.listener::<Varint32>(ListenerConfig::new());
     let port = server.local_addr().port().to_string();
     let n = N.to_string();
-    let p = Proc::start(
-        Command::new(python).args([
-            &peer_script(),
-            "client",
-            &port,
-            &f.path("ca.pem"),
-            &f.path("device.pem"),
-            &f.path("device.key"),
-            &n,
-        ]),
-        None,
-    );
+    let p = Proc::start(Command::new(python).args([
+        &peer_script(),
+        "client",
+        &port,
+        &f.path("ca.pem"),
+        &f.path("device.pem"),
+        &f.path("device.key"),
+        &n,
+    ]));
     assert_eq!(p.line(), format!("ok {N} peer=listener"));
-    let got = got.lock().unwrap();
-    assert_eq!(got.len(), N);
-    for (i, m) in got.iter().enumerate() {
-        assert_eq!(*m, message(i), "message {i}");
-    }
-    assert!(
-        named.lock().unwrap().iter().all(|&b| b),
-        "the device's certificate"
-    );
-    assert_eq!(server.stats().tls_errors, 0);
+    listener_got_every_message(&server, &got, &named);
     ran("python-ssl client");
 }
 
@@ -249,17 +244,14 @@ fn our_writer_to_a_python_ssl_server() {
     let Some(python) = python() else { return };
     let f = Files::new("py-server");
     let n = N.to_string();
-    let p = Proc::start(
-        Command::new(python).args([
-            &peer_script(),
-            "server",
-            &f.path("ca.pem"),
-            &f.path("server.pem"),
-            &f.path("server.key"),
-            &n,
-        ]),
-        None,
-    );
+    let p = Proc::start(Command::new(python).args([
+        &peer_script(),
+        "server",
+        &f.path("ca.pem"),
+        &f.path("server.pem"),
+        &f.path("server.key"),
+        &n,
+    ]));
     let first = p.line();
     let port: u16 = first
         .strip_prefix("listening ")
@@ -341,24 +333,19 @@ fn openssl_s_client_to_our_listener() {
         .expect("start openssl s_client");
     let mut stdin = child.stdin.take().unwrap();
     let input = frames(N, message);
+    // Written from another thread while the replies are read here; the pipe is handed back
+    // and kept open until then (s_client ends at its input's end).
     let writing = thread::spawn(move || {
         stdin.write_all(&input).unwrap();
-        // Kept open until every reply is read (the test kills s_client then).
-        thread::sleep(WAIT);
+        stdin
     });
     let mut out = child.stdout.take().unwrap();
     expect_frames(&mut out, N, |i| reversed(message(i)));
+    let stdin = writing.join().expect("s_client took its input");
     let _ = child.kill();
     let _ = child.wait();
-    drop(writing);
-    let got = got.lock().unwrap();
-    assert_eq!(got.len(), N);
-    assert!(got.iter().enumerate().all(|(i, m)| *m == message(i)));
-    assert!(
-        named.lock().unwrap().iter().all(|&b| b),
-        "the device's certificate"
-    );
-    assert_eq!(server.stats().tls_errors, 0);
+    drop(stdin);
+    listener_got_every_message(&server, &got, &named);
     ran("openssl s_client");
 }
 
@@ -401,7 +388,7 @@ fn our_writer_to_openssl_s_server() {
     let mut stdin = server.stdin.take().unwrap();
     let feeding = thread::spawn(move || {
         stdin.write_all(&replies).unwrap();
-        thread::sleep(WAIT);
+        stdin
     });
     for i in 0..N {
         w.write(&message(i)).unwrap();
@@ -413,9 +400,10 @@ fn our_writer_to_openssl_s_server() {
         assert_eq!(r, reversed(message(i)), "reply {i}");
     }
     let stats = w.close();
+    let stdin = feeding.join().expect("s_server took the replies");
     let _ = server.kill();
     let _ = server.wait();
-    drop(feeding);
+    drop(stdin);
     assert_eq!((stats.tls_errors, stats.dead_lettered), (0, 0));
     ran("openssl s_server");
 }
@@ -443,14 +431,7 @@ fn tokio_rustls_under_framed_to_our_listener() {
             assert_eq!(r.to_vec(), reversed(message(i)), "reply {i}");
         }
     });
-    let got = got.lock().unwrap();
-    assert_eq!(got.len(), N);
-    assert!(got.iter().enumerate().all(|(i, m)| *m == message(i)));
-    assert!(
-        named.lock().unwrap().iter().all(|&b| b),
-        "the device's certificate"
-    );
-    assert_eq!(server.stats().tls_errors, 0);
+    listener_got_every_message(&server, &got, &named);
     ran("tokio-rustls client");
 }
 

@@ -54,12 +54,12 @@ impl<H: LengthPrefix> Shared<H> {
     /// One attempt: the socket, configured, and under TLS the handshake.
     fn open(&self) -> io::Result<Stream> {
         let wait = self.config.connect_timeout();
-        #[allow(unused_mut)]
-        let mut s = TcpStream::connect_timeout(&self.addr, wait)?;
+        let s = TcpStream::connect_timeout(&self.addr, wait)?;
         s.set_nodelay(self.config.nodelay())?;
         s.set_write_timeout(self.config.write_timeout())?;
         #[cfg(feature = "tls")]
         if let Some(tls) = self.config.tls() {
+            let mut s = s;
             let session = crate::tls::Session::connect(tls, &mut s, wait)?;
             return Ok(Stream::tls(s, session));
         }

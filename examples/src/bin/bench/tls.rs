@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use buffstreams_test_support::pki::{Ca, Leaf, name};
+use buffstreams_test_support::pki::{MutualTls, name};
 use buffstreams_transport_std::rustls::pki_types::ServerName;
 use buffstreams_transport_std::rustls::{ClientConfig, ServerConfig};
 
@@ -21,12 +21,10 @@ pub struct Tls {
 pub fn tls() -> &'static Tls {
     static TLS: OnceLock<Tls> = OnceLock::new();
     TLS.get_or_init(|| {
-        let ca = Ca::new("bench CA");
-        let server = ca.leaf("listener", &["localhost"], Leaf::Server);
-        let device = ca.leaf("device", &[], Leaf::Client);
+        let MutualTls { server, client } = MutualTls::new("bench CA");
         Tls {
-            server: Ca::server(&server, Some(&ca)),
-            client: ca.client(Some(&device)),
+            server,
+            client,
             name: name("localhost"),
         }
     })
