@@ -22,9 +22,11 @@ impl<const N: usize> Storage for [u8; N] {
     fn capacity(&self) -> usize {
         N
     }
+    #[inline]
     fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
         self.get_mut(..len)
     }
+    #[inline]
     fn filled(&self, len: usize) -> Option<&[u8]> {
         self.get(..len)
     }
@@ -34,9 +36,11 @@ impl Storage for &mut [u8] {
     fn capacity(&self) -> usize {
         self.len()
     }
+    #[inline]
     fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
         self.get_mut(..len)
     }
+    #[inline]
     fn filled(&self, len: usize) -> Option<&[u8]> {
         self.get(..len)
     }
@@ -46,12 +50,14 @@ impl<const N: usize> Storage for heapless::Vec<u8, N> {
     fn capacity(&self) -> usize {
         N
     }
+    #[inline]
     fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
         if self.len() < len {
             self.resize(len, 0).ok()?;
         }
         self.get_mut(..len)
     }
+    #[inline]
     fn filled(&self, len: usize) -> Option<&[u8]> {
         self.get(..len)
     }
@@ -62,12 +68,14 @@ impl Storage for alloc::vec::Vec<u8> {
     fn capacity(&self) -> usize {
         usize::MAX
     }
+    #[inline]
     fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
         if self.len() < len {
             self.resize(len, 0);
         }
         self.get_mut(..len)
     }
+    #[inline]
     fn filled(&self, len: usize) -> Option<&[u8]> {
         self.get(..len)
     }
@@ -78,9 +86,11 @@ impl Storage for alloc::boxed::Box<[u8]> {
     fn capacity(&self) -> usize {
         self.len()
     }
+    #[inline]
     fn slot(&mut self, len: usize) -> Option<&mut [u8]> {
         self.get_mut(..len)
     }
+    #[inline]
     fn filled(&self, len: usize) -> Option<&[u8]> {
         self.get(..len)
     }

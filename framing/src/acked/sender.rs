@@ -411,6 +411,7 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     ///
     /// # Errors
     /// As [`queue`](Self::queue).
+    #[inline]
     pub fn queue_message(&mut self, header: &Header, payload: &[u8]) -> Result<bool, QueueError> {
         let len = header.len().saturating_add(payload.len());
         self.queue_with(len, 1, |room| {
@@ -431,6 +432,7 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     ///
     /// # Errors
     /// As [`queue`](Self::queue).
+    #[inline]
     pub fn queue_with(
         &mut self,
         len: usize,
@@ -467,6 +469,7 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
 
     /// Whether the newest batch has not gone out, even in part, on the current connection
     /// (with none open, it goes out whole on the next, so it may grow).
+    #[inline]
     fn tail_unsent(&self) -> bool {
         let Some(tail) = self.window.tail() else {
             return false;

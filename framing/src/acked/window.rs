@@ -60,8 +60,8 @@ pub struct Window<S> {
     /// How far the storage has ever been written: growing past it costs a growable storage
     /// memory, wrapping does not.
     high: usize,
-    /// Where the newest batch's record starts.
-    tail: Option<usize>,
+    /// The newest batch (kept here, so growing it per message reads no record back).
+    tail: Option<Batch>,
     messages: u64,
     frame_bytes: usize,
 }
@@ -224,15 +224,16 @@ impl<S: Storage> Window<S> {
             self.end = end;
         }
         self.high = self.high.max(end);
-        self.tail = Some(at);
+        self.tail = Some(batch);
         self.messages = self.messages.saturating_add(u64::from(count));
         self.frame_bytes = self.frame_bytes.saturating_add(len);
         Ok(batch)
     }
 
     /// The newest batch.
+    #[inline]
     pub(crate) fn tail(&self) -> Option<Batch> {
-        self.batch_at(self.tail?)
+        self.tail
     }
 
     /// Appends `len` bytes (`count` whole frames) that `fill` writes in place to the newest
@@ -241,6 +242,7 @@ impl<S: Storage> Window<S> {
     ///
     /// # Errors
     /// [`QueueError::Full`] when it cannot grow so (the caller starts a new batch).
+    #[inline]
     pub(crate) fn extend_tail_with(
         &mut self,
         len: usize,
@@ -283,11 +285,13 @@ impl<S: Storage> Window<S> {
         self.high = self.high.max(to);
         self.messages = self.messages.saturating_add(u64::from(count));
         self.frame_bytes = self.frame_bytes.saturating_add(len);
-        Ok(Batch {
+        let grown = Batch {
             at: tail.at,
             count: new_count,
             len: grown,
-        })
+        };
+        self.tail = Some(grown);
+        Ok(grown)
     }
 
     /// The batch whose record starts at `at`, if one does.
@@ -416,6 +420,44 @@ mod tests {
         w.pop_front();
         assert_eq!(contents(&w), [(5, [5].to_vec())]);
         w.pop_front();
+        assert!(w.is_empty());
+    }
+
+    /// The newest batch is kept beside the storage so growing it reads no record back: after
+    /// every change it must agree with the record in the storage, across the wrap.
+    #[test]
+    fn the_newest_batch_grows_in_place_and_agrees_with_its_record() {
+        let mut w = Window::new([0u8; 64], usize::MAX, 100);
+        let same = |w: &Window<[u8; 64]>| {
+            let tail = w.tail().unwrap();
+            assert_eq!(w.batch_at(tail.at), Some(tail));
+        };
+        w.push(&[&[1; 10]], 1).unwrap(); // 0..18
+        let grown = w.extend_tail_with(6, 2, 64, |b| b.fill(2)).unwrap(); // 0..24
+        assert_eq!((grown.count, grown.len), (3, 16));
+        same(&w);
+        w.push(&[&[3; 10]], 1).unwrap(); // 24..42
+        w.extend_tail_with(4, 1, 64, |b| b.fill(4)).unwrap(); // 24..46
+        same(&w);
+        // Over `max_len`, or past the limit: the caller starts a new batch.
+        assert_eq!(w.extend_tail_with(1, 1, 14, |_| {}), Err(QueueError::Full));
+        assert_eq!(w.extend_tail_with(19, 1, 64, |_| {}), Err(QueueError::Full));
+        w.pop_front(); // the older region starts at 24 now
+        w.push(&[&[5; 8]], 1).unwrap(); // wraps rather than grows: 0..16
+        w.extend_tail_with(4, 1, 64, |b| b.fill(6)).unwrap(); // 0..20
+        same(&w);
+        // The newer region may not grow into the older one.
+        assert_eq!(w.extend_tail_with(5, 1, 64, |_| {}), Err(QueueError::Full));
+        let mut third = [3u8; 14].to_vec();
+        third[10..].fill(4);
+        let mut fifth = [5u8; 12].to_vec();
+        fifth[8..].fill(6);
+        assert_eq!(contents(&w), [(2, third), (2, fifth)]);
+        assert_eq!((w.messages(), w.frame_bytes()), (4, 26));
+        w.pop_front();
+        same(&w);
+        w.pop_front();
+        assert_eq!(w.tail(), None);
         assert!(w.is_empty());
     }
 

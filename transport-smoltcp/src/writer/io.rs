@@ -70,29 +70,37 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
         let Some(a) = self.acked.as_mut() else {
             return Err(SendError::NotConnected);
         };
-        let mut needed = 0usize;
-        for p in payloads {
-            let n = self.encoder.encoded_len(p.len())?;
-            needed = needed.checked_add(n).ok_or(SendError::ExceedsBuffer {
-                needed: usize::MAX,
-                capacity: a.sender.window().capacity(),
-            })?;
-        }
-        let count = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
         let encoder = &self.encoder;
-        let queued = a.sender.queue_with(needed, count, |mut room| {
+        let (needed, queued) = if let [one] = payloads {
+            // One message (`write`): its header is made once, and copied whole.
+            let header = encoder.header(one.len())?;
+            let needed = header.len().saturating_add(one.len());
+            (needed, a.sender.queue_message(&header, one))
+        } else {
+            let mut needed = 0usize;
             for p in payloads {
-                // Every header was computed above and the encoder is deterministic.
-                let Ok(header) = encoder.header(p.len()) else {
-                    return;
-                };
-                let (h, rest) = room.split_at_mut(header.len());
-                h.copy_from_slice(&header);
-                let (body, rest) = rest.split_at_mut(p.len());
-                body.copy_from_slice(p);
-                room = rest;
+                let n = encoder.encoded_len(p.len())?;
+                needed = needed.checked_add(n).ok_or(SendError::ExceedsBuffer {
+                    needed: usize::MAX,
+                    capacity: a.sender.window().capacity(),
+                })?;
             }
-        });
+            let count = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+            let queued = a.sender.queue_with(needed, count, |mut room| {
+                for p in payloads {
+                    // Every header was computed above and the encoder is deterministic.
+                    let Ok(header) = encoder.header(p.len()) else {
+                        return;
+                    };
+                    let (h, rest) = room.split_at_mut(header.len());
+                    h.copy_from_slice(&header);
+                    let (body, rest) = rest.split_at_mut(p.len());
+                    body.copy_from_slice(p);
+                    room = rest;
+                }
+            });
+            (needed, queued)
+        };
         match queued {
             Ok(_) => {
                 // An idle link gets the message at once; while the send ring still holds
