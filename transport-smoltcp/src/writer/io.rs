@@ -72,7 +72,7 @@ impl<H: LengthPrefix, S: Storage, W: Storage> Writer<H, S, W> {
         };
         let encoder = &self.encoder;
         let (needed, queued) = if let [one] = payloads {
-            // One message (`write`): its header is made once, and copied whole.
+            // One message (`write`): its header is made once.
             let header = encoder.header(one.len())?;
             let needed = header.len().saturating_add(one.len());
             (needed, a.sender.queue_message(&header, one))
