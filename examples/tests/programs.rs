@@ -386,9 +386,22 @@ fn smoltcp_bench_prints_one_json_object_per_run_beside_the_hand_written_loop() {
     }
 }
 
+/// Runs `bench` with `args`, which must succeed (it exits non-zero when a message or a
+/// connection failed); its stdout.
+fn bench(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(args)
+        .output()
+        .expect("run bench");
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}");
+    out
+}
+
 #[test]
 fn bench_without_arguments_runs_every_peer_side_by_side() {
-    // The default run, shortened: one round of one second per peer.
+    // The default run, shortened: one round of one second per peer. Its stderr is checked
+    // too, so it keeps the whole output.
     let o = Command::new(env!("CARGO_BIN_EXE_bench"))
         .args(["--rounds", "1", "--seconds", "1"])
         .output()
@@ -444,20 +457,15 @@ fn bench_without_arguments_runs_every_peer_side_by_side() {
 
 #[test]
 fn bench_markdown_states_the_machine_even_without_the_baseline_among_its_peers() {
-    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "--peer",
-            "buffstreams,framing",
-            "--rounds",
-            "1",
-            "--seconds",
-            "1",
-            "--markdown",
-        ])
-        .output()
-        .expect("run bench");
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = bench(&[
+        "--peer",
+        "buffstreams,framing",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--markdown",
+    ]);
     let state = out
         .split("std-baseline at ")
         .nth(1)
@@ -472,12 +480,7 @@ fn bench_markdown_states_the_machine_even_without_the_baseline_among_its_peers()
 
 #[test]
 fn bench_rtt_shows_percentiles_beside_raw() {
-    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--rtt", "--peer", "buffstreams", "--seconds", "1"])
-        .output()
-        .expect("run bench");
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}");
+    let out = bench(&["--rtt", "--peer", "buffstreams", "--seconds", "1"]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines[0].starts_with("round trips: raw, buffstreams;"),
@@ -496,21 +499,16 @@ fn bench_rtt_shows_percentiles_beside_raw() {
 
 #[test]
 fn bench_tls_peers_side_by_side_with_a_ratio_to_tokio_rustls() {
-    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args([
-            "--peer",
-            "buffstreams-tls,tokio-rustls",
-            "--rounds",
-            "1",
-            "--seconds",
-            "1",
-            "--markdown",
-        ])
-        .output()
-        .expect("run bench");
-    let out = stdout(&o);
     // Every message written arrived, with the right size, over TLS on both peers.
-    assert!(o.status.success(), "{out}");
+    let out = bench(&[
+        "--peer",
+        "buffstreams-tls,tokio-rustls",
+        "--rounds",
+        "1",
+        "--seconds",
+        "1",
+        "--markdown",
+    ]);
     assert!(out.contains("vs tokio-rustls |"), "{out}");
     let row = |peer: &str| {
         out.lines()
@@ -524,13 +522,8 @@ fn bench_tls_peers_side_by_side_with_a_ratio_to_tokio_rustls() {
 
 #[test]
 fn bench_handshakes_counts_tls_connections_for_both_servers() {
-    let o = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--handshakes", "--rounds", "1", "--seconds", "1"])
-        .output()
-        .expect("run bench");
-    let out = stdout(&o);
     // Non-zero exit if any client connection failed.
-    assert!(o.status.success(), "{out}");
+    let out = bench(&["--handshakes", "--rounds", "1", "--seconds", "1"]);
     for peer in ["buffstreams-tls", "tokio-rustls"] {
         let line = out
             .lines()
