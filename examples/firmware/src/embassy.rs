@@ -13,7 +13,6 @@
 use buffstreams_embassy_example::send_to;
 use buffstreams_firmware::{board_init, exit, millis};
 use cortex_m_rt::entry;
-use cortex_m_semihosting::hprintln;
 use embassy_net::{Ipv4Address, Ipv4Cidr, Stack, StackResources, StaticConfigV4};
 use panic_semihosting as _;
 use static_cell::StaticCell;
@@ -35,17 +34,7 @@ async fn app(stack: Stack<'static>) {
     let start = millis();
     let server = (Ipv4Address::new(10, 0, 2, 100), 5555);
     let sent = send_to(stack, server, rx, tx, COUNT).await;
-    let ms = millis().wrapping_sub(start).max(1);
-    match &sent {
-        Ok(()) => hprintln!(
-            "embassy firmware: {} messages sent and acknowledged in {} ms: {} messages/s (emulated Cortex-M3)",
-            COUNT,
-            ms,
-            u64::from(COUNT) * 1000 / u64::from(ms)
-        ),
-        Err(e) => hprintln!("embassy firmware: {:?}", e),
-    }
-    rt::finish(sent.is_ok());
+    rt::report("embassy firmware", "", COUNT, start, &sent);
 }
 
 #[entry]

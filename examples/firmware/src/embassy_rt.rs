@@ -55,6 +55,31 @@ pub fn finish(ok: bool) {
     critical_section::with(|cs| *RESULT.borrow(cs).borrow_mut() = Some(ok));
 }
 
+/// The application's end after sending `count` messages from `start` (its `millis`): says how
+/// it went under `program`'s name (`how`: how they went, such as " over TLS") and
+/// [`finish`]es with its status.
+pub fn report<E: core::fmt::Debug>(
+    program: &str,
+    how: &str,
+    count: u32,
+    start: u32,
+    sent: &Result<(), E>,
+) {
+    let ms = millis().wrapping_sub(start).max(1);
+    match sent {
+        Ok(()) => hprintln!(
+            "{}: {} messages sent{} and acknowledged in {} ms: {} messages/s (emulated Cortex-M3)",
+            program,
+            count,
+            how,
+            ms,
+            u64::from(count) * 1000 / u64::from(ms)
+        ),
+        Err(e) => hprintln!("{}: {:?}", program, e),
+    }
+    finish(sent.is_ok());
+}
+
 #[embassy_executor::task]
 pub async fn net_task(mut runner: Runner<'static, Lan9118>) -> ! {
     runner.run().await

@@ -152,17 +152,7 @@ async fn app(stack: Stack<'static>, seed: [u8; 32]) {
     stack.wait_config_up().await;
     let start = millis();
     let sent = stream(stack, seed).await;
-    let ms = millis().wrapping_sub(start).max(1);
-    match &sent {
-        Ok(()) => hprintln!(
-            "tls firmware: {} messages sent over TLS and acknowledged in {} ms: {} messages/s (emulated Cortex-M3)",
-            COUNT,
-            ms,
-            u64::from(COUNT) * 1000 / u64::from(ms)
-        ),
-        Err(e) => hprintln!("tls firmware: {:?}", e),
-    }
-    rt::finish(sent.is_ok());
+    rt::report("tls firmware", " over TLS", COUNT, start, &sent);
 }
 
 #[entry]
