@@ -155,7 +155,7 @@ mod wire;
 pub use receiver::{ACK_BYTES, ACK_DELAY_US, ACK_EVERY, Delivery, Receiver};
 pub use sender::{Broken, Epoch, Opening, Received, Sender, SenderConfig, SenderError};
 pub use sessions::{OpenError, Opened, SessionSlot, Sessions};
-pub use window::{QueueError, RECORD_LEN, Window};
+pub use window::{Batch, Batches, QueueError, RECORD_LEN, Window};
 pub use wire::{
     ACK_LEN, Back, HELLO_LEN, Hello, MAGIC, PREFIX, REPLY, SessionId, VERSION, WELCOME_LEN,
     WireError, ack, back_config, field, plain_decoder_refuses_hello, welcome,

@@ -1,16 +1,15 @@
 //! The writer's side of the acknowledged mode as a sans-io state machine: it numbers what the
-//! application queues, keeps it in a [`Window`] until the listener acknowledges it, opens each
+//! application queues, keeps it in a [`Window`](super::Window) (or another [`Batches`] store) until the listener acknowledges it, opens each
 //! connection with a hello, resumes exactly where the listener's welcome says, and tells the
 //! transport what to write, what to give up and when a connection has gone silent.
 
 use core::fmt;
 use core::marker::PhantomData;
 
-use super::window::{Batch, QueueError, Window};
+use super::window::{Batch, Batches, QueueError};
 use super::wire::{Back, HELLO_LEN, Hello, SessionId, WireError};
 use crate::config::Config;
 use crate::header::{Header, LengthPrefix};
-use crate::storage::Storage;
 use crate::walk::Frames;
 
 /// The sender's time limits, in microseconds of the caller's clock.
@@ -199,10 +198,10 @@ enum Link {
 /// drives it. `H` is the messages' header format (the sender walks its own frames only when
 /// a connection resumes inside a batch, and when messages are given up).
 #[derive(Debug)]
-pub struct Sender<H, S> {
+pub struct Sender<H, W> {
     framing: Config,
     config: SenderConfig,
-    window: Window<S>,
+    window: W,
     session: SessionId,
     /// The number of the next message queued.
     next_seq: u64,
@@ -215,15 +214,11 @@ pub struct Sender<H, S> {
     _format: PhantomData<fn() -> H>,
 }
 
-impl<H: LengthPrefix, S: Storage> Sender<H, S> {
+impl<H: LengthPrefix, W: Batches> Sender<H, W> {
     /// A sender for session `session` (16 random bytes, new for every writer), framing its
-    /// messages with `framing` and keeping them in `window` until acknowledged.
-    pub fn new(
-        framing: Config,
-        config: SenderConfig,
-        window: Window<S>,
-        session: SessionId,
-    ) -> Self {
+    /// messages with `framing` and keeping them in `window` until acknowledged (a
+    /// [`Window`](super::Window) over caller storage, or another [`Batches`] store).
+    pub fn new(framing: Config, config: SenderConfig, window: W, session: SessionId) -> Self {
         Self {
             framing,
             config,
@@ -402,7 +397,25 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     /// [`QueueError::Full`] until acknowledgements make room; [`QueueError::TooLarge`] for a
     /// batch the window can never hold.
     pub fn queue(&mut self, frames: &[u8], count: u32) -> Result<bool, QueueError> {
-        let batch = self.window.push(&[frames], count)?;
+        let batch = self
+            .window
+            .push_with(frames.len(), count, |room| room.copy_from_slice(frames))?;
+        Ok(self.queued(batch))
+    }
+
+    /// Queues a batch that `push` appends to the window itself, through its store's own
+    /// means (transport-std hands a full send buffer over, with no copy): as
+    /// [`queue`](Self::queue). `push` must append exactly one batch of whole frames of format
+    /// `H` and return it (as the store's [`Batches::push_with`] does); an error leaves the
+    /// sender as it was.
+    ///
+    /// # Errors
+    /// What `push` returned.
+    pub fn queue_in(
+        &mut self,
+        push: impl FnOnce(&mut W) -> Result<Batch, QueueError>,
+    ) -> Result<bool, QueueError> {
+        let batch = push(&mut self.window)?;
         Ok(self.queued(batch))
     }
 
@@ -671,7 +684,7 @@ impl<H: LengthPrefix, S: Storage> Sender<H, S> {
     }
 
     /// The window.
-    pub fn window(&self) -> &Window<S> {
+    pub fn window(&self) -> &W {
         &self.window
     }
 }

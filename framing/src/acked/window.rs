@@ -66,12 +66,79 @@ pub struct Window<S> {
     frame_bytes: usize,
 }
 
-/// One batch in the window: where its record starts, and what it holds.
+/// One batch in a sender's window: where its store keeps it, and what it holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Batch {
-    pub(crate) at: usize,
-    pub(crate) count: u32,
-    pub(crate) len: usize,
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Batch {
+    /// Where the store keeps it: [`Window`]'s byte offset of its record, another store's own
+    /// position. The sender only compares it, to tell one batch from another.
+    pub at: usize,
+    /// Its messages (whole frames).
+    pub count: u32,
+    /// Its frames' bytes.
+    pub len: usize,
+}
+
+/// Where a [`Sender`](super::Sender) keeps the frames it queued and the listener has not
+/// acknowledged yet: batches, in the order they go on the wire.
+///
+/// [`Window`] is the store for firmware and most transports: a ring in caller storage that
+/// each batch is copied into. A transport that owns its send buffers can keep those instead
+/// and copy nothing: transport-std hands its lanes' full 64 KiB buffers over, and queues them
+/// with [`Sender::queue_in`](super::Sender::queue_in).
+///
+/// A store's batches are exactly what was pushed (and grown), in order; `pop_front` and
+/// `clear` drop from the front only.
+pub trait Batches {
+    /// The most bytes it can hold (the sender grows its newest batch up to an eighth of it).
+    fn capacity(&self) -> usize;
+    /// Messages it holds.
+    fn messages(&self) -> u64;
+    /// Bytes of frames it holds.
+    fn frame_bytes(&self) -> usize;
+    /// Whether it holds nothing.
+    fn is_empty(&self) -> bool;
+    /// Whether a batch of `len` bytes and `count` messages would be pushed now.
+    fn has_room(&self, len: usize, count: u32) -> bool;
+    /// Appends a batch of `len` bytes (`count` whole frames) that `fill` writes in place.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] when there is no room now, [`QueueError::TooLarge`] when there
+    /// never will be (or `count` is 0).
+    fn push_with(
+        &mut self,
+        len: usize,
+        count: u32,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Batch, QueueError>;
+    /// Appends `len` bytes (`count` whole frames) that `fill` writes in place to the newest
+    /// batch, if it can grow so and stays under `max_len`; returns the batch as it now is.
+    /// A store that cannot grow batches keeps the default, which never does.
+    ///
+    /// # Errors
+    /// [`QueueError::Full`] when it does not grow (the sender pushes a new batch).
+    fn extend_tail_with(
+        &mut self,
+        len: usize,
+        count: u32,
+        max_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<Batch, QueueError> {
+        let _ = (len, count, max_len, fill);
+        Err(QueueError::Full)
+    }
+    /// The newest batch.
+    fn tail(&self) -> Option<Batch>;
+    /// The oldest batch.
+    fn front(&self) -> Option<Batch>;
+    /// The batch after `batch`, in wire order.
+    fn after(&self, batch: &Batch) -> Option<Batch>;
+    /// The frames of `batch`, from byte `skip` of them.
+    fn frames(&self, batch: &Batch, skip: usize) -> &[u8];
+    /// Drops the oldest batch.
+    fn pop_front(&mut self);
+    /// Drops every batch.
+    fn clear(&mut self);
 }
 
 impl Batch {
@@ -168,30 +235,53 @@ impl<S: Storage> Window<S> {
         }
     }
 
-    /// Appends the concatenation of `parts` (whole frames, `count` of them) as one batch.
-    ///
-    /// # Errors
-    /// [`QueueError::Full`] when there is no room now, [`QueueError::TooLarge`] when there
-    /// never will be (or `count` is 0, or the storage cannot provide the room).
-    pub(crate) fn push(&mut self, parts: &[&[u8]], count: u32) -> Result<Batch, QueueError> {
-        let len = parts
-            .iter()
-            .try_fold(0usize, |n, p| n.checked_add(p.len()))
-            .ok_or(QueueError::TooLarge)?;
-        self.push_with(len, count, |mut body| {
-            for part in parts {
-                let (here, rest) = body.split_at_mut(part.len());
-                here.copy_from_slice(part);
-                body = rest;
-            }
+    /// The batch whose record starts at `at`, if one does.
+    fn batch_at(&self, at: usize) -> Option<Batch> {
+        let in_older = at >= self.start && at < self.end;
+        let in_newer = self.wrapped && at < self.wrapped_end;
+        if !(in_older || in_newer) {
+            return None;
+        }
+        let record = self
+            .storage
+            .filled(at.checked_add(RECORD_LEN)?)?
+            .get(at..)?;
+        let count = u32::from_le_bytes(record.get(..4)?.try_into().ok()?);
+        let len = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
+        Some(Batch {
+            at,
+            count,
+            len: usize::try_from(len).ok()?,
         })
+    }
+}
+
+impl<S: Storage> Batches for Window<S> {
+    fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    fn messages(&self) -> u64 {
+        self.messages
+    }
+
+    fn frame_bytes(&self) -> usize {
+        self.frame_bytes
+    }
+
+    fn is_empty(&self) -> bool {
+        Window::is_empty(self)
+    }
+
+    fn has_room(&self, len: usize, count: u32) -> bool {
+        self.place(len, count).is_ok()
     }
 
     /// Appends a batch of `len` bytes (`count` whole frames) that `fill` writes in place.
     ///
     /// # Errors
-    /// As [`push`](Self::push).
-    pub(crate) fn push_with(
+    /// As [`Batches::push_with`].
+    fn push_with(
         &mut self,
         len: usize,
         count: u32,
@@ -232,7 +322,7 @@ impl<S: Storage> Window<S> {
 
     /// The newest batch.
     #[inline]
-    pub(crate) fn tail(&self) -> Option<Batch> {
+    fn tail(&self) -> Option<Batch> {
         self.tail
     }
 
@@ -243,7 +333,7 @@ impl<S: Storage> Window<S> {
     /// # Errors
     /// [`QueueError::Full`] when it cannot grow so (the caller starts a new batch).
     #[inline]
-    pub(crate) fn extend_tail_with(
+    fn extend_tail_with(
         &mut self,
         len: usize,
         count: u32,
@@ -294,33 +384,13 @@ impl<S: Storage> Window<S> {
         Ok(grown)
     }
 
-    /// The batch whose record starts at `at`, if one does.
-    pub(crate) fn batch_at(&self, at: usize) -> Option<Batch> {
-        let in_older = at >= self.start && at < self.end;
-        let in_newer = self.wrapped && at < self.wrapped_end;
-        if !(in_older || in_newer) {
-            return None;
-        }
-        let record = self
-            .storage
-            .filled(at.checked_add(RECORD_LEN)?)?
-            .get(at..)?;
-        let count = u32::from_le_bytes(record.get(..4)?.try_into().ok()?);
-        let len = u32::from_le_bytes(record.get(4..8)?.try_into().ok()?);
-        Some(Batch {
-            at,
-            count,
-            len: usize::try_from(len).ok()?,
-        })
-    }
-
     /// The oldest batch.
-    pub(crate) fn front(&self) -> Option<Batch> {
+    fn front(&self) -> Option<Batch> {
         self.batch_at(self.start)
     }
 
     /// The batch after `batch`, in wire order.
-    pub(crate) fn after(&self, batch: &Batch) -> Option<Batch> {
+    fn after(&self, batch: &Batch) -> Option<Batch> {
         let next = batch.end();
         if self.wrapped && batch.at < self.wrapped_end {
             // In the newer region, which ends the ring.
@@ -338,7 +408,7 @@ impl<S: Storage> Window<S> {
     }
 
     /// The frames of `batch`, from byte `skip` of them.
-    pub(crate) fn frames(&self, batch: &Batch, skip: usize) -> &[u8] {
+    fn frames(&self, batch: &Batch, skip: usize) -> &[u8] {
         let end = batch.end();
         self.storage
             .filled(end)
@@ -347,7 +417,7 @@ impl<S: Storage> Window<S> {
     }
 
     /// Drops the oldest batch.
-    pub(crate) fn pop_front(&mut self) {
+    fn pop_front(&mut self) {
         let Some(front) = self.front() else {
             return;
         };
@@ -369,7 +439,7 @@ impl<S: Storage> Window<S> {
     }
 
     /// Drops everything.
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.tail = None;
         self.start = 0;
         self.end = 0;
@@ -384,6 +454,20 @@ impl<S: Storage> Window<S> {
 mod tests {
     use super::*;
     use alloc::vec::Vec;
+
+    impl<S: Storage> Window<S> {
+        /// Appends `parts`, concatenated, as one batch of `count` frames.
+        fn push(&mut self, parts: &[&[u8]], count: u32) -> Result<Batch, QueueError> {
+            let len = parts.iter().map(|p| p.len()).sum();
+            self.push_with(len, count, |mut body| {
+                for part in parts {
+                    let (here, rest) = body.split_at_mut(part.len());
+                    here.copy_from_slice(part);
+                    body = rest;
+                }
+            })
+        }
+    }
 
     fn contents<S: Storage>(w: &Window<S>) -> Vec<(u32, Vec<u8>)> {
         let mut out = Vec::new();

@@ -19,14 +19,19 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::acked::{
-    Epoch, OpenError, Received, Receiver, Sender, SenderConfig, SessionId, SessionSlot, Sessions,
-    Window, back_config,
+    Batches, Epoch, OpenError, QueueError, Received, Receiver, Sender, SenderConfig, SessionId,
+    SessionSlot, Sessions, Window, back_config,
 };
 use crate::{BigEndian, Config, Decoder, Encoder, Event};
 
 extern crate std;
 
-type H = BigEndian<4>;
+/// The header format of the harness's messages.
+pub type H = BigEndian<4>;
+
+/// How the harness queues a batch of whole frames into its sender: [`Sender::queue`] by
+/// default; a transport with a store of its own passes its own way ([`Sender::queue_in`]).
+pub type QueueBatch<W> = fn(&mut Sender<H, W>, &[u8], u32) -> Result<bool, QueueError>;
 
 /// Cases for the property test: `PROPTEST_CASES` if set, else `default`.
 pub fn cases(default: u32) -> u32 {
@@ -170,12 +175,13 @@ struct Conn {
 
 /// The whole world of a run.
 #[allow(missing_debug_implementations)]
-pub struct Sim {
+pub struct Sim<W = Window<Vec<u8>>> {
     setup: Setup,
     now: u64,
     encoder: Encoder<H>,
     back_encoder: Encoder<H>,
-    sender: Sender<H, Vec<u8>>,
+    sender: Sender<H, W>,
+    queue_batch: QueueBatch<W>,
     current: Option<usize>,
     conns: Vec<Conn>,
     sessions: Sessions<Vec<SessionSlot>>,
@@ -205,15 +211,30 @@ fn index(payload: &[u8]) -> u64 {
 }
 
 impl Sim {
+    /// A world whose sender keeps its window in a [`Window`] over a `Vec`.
     pub fn new(setup: Setup) -> Self {
-        let framing = Config::new().with_max_frame_len(64);
         let window = Window::new(Vec::new(), setup.window_bytes, setup.window_messages);
+        Self::with_store(setup, window, Sender::queue)
+    }
+
+    /// Runs `script`, then heals the channel and checks that everything settles.
+    pub fn run(setup: Setup, script: &[Action]) -> Report {
+        Self::run_with(setup, script, Self::new)
+    }
+}
+
+impl<W: Batches> Sim<W> {
+    /// A world whose sender keeps its window in `window` (bounded as `setup` says), and
+    /// queues batches with `queue_batch`.
+    pub fn with_store(setup: Setup, window: W, queue_batch: QueueBatch<W>) -> Self {
+        let framing = Self::framing();
         Self {
             setup,
             now: 0,
             encoder: Encoder::new(framing),
             back_encoder: Encoder::new(back_config::<H>(framing)),
             sender: Sender::new(framing, SenderConfig::new(), window, SessionId([0; 16])),
+            queue_batch,
             current: None,
             conns: Vec::new(),
             sessions: Sessions::new(vec![SessionSlot::EMPTY; setup.sessions], setup.ttl_us),
@@ -229,9 +250,10 @@ impl Sim {
         }
     }
 
-    /// Runs `script`, then heals the channel and checks that everything settles.
-    pub fn run(setup: Setup, script: &[Action]) -> Report {
-        let mut sim = Self::new(setup);
+    /// Runs `script` in the world `make` builds from `setup`, then heals the channel and
+    /// checks that everything settles.
+    pub fn run_with(setup: Setup, script: &[Action], make: impl FnOnce(Setup) -> Self) -> Report {
+        let mut sim = make(setup);
         for &a in script {
             sim.step(a);
         }
@@ -314,7 +336,7 @@ impl Sim {
             return;
         }
         let (session, seq) = (self.sender.session(), self.sender.next_seq());
-        if self.sender.queue(&frames, count).is_err() {
+        if (self.queue_batch)(&mut self.sender, &frames, count).is_err() {
             return self.queue(1); // the application tries one at a time
         }
         for k in 0..u64::from(count) {

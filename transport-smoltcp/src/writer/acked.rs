@@ -6,7 +6,7 @@
 use core::ops::ControlFlow;
 
 use buffstreams_framing::acked::{
-    Broken, Epoch, HELLO_LEN, Received, Sender, SenderError, SessionId,
+    Broken, Epoch, HELLO_LEN, Received, Sender, SenderError, SessionId, Window,
 };
 use buffstreams_framing::{Decoder, Event, LengthPrefix, Storage};
 use smoltcp::socket::tcp;
@@ -21,7 +21,7 @@ use crate::stats::WriterStats;
 /// The acknowledged mode's state of a [`Writer`](super::Writer).
 #[derive(Debug)]
 pub(crate) struct Acked<H, W> {
-    pub(crate) sender: Sender<H, W>,
+    pub(crate) sender: Sender<H, Window<W>>,
     epoch: Epoch,
     hello: [u8; HELLO_LEN],
     /// Bytes of the hello not yet in the send ring.
@@ -39,7 +39,7 @@ pub(crate) enum BackError {
 }
 
 impl<H: LengthPrefix, W: Storage> Acked<H, W> {
-    pub(crate) fn new(sender: Sender<H, W>) -> Self {
+    pub(crate) fn new(sender: Sender<H, Window<W>>) -> Self {
         Self {
             sender,
             epoch: 0,

@@ -27,7 +27,7 @@ use crate::sync::relock;
 
 /// The acknowledged mode's state, shared by the writing threads and the reply threads.
 pub(super) struct Acked<H> {
-    sender: Mutex<Sender<H, Vec<u8>>>,
+    sender: Mutex<Sender<H, Window<Vec<u8>>>>,
     /// Signalled when acknowledgements free room, or a connection ends.
     changed: Condvar,
     /// Zero of the machine's clock.
@@ -112,12 +112,12 @@ impl<H: LengthPrefix> Acked<H> {
         micros(self.zero.elapsed())
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Sender<H, Vec<u8>>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Sender<H, Window<Vec<u8>>>> {
         relock(&self.sender)
     }
 
     /// After a change of the window: the mirrors, and the threads waiting for room.
-    fn changed(&self, s: &Sender<H, Vec<u8>>) {
+    fn changed(&self, s: &Sender<H, Window<Vec<u8>>>) {
         self.messages.store(s.unacknowledged(), Relaxed);
         self.bytes.store(s.window().frame_bytes(), Relaxed);
         self.changed.notify_all();
