@@ -75,7 +75,9 @@ fi
 mutate "producer publishes with Relaxed" \
     's/self\.committed\.store\(committed, Ordering::Release\)/self.committed.store(committed, Ordering::Relaxed)/'
 mutate "sender loads committed with Relaxed" \
-    's/(let mut sent = self\.lock_tx\(\);\n\s*let committed = self\.committed\.load\(Ordering::)Acquire/${1}Relaxed/'
+    's/(let mut sent = self\.lock_tx\(\);\n(?:.*\n){0,4}?\s*let committed = self\.committed\.load\(Ordering::)Acquire/${1}Relaxed/'
+mutate "sender finds the buffer before taking tx (the producer may be replacing it)" \
+    's/(\n\s*)(let mut sent = self\.lock_tx\(\);)(\n\s*\/\/ SAFETY: holding `tx`: the producer does not replace the buffer meanwhile\.\n\s*let Some\(buf\) = \(unsafe \{ self\.buf\.get\(\) \}\) else \{\n\s*return false;\n\s*\};)/$3$1$2/'
 mutate "producer's fence dropped" \
     's/\} else \{\n(\s*)fence\(Ordering::SeqCst\);/} else {\n${1}let _ = fence;/'
 mutate "recycle hands the lane back with Relaxed" \

@@ -7,16 +7,18 @@
 //! reply thread feeds what the listener sends back. The connection itself (`Link`) has its
 //! own lock, which serialises the writing threads as in the plain mode.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use buffstreams_framing::acked::{
-    Epoch, QueueError, RECORD_LEN, Received, Sender, SenderConfig, SessionId, Window,
+    Batches, Epoch, QueueError, Received, Sender, SenderConfig, SessionId,
 };
 use buffstreams_framing::{Encoder, Frames, LengthPrefix, MAX_HEADER_LEN};
 
 use super::config::{ReplyFn, WindowFull, WriterConfig};
+use super::held::{Chunk, Held, Spares};
 use super::io::write_counting;
 use super::lane::{LANE_CAP, Waker};
 use super::replies::Back;
@@ -27,7 +29,7 @@ use crate::sync::relock;
 
 /// The acknowledged mode's state, shared by the writing threads and the reply threads.
 pub(super) struct Acked<H> {
-    sender: Mutex<Sender<H, Window<Vec<u8>>>>,
+    sender: Mutex<Sender<H, Held>>,
     /// Signalled when acknowledgements free room, or a connection ends.
     changed: Condvar,
     /// Zero of the machine's clock.
@@ -38,6 +40,8 @@ pub(super) struct Acked<H> {
     /// The retry policy's budget, for the whole writer: connections lost, refused or silent
     /// since acknowledgements last made progress (when the first was, and how many).
     trouble: Mutex<Option<(Instant, u32)>>,
+    /// Buffers of acknowledged batches, for the lanes to continue in.
+    spares: Arc<Spares>,
 }
 
 /// A random session identity.
@@ -62,7 +66,7 @@ impl<H: LengthPrefix> Acked<H> {
                     .max_frame_len()
                     .min(64 << 20)
                     .saturating_add(MAX_HEADER_LEN);
-                (bytes.max(LANE_CAP.max(largest) + RECORD_LEN), messages)
+                (bytes.max(LANE_CAP.max(largest)), messages)
             }
             // Bounded at `write`, by the mirrors: never refuse what `write` accepted.
             WindowFull::Error => (usize::MAX, u64::MAX),
@@ -70,13 +74,15 @@ impl<H: LengthPrefix> Acked<H> {
         let timeouts = SenderConfig::new()
             .with_welcome_timeout_us(micros(config.connect_timeout()))
             .with_silence_timeout_us(config.write_timeout().map_or(0, micros));
+        let spares = Arc::new(Spares::new(bytes.min(config.ack_window().0.max(LANE_CAP))));
         Self {
             sender: Mutex::new(Sender::new(
                 config.framing(),
                 timeouts,
-                Window::new(Vec::new(), bytes, messages),
+                Held::new(bytes, messages, spares.clone()),
                 new_session(),
             )),
+            spares,
             changed: Condvar::new(),
             zero: Instant::now(),
             messages: AtomicU64::new(0),
@@ -112,12 +118,12 @@ impl<H: LengthPrefix> Acked<H> {
         micros(self.zero.elapsed())
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Sender<H, Window<Vec<u8>>>> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Sender<H, Held>> {
         relock(&self.sender)
     }
 
     /// After a change of the window: the mirrors, and the threads waiting for room.
-    fn changed(&self, s: &Sender<H, Window<Vec<u8>>>) {
+    fn changed(&self, s: &Sender<H, Held>) {
         self.messages.store(s.unacknowledged(), Relaxed);
         self.bytes.store(s.window().frame_bytes(), Relaxed);
         self.changed.notify_all();
@@ -128,17 +134,45 @@ impl<H: LengthPrefix> Acked<H> {
         self.bytes.load(Relaxed) >= bytes || self.messages.load(Relaxed) >= messages
     }
 
-    /// Queues a batch of `count` frames. `Ok(true)`: the connection is caught up and the
-    /// batch is marked sent: write it now, from the caller's copy.
+    /// Queues a batch of `count` frames, a copy of `batch`. `Ok(true)`: the connection is
+    /// caught up and the batch is marked sent: write it now, from the caller's copy.
     fn queue(&self, batch: &[u8], count: u32) -> Result<bool, QueueError> {
+        self.queue_in(batch.len(), |s| s.queue(batch, count))
+    }
+
+    /// Queues frames `range` of `chunk`, `count` of them, keeping the buffer (no copy); as
+    /// [`queue`](Self::queue).
+    fn queue_chunk(
+        &self,
+        chunk: &Chunk,
+        range: Range<usize>,
+        count: u32,
+    ) -> Result<bool, QueueError> {
+        let len = range.len();
+        self.queue_in(len, |s| {
+            s.queue_in(|w| w.push_chunk(chunk.clone(), range, count))
+        })
+    }
+
+    /// Queues a batch of `len` bytes with `queue`.
+    fn queue_in(
+        &self,
+        len: usize,
+        queue: impl FnOnce(&mut Sender<H, Held>) -> Result<bool, QueueError>,
+    ) -> Result<bool, QueueError> {
         let mut s = self.lock();
-        let direct = s.queue(batch, count)?;
+        let direct = queue(&mut s)?;
         if direct {
             // Before the write: an acknowledgement that races it must find it sent.
-            s.transmitted(batch.len(), self.now_us());
+            s.transmitted(len, self.now_us());
         }
         self.changed(&s);
         Ok(direct)
+    }
+
+    /// A buffer of `len` bytes for a full lane to continue in.
+    pub(super) fn spare(&self, len: usize) -> Box<[u8]> {
+        self.spares.take(len)
     }
 
     /// Whatever the machine has to send on the connection now (re-sent messages, or batches
@@ -267,14 +301,44 @@ impl<H: LengthPrefix + Send + 'static> Back for AckReader<H> {
 }
 
 impl<H: LengthPrefix + Send + 'static> Shared<H> {
-    /// The acknowledged mode's `send`: the batch joins the window (waiting for room under
-    /// `WindowFull::Block`) and goes out; after a broken connection the machine says what
-    /// goes again on the next one.
+    /// The acknowledged mode's `send`: a copy of the batch joins the window (waiting for room
+    /// under `WindowFull::Block`) and goes out; after a broken connection the machine says
+    /// what goes again on the next one.
     pub(super) fn send_acked(&self, acked: &Arc<Acked<H>>, batch: &[u8], count: u32) {
+        self.send_into_window(acked, batch, count, |a| a.queue(batch, count));
+    }
+
+    /// A full lane's buffer, whose frames `range` (`count` of them) are to be sent: as
+    /// [`send_acked`](Self::send_acked), the buffer itself kept in the window until they are
+    /// acknowledged, then a spare for the lanes.
+    pub(super) fn hand_over(
+        &self,
+        acked: &Arc<Acked<H>>,
+        buf: Box<[u8]>,
+        range: Range<usize>,
+        count: u32,
+    ) {
+        let chunk: Chunk = Arc::new(buf);
+        let Some(batch) = chunk.get(range.clone()) else {
+            return;
+        };
+        self.send_into_window(acked, batch, count, |a| {
+            a.queue_chunk(&chunk, range.clone(), count)
+        });
+    }
+
+    /// `batch` (`count` frames) joins the window through `queue` and goes out.
+    fn send_into_window(
+        &self,
+        acked: &Arc<Acked<H>>,
+        batch: &[u8],
+        count: u32,
+        mut queue: impl FnMut(&Acked<H>) -> Result<bool, QueueError>,
+    ) {
         let mut link = relock(&self.conn);
         let mut waited = false;
         let direct = loop {
-            match acked.queue(batch, count) {
+            match queue(acked) {
                 Ok(direct) => break direct,
                 Err(QueueError::Full) => {
                     if !waited {

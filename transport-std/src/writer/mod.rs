@@ -27,6 +27,7 @@ mod connect;
 mod deferred;
 mod flusher;
 mod handshake;
+mod held;
 mod io;
 mod lane;
 mod plain;
@@ -50,7 +51,7 @@ use crate::stats::{WriterCounters, WriterStats};
 use crate::sync::relock;
 use acked::Acked;
 use buffstreams_framing::acked::{Epoch, plain_decoder_refuses_hello};
-use lane::{Lane, Lanes, Waker};
+use lane::{Lane, Lanes, Sink, Waker};
 use replies::Replies;
 use stream::Stream;
 
@@ -215,11 +216,7 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
             s.wake_if_asked(lane);
             return Ok(header.len() + message.len());
         }
-        let (appended, lane) = s.lanes.append(
-            [message],
-            |_| Ok(header),
-            |bytes: &[u8], n| s.send(bytes, n),
-        )?;
+        let (appended, lane) = s.lanes.append([message], |_| Ok(header), Out(s))?;
         s.appended(lane, appended, true);
         Ok(appended.bytes)
     }
@@ -261,11 +258,9 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
     {
         let s = &*self.shared;
         s.window_check()?;
-        let (appended, lane) = s.lanes.append(
-            messages,
-            |len| s.encoder.header(len),
-            |bytes: &[u8], n| s.send(bytes, n),
-        )?;
+        let (appended, lane) = s
+            .lanes
+            .append(messages, |len| s.encoder.header(len), Out(s))?;
         s.appended(lane, appended, wake);
         Ok((appended.bytes, lane))
     }
@@ -331,6 +326,31 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         }
         if let Some(s) = stream {
             s.shutdown();
+        }
+    }
+}
+
+/// The writer as its lanes' sink: sends in either mode. In the acknowledged one, a full
+/// lane's buffer joins the window as it is (no copy) and the lane continues in a spare.
+struct Out<'a, H>(&'a Shared<H>);
+
+impl<H: LengthPrefix + Send + 'static> Sink for Out<'_, H> {
+    fn send(&mut self, bytes: &[u8], count: u32) {
+        self.0.send(bytes, count);
+    }
+
+    fn spare(&mut self, len: usize) -> Option<Box<[u8]>> {
+        self.0.acked.as_ref().map(|a| a.spare(len))
+    }
+
+    fn hand_over(&mut self, buf: Box<[u8]>, range: std::ops::Range<usize>, count: u32) {
+        match &self.0.acked {
+            Some(acked) => self.0.hand_over(acked, buf, range, count),
+            None => {
+                if let Some(bytes) = buf.get(range) {
+                    self.0.send(bytes, count);
+                }
+            }
         }
     }
 }

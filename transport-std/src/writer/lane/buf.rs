@@ -24,6 +24,20 @@ mod imp {
             self.0.len()
         }
 
+        /// The bytes of `bytes` as a lane's (no copy).
+        pub(crate) fn from_bytes(bytes: Box<[u8]>) -> Self {
+            // SAFETY: `UnsafeCell<u8>` has the layout of `u8` (it is `repr(transparent)`), so
+            // the allocation is the same slice; the box is ours alone.
+            Self(unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) })
+        }
+
+        /// The bytes as plain ones (no copy): owned, so nobody else can reach them.
+        pub(crate) fn into_bytes(self) -> Box<[u8]> {
+            // SAFETY: as in `from_bytes`; taking `self` by value, no reference to a cell is
+            // left, so nobody can write them behind the plain bytes' back.
+            unsafe { Box::from_raw(Box::into_raw(self.0) as *mut [u8]) }
+        }
+
         #[inline(always)]
         fn base(&self) -> *mut u8 {
             UnsafeCell::raw_get(self.0.as_ptr())
@@ -84,6 +98,16 @@ mod imp {
             self.0.len()
         }
 
+        #[allow(clippy::boxed_local)] // the same signature as the real one's
+        pub(crate) fn from_bytes(bytes: Box<[u8]>) -> Self {
+            Self(bytes.iter().map(|&b| UnsafeCell::new(b)).collect())
+        }
+
+        pub(crate) fn into_bytes(self) -> Box<[u8]> {
+            // SAFETY: the model checks that nobody writes the cells meanwhile.
+            self.0.iter().map(|c| c.with(|p| unsafe { *p })).collect()
+        }
+
         pub(crate) unsafe fn write(&self, at: usize, bytes: &[u8]) {
             for (cell, &b) in self.0[at..at + bytes.len()].iter().zip(bytes) {
                 // SAFETY: the model checks the caller's contract.
@@ -116,6 +140,51 @@ mod imp {
 }
 
 pub(crate) use imp::Buf;
+
+#[cfg(loom)]
+use loom::cell::UnsafeCell;
+#[cfg(not(loom))]
+use std::cell::UnsafeCell;
+
+/// Which buffer a lane writes in: none until first used, and replaced when the producer hands
+/// a full one over (see `Lane`'s protocol: only the producer replaces it, holding `tx`; the
+/// producer reads it at any time, everybody else only holding `tx`).
+pub(crate) struct Slot(UnsafeCell<Option<Buf>>);
+
+impl Slot {
+    pub(crate) fn new() -> Self {
+        Self(UnsafeCell::new(None))
+    }
+
+    /// The buffer.
+    ///
+    /// # Safety
+    /// Nobody replaces it during the call or while the reference is used: the caller is the
+    /// lane's producer, or holds `tx`.
+    #[inline(always)]
+    pub(crate) unsafe fn get(&self) -> Option<&Buf> {
+        #[cfg(not(loom))]
+        // SAFETY: no write meanwhile (the caller's contract).
+        return unsafe { (*self.0.get()).as_ref() };
+        #[cfg(loom)]
+        // SAFETY: the model checks the caller's contract.
+        return self.0.with(|p| unsafe { (*p).as_ref() });
+    }
+
+    /// Puts `buf` in, returning the one it replaces.
+    ///
+    /// # Safety
+    /// The caller is the producer and holds `tx`: nobody else reads it meanwhile, and no
+    /// reference from [`get`](Self::get) is used after.
+    pub(crate) unsafe fn replace(&self, buf: Buf) -> Option<Buf> {
+        #[cfg(not(loom))]
+        // SAFETY: nobody reads or writes it meanwhile (the caller's contract).
+        return unsafe { (*self.0.get()).replace(buf) };
+        #[cfg(loom)]
+        // SAFETY: the model checks the caller's contract.
+        return self.0.with_mut(|p| unsafe { (*p).replace(buf) });
+    }
+}
 
 impl std::fmt::Debug for Buf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use buffstreams_framing::{EncodeError, Header};
 
 use super::super::sync::{AtomicUsize, Mutex};
-use super::{Appended, LANE_CAP, Lane, Ticket, Waker};
+use super::{Appended, LANE_CAP, Lane, Sink, Ticket, Waker};
 
 /// Ids of `Lanes`, never reused (a plain counter: it orders nothing).
 static NEXT_LANES_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -112,7 +112,7 @@ impl Lanes {
         &self,
         messages: impl IntoIterator<Item = M>,
         header: impl Fn(usize) -> Result<Header, EncodeError>,
-        send: impl FnMut(&[u8], u32),
+        send: impl Sink,
     ) -> Result<(Appended, &Lane), EncodeError> {
         let (index, exclusive) = self.mine();
         let lane = self.lanes.get(index).unwrap_or(self.shared());
@@ -188,7 +188,11 @@ impl Lanes {
             self.high.fetch_max(lane + 1, Ordering::AcqRel);
         }
         let slot = self.lanes.get(lane).unwrap_or(self.shared());
-        slot.buffer(); // allocated here, off the hot path
+        if exclusive {
+            // SAFETY: this thread just claimed the lane: it is its producer. (Its buffer is
+            // allocated here, off the hot path; the shared lane's by its first append.)
+            unsafe { slot.own_buffer() };
+        }
         let claim = Claim {
             lanes: self.id,
             lane,

@@ -15,7 +15,7 @@ use buffstreams_framing::{BigEndian, Config, Encoder, Header};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
-use super::{Lane, Lanes, Waker};
+use super::{Lane, Lanes, Sink, Waker};
 use crate::writer::barrier;
 
 /// Explores every execution of `f` (no preemption bound: these models are small enough)
@@ -39,7 +39,7 @@ fn check(f: impl Fn() + Sync + Send + 'static) {
 fn lanes() -> std::sync::Arc<Lanes> {
     let lanes = Lanes::new(16, std::sync::Arc::new(Waker::default()));
     for lane in lanes.iter() {
-        lane.buffer();
+        lane.allocate();
     }
     std::sync::Arc::new(lanes)
 }
@@ -73,6 +73,31 @@ fn write(lanes: &Lanes, i: u8, wire: &Mutex<Vec<u8>>) -> usize {
     lanes.iter().position(|l| std::ptr::eq(l, lane)).unwrap()
 }
 
+/// A sink that takes a full lane's buffer over, as the acknowledged writer's does: the lane
+/// continues in a spare (filled with `0xff`, so a read of it before the producer wrote would
+/// show on the wire), and the frames handed over go to `wire`.
+struct Taker<'a>(&'a Mutex<Vec<u8>>);
+
+impl Sink for Taker<'_> {
+    fn send(&mut self, bytes: &[u8], frames: u32) {
+        take(self.0, bytes, frames);
+    }
+
+    fn spare(&mut self, len: usize) -> Option<Box<[u8]>> {
+        Some(vec![0xff; len].into_boxed_slice())
+    }
+
+    fn hand_over(&mut self, buf: Box<[u8]>, range: std::ops::Range<usize>, frames: u32) {
+        take(self.0, &buf[range], frames);
+    }
+}
+
+/// As [`write`], the full lane's buffer handed over to the sink.
+fn write_handing_over(lanes: &Lanes, i: u8, wire: &Mutex<Vec<u8>>) -> usize {
+    let (_, lane) = lanes.append([[i, i]], header, Taker(wire)).unwrap();
+    lanes.iter().position(|l| std::ptr::eq(l, lane)).unwrap()
+}
+
 fn lane0(lanes: &Lanes) -> &Lane {
     lanes.iter().next().unwrap()
 }
@@ -82,7 +107,18 @@ fn lane0(lanes: &Lanes) -> &Lane {
 /// once and in order, and no byte is read while it is written.
 #[test]
 fn a_producer_and_two_senders_pass_every_frame_once_in_order() {
-    check(|| {
+    producer_and_two_senders(write);
+}
+
+/// The same with the full buffer handed over (the acknowledged writer's way): the lane
+/// continues in another buffer, which the senders must find only through `tx`.
+#[test]
+fn a_producer_handing_its_full_buffer_over_and_two_senders_pass_every_frame_once_in_order() {
+    producer_and_two_senders(write_handing_over);
+}
+
+fn producer_and_two_senders(write: fn(&Lanes, u8, &Mutex<Vec<u8>>) -> usize) {
+    check(move || {
         let lanes = lanes();
         let wire = Arc::new(Mutex::new(Vec::new()));
         let producer = {

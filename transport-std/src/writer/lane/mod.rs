@@ -13,6 +13,7 @@
 //! sound is small and stated once, on [`Lane`].
 #![allow(unsafe_code)]
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
@@ -21,7 +22,7 @@ use buffstreams_framing::{EncodeError, Header, MAX_HEADER_LEN};
 
 use super::barrier;
 use super::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, MutexGuard, fence};
-use buf::Buf;
+use buf::{Buf, Slot};
 
 mod buf;
 mod claims;
@@ -54,6 +55,34 @@ impl Waker {
     }
 }
 
+/// Where a lane's bytes go when they are sent: the writer's connection.
+pub(crate) trait Sink {
+    /// Sends `bytes`, `count` whole frames, from the lane's buffer (which it keeps).
+    fn send(&mut self, bytes: &[u8], count: u32);
+
+    /// A buffer of `len` bytes for a full lane to continue in, when the sink would rather
+    /// keep the full one than copy from it (then given to [`hand_over`](Self::hand_over));
+    /// `None` (the default): the lane sends from its buffer and keeps it.
+    fn spare(&mut self, len: usize) -> Option<Box<[u8]>> {
+        let _ = len;
+        None
+    }
+
+    /// Sends frames `range` of `buf`, `count` of them: a full lane's buffer, now the sink's.
+    #[allow(clippy::boxed_local)] // owned: a sink that asked for it keeps it
+    fn hand_over(&mut self, buf: Box<[u8]>, range: Range<usize>, count: u32) {
+        if let Some(bytes) = buf.get(range) {
+            self.send(bytes, count);
+        }
+    }
+}
+
+impl<F: FnMut(&[u8], u32)> Sink for F {
+    fn send(&mut self, bytes: &[u8], count: u32) {
+        self(bytes, count);
+    }
+}
+
 /// Shared between a lane and the thread-local claim of its owner.
 #[derive(Debug)]
 pub(crate) struct Ticket {
@@ -74,6 +103,10 @@ pub(crate) struct Ticket {
 /// - Bytes below `committed` are never written again until `committed` is reset to 0, and the
 ///   reset (with the move of the producer's unpublished bytes to the front) happens only
 ///   while holding `tx`.
+/// - The buffer itself (`buf`) is replaced only by the producer holding `tx` (a full one
+///   handed over to the sink, with the unpublished bytes moved to the front of the next),
+///   and at the same time as that reset. The producer reads `buf` at any time; everybody
+///   else only while holding `tx`.
 #[repr(align(128))] // each lane's hot counters on their own cache lines
 pub(crate) struct Lane {
     /// Bytes and frames published in the buffer ([`pack`]).
@@ -91,7 +124,7 @@ pub(crate) struct Lane {
     /// The producer's side of the fence pair is a compiler fence only (`barrier::asymmetric`).
     asymmetric: bool,
     cap: usize,
-    buf: OnceLock<Buf>,
+    buf: Slot,
     tx: Mutex<Sent>,
     pub(crate) ticket: Arc<Ticket>,
 }
@@ -116,9 +149,10 @@ fn unpack(committed: u64) -> (usize, u32) {
     ((committed & 0xffff_ffff) as usize, (committed >> 32) as u32)
 }
 
-// SAFETY: `buf` is the only field that is not `Sync` by itself; every access to it follows
-// the protocol documented on `Lane`, so no byte is written by one thread while another reads
-// or writes it (checked by the loom model in `loom.rs`).
+// SAFETY: `buf` is the only field that is not `Sync` by itself; every access to it (to the
+// slot, and to the bytes of the buffer in it) follows the protocol documented on `Lane`, so
+// nothing is written by one thread while another reads or writes it (checked by the loom
+// model in `loom.rs`).
 unsafe impl Sync for Lane {}
 
 /// What one producer call appended.
@@ -140,7 +174,7 @@ impl Lane {
             claimed: AtomicBool::new(false),
             asymmetric: barrier::asymmetric(),
             cap: cap.clamp(1, LANE_CAP),
-            buf: OnceLock::new(),
+            buf: Slot::new(),
             tx: Mutex::new(Sent::default()),
             ticket: Arc::new(Ticket {
                 released: AtomicBool::new(false),
@@ -156,10 +190,30 @@ impl Lane {
             .is_ok()
     }
 
-    /// The buffer, allocated on first use.
+    /// Allocates the buffer if there is none yet (when a thread claims the lane).
+    pub(crate) fn allocate(&self) {
+        let _tx = self.lock_tx();
+        // SAFETY: holding `tx`, and no producer replaces a buffer that is not there yet.
+        if unsafe { self.buf.get() }.is_none() {
+            // SAFETY: holding `tx`; a producer of the lane appends only after its own claim
+            // allocated (or found) the buffer, so nobody is appending.
+            unsafe { self.buf.replace(Buf::new(self.cap)) };
+        }
+    }
+
+    /// The producer's buffer (allocated if need be).
+    ///
+    /// # Safety
+    /// The caller is the lane's producer.
     #[inline]
-    pub(crate) fn buffer(&self) -> &Buf {
-        self.buf.get_or_init(|| Buf::new(self.cap))
+    unsafe fn own_buffer(&self) -> &Buf {
+        loop {
+            // SAFETY: the producer may read the slot at any time: only it replaces the buffer.
+            if let Some(buf) = unsafe { self.buf.get() } {
+                return buf;
+            }
+            self.allocate();
+        }
     }
 
     /// After publishing: whether the flusher asked to hear about this lane (the request is
@@ -200,10 +254,11 @@ impl Lane {
     /// Sends what is published and not sent yet (its bytes, and how many frames they are);
     /// returns whether there was anything.
     pub(crate) fn send_pending(&self, send: impl FnOnce(&[u8], u32)) -> bool {
-        let Some(buf) = self.buf.get() else {
+        let mut sent = self.lock_tx();
+        // SAFETY: holding `tx`: the producer does not replace the buffer meanwhile.
+        let Some(buf) = (unsafe { self.buf.get() }) else {
             return false;
         };
-        let mut sent = self.lock_tx();
         let committed = self.committed.load(Ordering::Acquire);
         let (bytes, frames) = unpack(committed);
         if bytes <= sent.bytes {
@@ -238,7 +293,8 @@ impl Lane {
     /// As [`append`](Self::append).
     #[inline]
     unsafe fn try_append_one(&self, header: &Header, message: &[u8]) -> bool {
-        let Some(buf) = self.buf.get() else {
+        // SAFETY: the caller is the producer.
+        let Some(buf) = (unsafe { self.buf.get() }) else {
             return false;
         };
         let (len, frames) = unpack(self.committed.load(Ordering::Relaxed));
@@ -261,21 +317,22 @@ impl Lane {
     }
 
     /// Appends `messages` as frames and publishes them together. When they do not fit, the
-    /// published bytes are sent first (through `send`, on this thread, with their frame
-    /// count); a batch larger than the lane is sent in one piece from a temporary buffer.
-    /// Returns what was appended; on an encoding error nothing of this call is published or
-    /// sent.
+    /// published bytes are sent first (to `sink`, on this thread, with their frame count:
+    /// from the buffer, or the buffer handed over whole if the sink gives a spare for it); a
+    /// batch larger than the lane is sent in one piece from a temporary buffer. Returns what
+    /// was appended; on an encoding error nothing of this call is published or sent.
     ///
     /// # Safety
     /// The caller is the lane's only producer for the whole call: the thread that claimed it,
-    /// or the holder of the shared lane's producer lock. `send` must not append to this lane.
+    /// or the holder of the shared lane's producer lock. `sink` must not append to this lane.
     pub(crate) unsafe fn append<M: AsRef<[u8]>>(
         &self,
         messages: impl IntoIterator<Item = M>,
         header: impl Fn(usize) -> Result<Header, EncodeError>,
-        mut send: impl FnMut(&[u8], u32),
+        mut sink: impl Sink,
     ) -> Result<Appended, EncodeError> {
-        let buf = self.buffer();
+        // SAFETY: the caller is the producer.
+        let mut buf = unsafe { self.own_buffer() };
         let cap = buf.len();
         // Only the producer stores `committed` outside `tx`, and we are the producer.
         let (mut start, mut published) = unpack(self.committed.load(Ordering::Relaxed));
@@ -297,13 +354,38 @@ impl Lane {
                 // Full: the published frames go out in one write, this call's move to the front.
                 let mut sent = self.lock_tx();
                 let count = published.wrapping_sub(sent.frames);
-                // SAFETY: `[sent, start)` is published (`start` is `committed`) and nobody
-                // else writes it; we hold `tx`, so no sender reads it meanwhile either.
-                unsafe { buf.read(sent.bytes, start - sent.bytes, |b| send(b, count)) };
+                match sink
+                    .spare(cap)
+                    .filter(|b| b.len() == cap)
+                    .map(Buf::from_bytes)
+                {
+                    Some(next) => {
+                        // SAFETY: `[start, len)` are this call's unpublished frames, written
+                        // by us and read by nobody else; `next` is not shared yet.
+                        unsafe { buf.read(start, len - start, |b| next.write(0, b)) };
+                        // SAFETY: we are the producer and hold `tx`; `buf` is not used again
+                        // before it is read anew below.
+                        let full = unsafe { self.buf.replace(next) };
+                        // SAFETY: the producer, as above.
+                        buf = unsafe { self.own_buffer() };
+                        if let Some(full) = full {
+                            sink.hand_over(full.into_bytes(), sent.bytes..start, count);
+                        }
+                    }
+                    None => {
+                        // SAFETY: `[sent, start)` is published (`start` is `committed`) and
+                        // nobody else writes it; we hold `tx`, so no sender reads it
+                        // meanwhile either.
+                        unsafe {
+                            buf.read(sent.bytes, start - sent.bytes, |b| sink.send(b, count))
+                        };
+                        // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding
+                        // `tx`, we may overwrite the published bytes: no sender reads without
+                        // it.
+                        unsafe { buf.move_to_front(start, len - start) };
+                    }
+                }
                 done.sent = true;
-                // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding `tx`, we
-                // may overwrite the published bytes: no sender reads without it.
-                unsafe { buf.move_to_front(start, len - start) };
                 len -= start;
                 start = 0;
                 published = 0;
@@ -338,7 +420,7 @@ impl Lane {
             Some(v) => {
                 // `start` is 0: nothing published waits before these frames.
                 let _sent = self.lock_tx();
-                send(&v, count);
+                sink.send(&v, count);
                 done.sent = true;
             }
             None => {

@@ -28,6 +28,28 @@ fn whole_frames(bytes: &[u8]) -> usize {
     n
 }
 
+/// Collects what a lane sends. With `hand_over`, it takes full buffers over as the
+/// acknowledged writer does, giving spares full of junk (a frame the lane failed to carry
+/// into its next buffer would show on the wire).
+struct Collect<F: FnMut(Vec<u8>, u32)> {
+    out: F,
+    hand_over: bool,
+}
+
+impl<F: FnMut(Vec<u8>, u32)> Sink for Collect<F> {
+    fn send(&mut self, bytes: &[u8], count: u32) {
+        (self.out)(bytes.to_vec(), count);
+    }
+
+    fn spare(&mut self, len: usize) -> Option<Box<[u8]>> {
+        self.hand_over.then(|| vec![0xab; len].into_boxed_slice())
+    }
+
+    fn hand_over(&mut self, buf: Box<[u8]>, range: std::ops::Range<usize>, count: u32) {
+        (self.out)(buf[range].to_vec(), count);
+    }
+}
+
 #[derive(Clone, Debug)]
 enum Op {
     Append(Vec<usize>),
@@ -52,11 +74,15 @@ proptest! {
     })]
 
     /// Any sequence of appends (single messages and batches, some larger than the lane)
-    /// and sends: the bytes sent are exactly the frames in order, every send holds whole
-    /// frames and says how many, and only a batch larger than the lane makes a send larger
-    /// than the lane.
+    /// and sends, full buffers sent from or handed over: the bytes sent are exactly the
+    /// frames in order, every send holds whole frames and says how many, and only a batch
+    /// larger than the lane makes a send larger than the lane.
     #[test]
-    fn sends_are_the_frames_in_order(ops in prop::collection::vec(op(), 1..60), cap in 16usize..700) {
+    fn sends_are_the_frames_in_order(
+        ops in prop::collection::vec(op(), 1..60),
+        cap in 16usize..700,
+        hand_over in any::<bool>(),
+    ) {
         let lanes = Lanes::new(cap, Arc::new(Waker::default()));
         let enc = Encoder::<BigEndian<4>>::new(Config::new().with_max_frame_len(1000));
         let mut sent: Vec<(Vec<u8>, u32)> = Vec::new();
@@ -69,7 +95,11 @@ proptest! {
                     let batch: Vec<Vec<u8>> =
                         sizes.iter().map(|&n| vec![k as u8; n]).collect();
                     let (done, lane) = lanes
-                        .append(&batch, |n| enc.header(n), |b: &[u8], n| sent.push((b.to_vec(), n)))
+                        .append(
+                            &batch,
+                            |n| enc.header(n),
+                            Collect { out: |b, n| sent.push((b, n)), hand_over },
+                        )
                         .unwrap();
                     lane_cap = lane.cap;
                     prop_assert_eq!(done.messages, batch.len() as u64);
@@ -104,6 +134,17 @@ proptest! {
 /// A producer and a sender on two threads: every frame arrives once, in order, whole.
 #[test]
 fn concurrent_producer_and_sender() {
+    producer_and_sender(false);
+}
+
+/// The same with full buffers handed over (the acknowledged writer's way): the sender finds
+/// the lane's current buffer under its send lock while the producer replaces it.
+#[test]
+fn concurrent_producer_handing_buffers_over_and_sender() {
+    producer_and_sender(true);
+}
+
+fn producer_and_sender(hand_over: bool) {
     let lanes = Arc::new(Lanes::new(1024, Arc::new(Waker::default())));
     let enc = Encoder::<BigEndian<4>>::new(Config::new());
     let (tx, rx) = mpsc::channel::<(Vec<u8>, u32)>();
@@ -121,12 +162,9 @@ fn concurrent_producer_and_sender() {
     let mut written = Vec::new();
     for i in 0..if MIRI { 300 } else { 200_000u32 } {
         let m = i.to_le_bytes().repeat(1 + (i % 7) as usize);
+        let out = |b, n| tx.send((b, n)).unwrap();
         lanes
-            .append(
-                [&m],
-                |n| enc.header(n),
-                |b: &[u8], n| tx.send((b.to_vec(), n)).unwrap(),
-            )
+            .append([&m], |n| enc.header(n), Collect { out, hand_over })
             .unwrap();
         written.push(m);
     }
