@@ -1,7 +1,8 @@
 //! The writer's side of the acknowledged mode as a sans-io state machine: it numbers what the
-//! application queues, keeps it in a [`Window`](super::Window) (or another [`Batches`] store) until the listener acknowledges it, opens each
-//! connection with a hello, resumes exactly where the listener's welcome says, and tells the
-//! transport what to write, what to give up and when a connection has gone silent.
+//! application queues, keeps it in a [`Window`](super::Window) (or another [`Batches`] store)
+//! until the listener acknowledges it, opens each connection with a hello, resumes exactly
+//! where the listener's welcome says, and tells the transport what to write, what to give up
+//! and when a connection has gone silent.
 
 use core::fmt;
 use core::marker::PhantomData;

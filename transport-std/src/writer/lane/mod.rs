@@ -354,11 +354,11 @@ impl Lane {
                 // Full: the published frames go out in one write, this call's move to the front.
                 let mut sent = self.lock_tx();
                 let count = published.wrapping_sub(sent.frames);
-                match sink
-                    .spare(cap)
-                    .filter(|b| b.len() == cap)
-                    .map(Buf::from_bytes)
-                {
+                // Nothing to send when a sender took every published byte meanwhile.
+                let pending = start > sent.bytes;
+                done.sent |= pending;
+                let spare = if pending { sink.spare(cap) } else { None };
+                match spare.filter(|b| b.len() == cap).map(Buf::from_bytes) {
                     Some(next) => {
                         // SAFETY: `[start, len)` are this call's unpublished frames, written
                         // by us and read by nobody else; `next` is not shared yet.
@@ -373,19 +373,20 @@ impl Lane {
                         }
                     }
                     None => {
-                        // SAFETY: `[sent, start)` is published (`start` is `committed`) and
-                        // nobody else writes it; we hold `tx`, so no sender reads it
-                        // meanwhile either.
-                        unsafe {
-                            buf.read(sent.bytes, start - sent.bytes, |b| sink.send(b, count))
-                        };
+                        if pending {
+                            // SAFETY: `[sent, start)` is published (`start` is `committed`)
+                            // and nobody else writes it; we hold `tx`, so no sender reads it
+                            // meanwhile either.
+                            unsafe {
+                                buf.read(sent.bytes, start - sent.bytes, |b| sink.send(b, count))
+                            };
+                        }
                         // SAFETY: `start <= len <= cap`: both ranges lie in `buf`. Holding
                         // `tx`, we may overwrite the published bytes: no sender reads without
                         // it.
                         unsafe { buf.move_to_front(start, len - start) };
                     }
                 }
-                done.sent = true;
                 len -= start;
                 start = 0;
                 published = 0;

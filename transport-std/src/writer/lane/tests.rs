@@ -75,8 +75,8 @@ proptest! {
 
     /// Any sequence of appends (single messages and batches, some larger than the lane)
     /// and sends, full buffers sent from or handed over: the bytes sent are exactly the
-    /// frames in order, every send holds whole frames and says how many, and only a batch
-    /// larger than the lane makes a send larger than the lane.
+    /// frames in order, every send holds whole frames (one at least) and says how many, and
+    /// only a batch larger than the lane makes a send larger than the lane.
     #[test]
     fn sends_are_the_frames_in_order(
         ops in prop::collection::vec(op(), 1..60),
@@ -121,6 +121,7 @@ proptest! {
             prop_assert!(!lane.has_pending());
         }
         for (s, n) in &sent {
+            prop_assert!(*n > 0, "an empty send (a sender had taken everything)");
             prop_assert_eq!(whole_frames(s), *n as usize, "the frame count sent with the bytes");
             prop_assert!(s.len() <= lane_cap || big_batches.contains(s));
         }
