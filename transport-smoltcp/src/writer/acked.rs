@@ -51,6 +51,10 @@ impl<H: LengthPrefix, W: Storage> Acked<H, W> {
 
     /// A connection is established: its hello goes first.
     pub(crate) fn connected(&mut self, socket: &mut tcp::Socket<'_>) {
+        // The window makes this writer wait for the listener between bursts: with Nagle's
+        // algorithm a burst smaller than a segment would wait for the listener's TCP ACK,
+        // which smoltcp delays (10 ms by default), once per window.
+        socket.set_nagle_enabled(false);
         let opening = self.sender.connect(self.now_us);
         self.epoch = opening.epoch;
         self.hello = opening.hello;
