@@ -145,6 +145,11 @@
 //!
 //! A device that reboots loses its RAM window with everything unacknowledged in it: to
 //! survive that, an application persists what it queued (and the session) itself.
+//!
+//! The window is a [`Batches`] store. [`Window`] copies each batch into caller storage, which
+//! suits a poll loop; a transport that owns its send buffers can keep them instead
+//! ([`Sender::queue_in`] pushes a batch its own way): transport-std's writer hands each full
+//! 64 KiB buffer over, which saved a copy per byte.
 
 mod receiver;
 mod sender;
