@@ -469,15 +469,7 @@ mod tests {
         }
     }
 
-    fn contents<S: Storage>(w: &Window<S>) -> Vec<(u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut b = w.front();
-        while let Some(batch) = b {
-            out.push((batch.count, w.frames(&batch, 0).to_vec()));
-            b = w.after(&batch);
-        }
-        out
-    }
+    use crate::harness::acked::batches as contents;
 
     #[test]
     fn batches_come_back_in_order_across_the_wrap() {

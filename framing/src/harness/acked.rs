@@ -198,6 +198,17 @@ pub struct Sim<W = Window<Vec<u8>>> {
     report: Report,
 }
 
+/// What a window holds, oldest batch first: each batch's message count and frames.
+pub fn batches<W: Batches>(w: &W) -> Vec<(u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut b = w.front();
+    while let Some(batch) = b {
+        out.push((batch.count, w.frames(&batch, 0).to_vec()));
+        b = w.after(&batch);
+    }
+    out
+}
+
 fn message(i: u64) -> Vec<u8> {
     let mut m = i.to_be_bytes().to_vec();
     m.extend(core::iter::repeat_n(0xa5, (i % 7) as usize));

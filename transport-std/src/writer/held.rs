@@ -240,7 +240,7 @@ impl Batches for Held {
 mod tests {
     use super::*;
     use buffstreams_framing::acked::QueueError;
-    use buffstreams_framing::harness::acked::{self, Action, Setup, Sim};
+    use buffstreams_framing::harness::acked::{self, Action, Setup, Sim, batches as contents};
     use proptest::prelude::*;
 
     fn held(max_bytes: usize, max_messages: u64) -> Held {
@@ -252,16 +252,6 @@ mod tests {
         b.extend_from_slice(bytes);
         b.extend(std::iter::repeat_n(0xdd, pad));
         (Arc::new(b.into_boxed_slice()), pad..pad + bytes.len())
-    }
-
-    fn contents(w: &Held) -> Vec<(u32, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut b = w.front();
-        while let Some(batch) = b {
-            out.push((batch.count, w.frames(&batch, 0).to_vec()));
-            b = w.after(&batch);
-        }
-        out
     }
 
     #[test]
