@@ -62,7 +62,8 @@ pub(crate) trait Sink {
 
     /// A buffer of `len` bytes for a full lane to continue in, when the sink would rather
     /// keep the full one than copy from it (then given to [`hand_over`](Self::hand_over));
-    /// `None` (the default): the lane sends from its buffer and keeps it.
+    /// `None` (the default): the lane sends from its buffer and keeps it. Asked only when
+    /// the bytes to send fill half the buffer at least.
     fn spare(&mut self, len: usize) -> Option<Box<[u8]>> {
         let _ = len;
         None
@@ -354,10 +355,16 @@ impl Lane {
                 // Full: the published frames go out in one write, this call's move to the front.
                 let mut sent = self.lock_tx();
                 let count = published.wrapping_sub(sent.frames);
-                // Nothing to send when a sender took every published byte meanwhile.
-                let pending = start > sent.bytes;
-                done.sent |= pending;
-                let spare = if pending { sink.spare(cap) } else { None };
+                // Nothing to send when a sender took every published byte meanwhile; the
+                // buffer is handed over only when they fill half of it at least (kept for
+                // less, it would hold more memory than frames).
+                let pending = start - sent.bytes;
+                done.sent |= pending > 0;
+                let spare = if pending >= cap / 2 && pending > 0 {
+                    sink.spare(cap)
+                } else {
+                    None
+                };
                 match spare.filter(|b| b.len() == cap).map(Buf::from_bytes) {
                     Some(next) => {
                         // SAFETY: `[start, len)` are this call's unpublished frames, written
@@ -373,7 +380,7 @@ impl Lane {
                         }
                     }
                     None => {
-                        if pending {
+                        if pending > 0 {
                             // SAFETY: `[sent, start)` is published (`start` is `committed`)
                             // and nobody else writes it; we hold `tx`, so no sender reads it
                             // meanwhile either.
