@@ -57,7 +57,8 @@ fn micros(d: Duration) -> u64 {
 }
 
 impl<H: LengthPrefix> Acked<H> {
-    pub(super) fn new(config: &WriterConfig) -> Self {
+    /// The mode's state for a writer whose lanes' buffers are `lane` bytes.
+    pub(super) fn new(config: &WriterConfig, lane: usize) -> Self {
         let (bytes, messages) = match config.window_full() {
             // At least one lane's batch, and the largest message, must fit an empty window.
             WindowFull::Block => {
@@ -74,7 +75,8 @@ impl<H: LengthPrefix> Acked<H> {
         let timeouts = SenderConfig::new()
             .with_welcome_timeout_us(micros(config.connect_timeout()))
             .with_silence_timeout_us(config.write_timeout().map_or(0, micros));
-        let spares = Arc::new(Spares::new(bytes.min(config.ack_window().0.max(LANE_CAP))));
+        let bound = bytes.min(config.ack_window().0.max(LANE_CAP));
+        let spares = Arc::new(Spares::new(lane, bound));
         Self {
             sender: Mutex::new(Sender::new(
                 config.framing(),

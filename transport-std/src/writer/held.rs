@@ -3,59 +3,65 @@
 //!
 //! A lane's full buffer (up to 64 KiB of frames, the hot path) is handed over whole and the
 //! lane continues in a spare one: the frames are not copied again. Other batches (the
-//! flusher's sends of part of a lane, a batch larger than a lane) are copied into a buffer of
-//! their own. Buffers of acknowledged batches become the spares.
+//! flusher's sends of part of a lane, `send`'s, a batch larger than a lane) are copied into a
+//! ring beside them. Lane buffers of acknowledged batches become the spares.
 //!
-//! framing's [`Window`](buffstreams_framing::acked::Window) would copy every batch into its
-//! ring; measured on the bench, that copy was most of what the acknowledged writer cost over
-//! the plain one (docs/PERFORMANCE.md).
+//! framing's [`Window`] alone would copy every batch into its ring; measured on the bench,
+//! that copy was most of what the acknowledged writer cost over the plain one
+//! (docs/PERFORMANCE.md).
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use buffstreams_framing::acked::{Batch, Batches, QueueError};
+use buffstreams_framing::acked::{Batch, Batches, QueueError, RECORD_LEN, Window};
 
 use crate::sync::relock;
 
 /// A buffer a batch was sent from, shared by the window and the thread writing it out.
 pub(crate) type Chunk = Arc<Box<[u8]>>;
 
-/// Buffers of acknowledged batches, for the lanes to continue in: kept while they and the
-/// window's buffers together stay within the window's bytes (acknowledgements free lanes in
-/// bursts, as many as the socket buffers held; without them each would be allocated anew and
-/// zeroed, which measured as much as the copy it replaces).
+/// Lane buffers of acknowledged batches, for the lanes to continue in: kept while they and
+/// the window's buffers together stay within the window's bytes (acknowledgements free lanes
+/// in bursts, as many as the socket buffers held; without them each would be allocated anew
+/// and zeroed, which measured as much as the copy it replaces). Other buffers (copies) are
+/// freed.
 #[derive(Debug)]
 pub(crate) struct Spares {
     kept: Mutex<Vec<Box<[u8]>>>,
+    /// The lanes' buffer size: the only size kept.
+    len: usize,
     bound: usize,
 }
 
 impl Spares {
-    /// Spares for a window of `bound` bytes.
-    pub(crate) fn new(bound: usize) -> Self {
+    /// Spares for lanes of `len` bytes and a window of `bound` bytes.
+    pub(crate) fn new(len: usize, bound: usize) -> Self {
         Self {
             kept: Mutex::new(Vec::new()),
+            len,
             bound,
         }
     }
 
-    /// A buffer of `len` bytes (of whatever they held before): a spare, or a new one.
+    /// A buffer of `len` bytes (of whatever they held before): a spare if it is a lane's
+    /// size, else a new one.
     pub(crate) fn take(&self, len: usize) -> Box<[u8]> {
-        let spare = {
-            let mut spares = relock(&self.kept);
-            let i = spares.iter().rposition(|b| b.len() == len);
-            i.map(|i| spares.swap_remove(i))
-        };
+        let spare = (len == self.len)
+            .then(|| relock(&self.kept).pop())
+            .flatten();
         spare.unwrap_or_else(|| vec![0; len].into_boxed_slice())
     }
 
-    /// Keeps `chunk` as a spare if nobody else holds it and it fits beside the `held` bytes
-    /// of buffers still in the window (else it is freed).
+    /// Keeps `chunk` as a spare if it is a lane's buffer, nobody else holds it, and it fits
+    /// beside the `held` bytes of buffers still in the window (else it is freed).
     pub(crate) fn recycle(&self, chunk: Chunk, held: usize) {
+        if chunk.len() != self.len {
+            return;
+        }
         if let Some(b) = Arc::into_inner(chunk) {
             let mut spares = relock(&self.kept);
-            let kept: usize = spares.iter().map(|s| s.len()).sum();
+            let kept = spares.len().saturating_mul(self.len);
             if held.saturating_add(kept).saturating_add(b.len()) <= self.bound {
                 spares.push(b);
             }
@@ -63,27 +69,58 @@ impl Spares {
     }
 }
 
-/// One batch: frames `range` of `chunk`, `count` of them.
+/// One batch, in wire order.
 #[derive(Debug)]
-struct Kept {
-    chunk: Chunk,
-    range: Range<usize>,
-    count: u32,
+enum Kept {
+    /// Copied into the ring of copies: its batch there.
+    Copied(Batch),
+    /// Frames `range` of a buffer kept as it is, `count` of them.
+    Buffer {
+        chunk: Chunk,
+        range: Range<usize>,
+        count: u32,
+    },
 }
 
-/// The window: batches in wire order, each in its own buffer. Bounded by the memory of those
-/// buffers (a handed-over lane counts whole, however little of it is the batch) and by
-/// messages.
+impl Kept {
+    fn count(&self) -> u32 {
+        match self {
+            Self::Copied(b) => b.count,
+            Self::Buffer { count, .. } => *count,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Copied(b) => b.len,
+            Self::Buffer { range, .. } => range.len(),
+        }
+    }
+
+    /// The memory it holds against the window's bytes.
+    fn memory(&self) -> usize {
+        match self {
+            Self::Copied(b) => b.len.saturating_add(RECORD_LEN),
+            Self::Buffer { chunk, .. } => chunk.len(),
+        }
+    }
+}
+
+/// The window: batches in wire order, each a lane's buffer kept as it is or a copy in a ring
+/// (framing's [`Window`] over a `Vec`: copies cost no allocation each, and leave in the order
+/// they came, as the batches do). Bounded by the memory of both (a handed-over lane counts
+/// whole, however little of it is the batch) and by messages.
 ///
 /// A batch's position ([`Batch::at`]) counts the batches pushed before it.
 #[derive(Debug)]
 pub(crate) struct Held {
     batches: VecDeque<Kept>,
+    copies: Window<Vec<u8>>,
     /// The position of the oldest batch.
     first: usize,
     messages: u64,
     frame_bytes: usize,
-    /// Bytes of the buffers held.
+    /// Bytes held: the buffers kept, and the copies with their records.
     memory: usize,
     max_bytes: usize,
     max_messages: u64,
@@ -96,6 +133,7 @@ impl Held {
     pub(crate) fn new(max_bytes: usize, max_messages: u64, spares: Arc<Spares>) -> Self {
         Self {
             batches: VecDeque::new(),
+            copies: Window::new(Vec::new(), max_bytes, u64::MAX),
             first: 0,
             messages: 0,
             frame_bytes: 0,
@@ -106,16 +144,15 @@ impl Held {
         }
     }
 
-    /// Why a batch of `len` bytes of frames in `memory` bytes of buffer, `count` of them,
-    /// cannot join now (`None`: it can).
-    fn refusal(&self, memory: usize, len: usize, count: u32) -> Option<QueueError> {
+    /// Why a batch of `count` messages holding `memory` bytes cannot join now (`None`: it
+    /// can).
+    fn refusal(&self, memory: usize, count: u32) -> Option<QueueError> {
         if count == 0 || memory > self.max_bytes || u64::from(count) > self.max_messages {
             return Some(QueueError::TooLarge);
         }
         let messages = self.messages.saturating_add(u64::from(count));
         let bytes = self.memory.saturating_add(memory);
-        (messages > self.max_messages || bytes > self.max_bytes || len > memory)
-            .then_some(QueueError::Full)
+        (messages > self.max_messages || bytes > self.max_bytes).then_some(QueueError::Full)
     }
 
     /// Appends the frames `range` of `chunk` (`count` whole frames) as one batch, keeping
@@ -132,34 +169,34 @@ impl Held {
         if range.start > range.end || range.end > chunk.len() {
             return Err(QueueError::TooLarge);
         }
-        if let Some(e) = self.refusal(chunk.len(), range.len(), count) {
+        if let Some(e) = self.refusal(chunk.len(), count) {
             return Err(e);
         }
-        let batch = Batch {
-            at: self.first.wrapping_add(self.batches.len()),
-            count,
-            len: range.len(),
-        };
-        self.messages = self.messages.saturating_add(u64::from(count));
-        self.frame_bytes = self.frame_bytes.saturating_add(range.len());
-        self.memory = self.memory.saturating_add(chunk.len());
-        self.batches.push_back(Kept {
+        Ok(self.push(Kept::Buffer {
             chunk,
             range,
             count,
-        });
-        Ok(batch)
+        }))
     }
 
-    fn get(&self, batch: &Batch) -> Option<&Kept> {
-        self.batches.get(batch.at.wrapping_sub(self.first))
+    fn push(&mut self, kept: Kept) -> Batch {
+        let batch = Batch {
+            at: self.first.wrapping_add(self.batches.len()),
+            count: kept.count(),
+            len: kept.len(),
+        };
+        self.messages = self.messages.saturating_add(u64::from(batch.count));
+        self.frame_bytes = self.frame_bytes.saturating_add(batch.len);
+        self.memory = self.memory.saturating_add(kept.memory());
+        self.batches.push_back(kept);
+        batch
     }
 
     fn batch(&self, i: usize) -> Option<Batch> {
         self.batches.get(i).map(|k| Batch {
             at: self.first.wrapping_add(i),
-            count: k.count,
-            len: k.range.len(),
+            count: k.count(),
+            len: k.len(),
         })
     }
 }
@@ -182,22 +219,25 @@ impl Batches for Held {
     }
 
     fn has_room(&self, len: usize, count: u32) -> bool {
-        self.refusal(len, len, count).is_none()
+        self.refusal(len.saturating_add(RECORD_LEN), count)
+            .is_none()
+            && self.copies.has_room(len, count)
     }
 
-    /// A copy, in a buffer of its own.
+    /// A copy, in the ring of copies.
     fn push_with(
         &mut self,
         len: usize,
         count: u32,
         fill: impl FnOnce(&mut [u8]),
     ) -> Result<Batch, QueueError> {
-        if let Some(e) = self.refusal(len, len, count) {
+        if let Some(e) = self.refusal(len.saturating_add(RECORD_LEN), count) {
             return Err(e);
         }
-        let mut copy = vec![0; len].into_boxed_slice();
-        fill(&mut copy);
-        self.push_chunk(Arc::new(copy), 0..len, count)
+        // The ring may lack room where the memory does not (its free space is in two pieces):
+        // `Full` then, until acknowledgements free its oldest copies.
+        let copied = self.copies.push_with(len, count, fill)?;
+        Ok(self.push(Kept::Copied(copied)))
     }
 
     fn tail(&self) -> Option<Batch> {
@@ -213,9 +253,13 @@ impl Batches for Held {
     }
 
     fn frames(&self, batch: &Batch, skip: usize) -> &[u8] {
-        self.get(batch)
-            .and_then(|k| k.chunk.get(k.range.start.saturating_add(skip)..k.range.end))
-            .unwrap_or_default()
+        match self.batches.get(batch.at.wrapping_sub(self.first)) {
+            Some(Kept::Copied(b)) => self.copies.frames(b, skip),
+            Some(Kept::Buffer { chunk, range, .. }) => chunk
+                .get(range.start.saturating_add(skip)..range.end)
+                .unwrap_or_default(),
+            None => &[],
+        }
     }
 
     fn pop_front(&mut self) {
@@ -223,10 +267,14 @@ impl Batches for Held {
             return;
         };
         self.first = self.first.wrapping_add(1);
-        self.messages = self.messages.saturating_sub(u64::from(k.count));
-        self.frame_bytes = self.frame_bytes.saturating_sub(k.range.len());
-        self.memory = self.memory.saturating_sub(k.chunk.len());
-        self.spares.recycle(k.chunk, self.memory);
+        self.messages = self.messages.saturating_sub(u64::from(k.count()));
+        self.frame_bytes = self.frame_bytes.saturating_sub(k.len());
+        self.memory = self.memory.saturating_sub(k.memory());
+        match k {
+            // Copies leave the ring in the order they came: this one is its oldest.
+            Kept::Copied(_) => self.copies.pop_front(),
+            Kept::Buffer { chunk, .. } => self.spares.recycle(chunk, self.memory),
+        }
     }
 
     fn clear(&mut self) {
@@ -244,7 +292,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn held(max_bytes: usize, max_messages: u64) -> Held {
-        Held::new(max_bytes, max_messages, Arc::new(Spares::new(max_bytes)))
+        Held::new(
+            max_bytes,
+            max_messages,
+            Arc::new(Spares::new(64, max_bytes)),
+        )
     }
 
     fn chunk(bytes: &[u8], pad: usize) -> (Chunk, Range<usize>) {
@@ -270,13 +322,16 @@ mod tests {
         );
         assert_eq!(
             (w.messages(), w.frame_bytes(), w.memory),
-            (8, 18, 18 + 3 + 5)
+            (8, 18, 18 + 3 + RECORD_LEN + 5)
         );
         assert_eq!(w.frames(&third, 2), &[3, 3, 3]);
         w.pop_front();
         assert_eq!(contents(&w), vec![(1, vec![2; 3]), (5, vec![3; 5])]);
         assert_eq!(w.frames(&third, 0), &[3; 5], "positions outlive the pop");
-        assert_eq!((w.messages(), w.frame_bytes(), w.memory), (6, 8, 8));
+        assert_eq!(
+            (w.messages(), w.frame_bytes(), w.memory),
+            (6, 8, 3 + RECORD_LEN + 5)
+        );
         w.clear();
         assert!(w.is_empty() && w.front().is_none() && w.tail().is_none());
         assert_eq!((w.messages(), w.frame_bytes(), w.memory), (0, 0, 0));
@@ -310,7 +365,7 @@ mod tests {
             Err(QueueError::TooLarge),
             "past the end"
         );
-        assert!(w.has_room(34, 9) && !w.has_room(35, 1) && !w.has_room(1, 10));
+        assert!(w.has_room(26, 9) && !w.has_room(27, 1) && !w.has_room(1, 10));
         assert_eq!(
             contents(&w),
             vec![(1, vec![1; 10])],
@@ -324,7 +379,7 @@ mod tests {
 
     #[test]
     fn acknowledged_buffers_become_spares_unless_still_shared() {
-        let spares = Arc::new(Spares::new(1 << 20));
+        let spares = Arc::new(Spares::new(64, 1 << 20));
         let mut w = Held::new(1 << 20, 100, spares.clone());
         let kept = buffer(7);
         let shared = kept.clone();
@@ -339,16 +394,48 @@ mod tests {
         );
         assert_eq!(&*spares.take(64), &[0u8; 64], "no spare left: a new buffer");
         drop(shared);
+        assert_eq!(spares.take(32).len(), 32);
+    }
+
+    #[test]
+    fn copies_share_a_ring_that_acknowledgements_empty() {
+        let mut w = held(64, 100);
+        let copy = |w: &mut Held, byte: u8| w.push_with(20, 1, |b| b.fill(byte));
+        copy(&mut w, 1).unwrap(); // 28 bytes with the ring's record
+        copy(&mut w, 2).unwrap();
+        assert_eq!(copy(&mut w, 3), Err(QueueError::Full), "56 + 28 > 64");
+        let (c, r) = chunk(&[4; 8], 0);
+        w.push_chunk(c, r, 1).unwrap(); // a buffer beside them: 64 in all
+        w.pop_front();
+        w.pop_front();
+        copy(&mut w, 5).unwrap();
+        copy(&mut w, 6).unwrap();
         assert_eq!(
-            spares.take(32).len(),
-            32,
-            "only buffers of the size asked for"
+            contents(&w),
+            vec![(1, vec![4; 8]), (1, vec![5; 20]), (1, vec![6; 20])]
         );
+        w.clear();
+        for byte in 7..9 {
+            copy(&mut w, byte).unwrap();
+        }
+        assert_eq!(w.memory, 56);
+    }
+
+    #[test]
+    fn only_lane_sized_buffers_are_kept() {
+        let spares = Arc::new(Spares::new(64, 1 << 20));
+        let mut w = Held::new(1 << 20, 100, spares.clone());
+        w.push_with(3, 1, |b| b.copy_from_slice(&[1, 2, 3]))
+            .unwrap(); // a copy
+        w.push_chunk(buffer(9), 0..64, 1).unwrap();
+        w.clear();
+        assert_eq!(relock(&spares.kept).len(), 1, "the copy is freed");
+        assert_eq!(&*spares.take(64), &[9u8; 64]);
     }
 
     #[test]
     fn spares_and_the_window_together_stay_within_its_bytes() {
-        let spares = Arc::new(Spares::new(200));
+        let spares = Arc::new(Spares::new(64, 200));
         let mut w = Held::new(200, 100, spares.clone());
         for byte in 1..=3 {
             w.push_chunk(buffer(byte), 0..64, 1).unwrap();

@@ -144,11 +144,14 @@ impl<H: LengthPrefix + Send + 'static> Writer<H> {
         let addr = resolve(addr)?;
         barrier::init();
         let waker = Arc::new(Waker::default());
-        let acked = config.acks().then(|| Arc::new(Acked::new(&config)));
+        let lanes = Lanes::with_cap(config.max_buffer(), lane_cap(&config), waker.clone());
+        let acked = config
+            .acks()
+            .then(|| Arc::new(Acked::new(&config, lanes.cap())));
         let shared = Arc::new(Shared {
             addr,
             encoder: Encoder::<H>::new(config.framing()),
-            lanes: Lanes::with_cap(config.max_buffer(), lane_cap(&config), waker.clone()),
+            lanes,
             config,
             waker,
             closed: AtomicBool::new(false),

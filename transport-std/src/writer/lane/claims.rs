@@ -89,6 +89,11 @@ impl Lanes {
         }
     }
 
+    /// The size of every lane's buffer.
+    pub(crate) fn cap(&self) -> usize {
+        self.lanes.first().map_or(LANE_CAP, |l| l.cap)
+    }
+
     /// Every lane, the shared one last.
     pub(crate) fn iter(&self) -> slice::Iter<'_, Lane> {
         self.lanes.iter()
