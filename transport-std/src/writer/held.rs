@@ -1,5 +1,5 @@
-//! The acknowledged writer's window: each batch kept in the buffer it was sent from, until the
-//! listener acknowledges it.
+//! The acknowledged writer's window: the batches sent and not yet acknowledged by the
+//! listener, most of them in the very buffers they were sent from.
 //!
 //! A lane's full buffer (up to 64 KiB of frames, the hot path) is handed over whole and the
 //! lane continues in a spare one: the frames are not copied again. Other batches (the
@@ -24,8 +24,7 @@ pub(crate) type Chunk = Arc<Box<[u8]>>;
 /// Lane buffers of acknowledged batches, for the lanes to continue in: kept while they and
 /// the window's buffers together stay within the window's bytes (acknowledgements free lanes
 /// in bursts, as many as the socket buffers held; without them each would be allocated anew
-/// and zeroed, which measured as much as the copy it replaces). Other buffers (copies) are
-/// freed.
+/// and zeroed, which measured as much as the copy it replaces).
 #[derive(Debug)]
 pub(crate) struct Spares {
     kept: Mutex<Vec<Box<[u8]>>>,

@@ -191,13 +191,14 @@ impl Lane {
             .is_ok()
     }
 
-    /// Allocates the buffer if there is none yet (when a thread claims the lane).
-    pub(crate) fn allocate(&self) {
+    /// Allocates the buffer if there is none yet: called by the lane's producer (or before
+    /// any thread uses the lane), holding `tx` as every change of the slot does.
+    fn allocate(&self) {
         let _tx = self.lock_tx();
-        // SAFETY: holding `tx`, and no producer replaces a buffer that is not there yet.
+        // SAFETY: holding `tx`: nobody replaces the buffer meanwhile.
         if unsafe { self.buf.get() }.is_none() {
-            // SAFETY: holding `tx`; a producer of the lane appends only after its own claim
-            // allocated (or found) the buffer, so nobody is appending.
+            // SAFETY: holding `tx`, and the caller is the producer (the only one who changes
+            // the slot) or nobody uses the lane yet.
             unsafe { self.buf.replace(Buf::new(self.cap)) };
         }
     }
