@@ -139,6 +139,10 @@ impl<H: LengthPrefix, S: Storage> Writer<H, S> {
     /// A reboot loses the window: an application that must not lose what it queued before a
     /// reboot keeps it (and the session) in persistent storage itself.
     ///
+    /// The writer turns Nagle's algorithm off on its socket when it connects: it waits for
+    /// the listener between windows, and a last short segment held back for the listener's
+    /// delayed TCP ACK would stall it once per window.
+    ///
     /// ```
     /// use buffstreams_framing::BigEndian;
     /// use buffstreams_framing::acked::{SessionId, Window};

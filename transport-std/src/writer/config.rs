@@ -225,6 +225,9 @@ impl WriterConfig {
     }
     /// The most the acknowledged mode keeps unacknowledged (default 8 MiB and 1,048,576
     /// messages, whichever comes first); see [`with_window_full`](Self::with_window_full).
+    /// The bytes are memory: a writing thread's full 64 KiB buffer is kept as it is until
+    /// acknowledged (not copied) and counts whole, and spare buffers kept for reuse count
+    /// too.
     pub const fn with_ack_window(mut self, bytes: usize, messages: u64) -> Self {
         self.window_bytes = at_least(bytes, 1);
         self.window_messages = if messages == 0 { 1 } else { messages };
