@@ -256,17 +256,19 @@ impl<S: Storage> Window<S> {
     }
 }
 
+// The counts and checks are also inherent methods (callable without the trait in scope):
+// the trait's are those.
 impl<S: Storage> Batches for Window<S> {
     fn capacity(&self) -> usize {
-        self.limit
+        Window::capacity(self)
     }
 
     fn messages(&self) -> u64 {
-        self.messages
+        Window::messages(self)
     }
 
     fn frame_bytes(&self) -> usize {
-        self.frame_bytes
+        Window::frame_bytes(self)
     }
 
     fn is_empty(&self) -> bool {
@@ -274,7 +276,7 @@ impl<S: Storage> Batches for Window<S> {
     }
 
     fn has_room(&self, len: usize, count: u32) -> bool {
-        self.place(len, count).is_ok()
+        Window::has_room(self, len, count)
     }
 
     /// Appends a batch of `len` bytes (`count` whole frames) that `fill` writes in place.
